@@ -1,0 +1,50 @@
+# Open-AutoGLM traffic monitor.
+#   make build   every binary into bin/
+#   make test    installs what the tests need, then runs every test (unit, integration, end to end)
+#   make bench   benchmarks that print tables
+#   make demo    the native quickstart
+
+GO        ?= go
+BIN       := bin
+PKG       := github.com/open-autoglm/autoglm-monitor
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
+             -X github.com/prometheus/common/version.Revision=$(REVISION) \
+             -X github.com/prometheus/common/version.Branch=$(BRANCH) \
+             -X github.com/prometheus/common/version.BuildUser=autoglm \
+             -X github.com/prometheus/common/version.BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+CMDS      := $(notdir $(wildcard cmd/*))
+TEST_TIMEOUT ?= 60m
+
+.PHONY: all build test test-deps bench demo generate lint clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+
+# Real Prometheus, Alertmanager, promtool and amtool from Debian, plus tracefs for eBPF.
+test-deps:
+	@./deploy/install-deps.sh
+
+test: test-deps build
+	AUTOGLM_REQUIRE_TOOLS=1 AUTOGLM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+bench: test-deps build
+	AUTOGLM_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+demo: build
+	@./deploy/demo.sh
+
+generate:
+	$(GO) generate ./...
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+clean:
+	rm -rf $(BIN)

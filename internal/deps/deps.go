@@ -1,0 +1,41 @@
+//go:build tools
+
+// Package deps pins the libraries the parts build on while they are written.
+package deps
+
+import (
+	_ "github.com/alecthomas/kingpin/v2"
+	_ "github.com/cenkalti/backoff/v5"
+	_ "github.com/cilium/ebpf"
+	_ "github.com/cilium/ebpf/link"
+	_ "github.com/cilium/ebpf/ringbuf"
+	_ "github.com/cilium/ebpf/rlimit"
+	_ "github.com/emersion/go-smtp"
+	_ "github.com/google/go-jsonnet"
+	_ "github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	_ "github.com/nxadm/tail"
+	_ "github.com/oklog/run"
+	_ "github.com/oklog/ulid/v2"
+	_ "github.com/prometheus/alertmanager/pkg/labels"
+	_ "github.com/prometheus/alertmanager/template"
+	_ "github.com/prometheus/client_golang/api"
+	_ "github.com/prometheus/client_golang/api/prometheus/v1"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/client_golang/prometheus/collectors/version"
+	_ "github.com/prometheus/client_golang/prometheus/promhttp"
+	_ "github.com/prometheus/client_golang/prometheus/testutil"
+	_ "github.com/prometheus/common/model"
+	_ "github.com/prometheus/common/promslog"
+	_ "github.com/prometheus/common/promslog/flag"
+	_ "github.com/prometheus/common/version"
+	_ "github.com/prometheus/exporter-toolkit/web"
+	_ "github.com/prometheus/exporter-toolkit/web/kingpinflag"
+	_ "github.com/prometheus/prometheus/model/rulefmt"
+	_ "github.com/prometheus/prometheus/promql/parser"
+	_ "github.com/wneessen/go-mail"
+	_ "go.etcd.io/bbolt"
+	_ "golang.org/x/time/rate"
+	_ "gonum.org/v1/gonum/optimize"
+	_ "gonum.org/v1/gonum/stat"
+	_ "gopkg.in/yaml.v3"
+)
