@@ -1,0 +1,108 @@
+// Package traffic holds the two shapes of data that flow through the
+// exporter: raw socket events captured in the kernel (Event) and finished
+// HTTP exchanges (Request) that the metrics are computed from. Capture
+// sources produce one or the other; nothing here ever carries prompt or
+// completion text beyond the bounded prefixes the parser reads and drops.
+package traffic
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Direction says which way bytes moved, seen from the observed server.
+type Direction uint8
+
+const (
+	// Ingress bytes were read by the server (the request side).
+	Ingress Direction = iota + 1
+	// Egress bytes were written by the server (the response side).
+	Egress
+)
+
+func (d Direction) String() string {
+	switch d {
+	case Ingress:
+		return "ingress"
+	case Egress:
+		return "egress"
+	}
+	return "unknown"
+}
+
+// Kind of a socket event.
+type Kind uint8
+
+const (
+	// Data carries bytes read or written on a tracked connection.
+	Data Kind = iota + 1
+	// Open announces a tracked connection (accepted, or first seen when it
+	// existed before the exporter started).
+	Open
+	// Close ends a connection; its id is never reused.
+	Close
+)
+
+// ConnID identifies one connection for its whole life. The kernel side
+// assigns a fresh id when it starts tracking a (pid, fd) pair, so fd reuse
+// after close yields a new id.
+type ConnID uint64
+
+// Event is one kernel observation on a tracked server socket.
+type Event struct {
+	Kind Kind
+	Conn ConnID
+	// Time is when the syscall completed (wall clock, converted from the kernel's monotonic clock).
+	Time time.Time
+	PID  uint32
+	FD   uint32
+	Dir  Direction
+	// Size is the number of bytes the syscall moved; Data holds at most a prefix of them.
+	Size uint32
+	// Data is the captured prefix. It is only valid during the callback; copy what you keep.
+	Data []byte
+	// Local and Remote are set on Open events when known.
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	// Truncated is set when Data is shorter than Size.
+	Truncated bool
+}
+
+// Request is one finished HTTP exchange, from whichever source saw it.
+type Request struct {
+	// Start is when the first request byte was read; End when the last response byte was written.
+	Start, End time.Time
+	// FirstByte is when the first response byte was written (zero if unknown).
+	FirstByte time.Time
+	// FirstToken is when the first SSE "data:" event was written (zero if not streaming or unknown).
+	FirstToken time.Time
+	Method     string
+	// Path is the request target without the query string; routes are derived from it later.
+	Path   string
+	Status int
+	// RequestBodySize and ResponseBodySize are body bytes, -1 if unknown.
+	RequestBodySize, ResponseBodySize int64
+	// Streaming is true for text/event-stream responses.
+	Streaming bool
+	// Model is the "model" field of the JSON request body (or response), "" if unseen.
+	Model string
+	// InputTokens and OutputTokens come from the response's "usage", -1 if absent.
+	InputTokens, OutputTokens int64
+	// Client is the peer address of the connection (or from the log line).
+	Client netip.Addr
+	// ServerPort is the local port the request arrived on.
+	ServerPort uint16
+	// ErrorType is set when the exchange failed without a status (e.g. "connection_reset", "timeout").
+	ErrorType string
+}
+
+// EventSource produces kernel events until ctx is cancelled.
+type EventSource interface {
+	Run(ctx context.Context, handle func(*Event)) error
+}
+
+// RequestSource produces finished requests until ctx is cancelled.
+type RequestSource interface {
+	Run(ctx context.Context, handle func(*Request)) error
+}
