@@ -1,0 +1,180 @@
+// Package stack starts and supervises the whole Open-AutoGLM chain on
+// loopback — simulator, exporter, Prometheus, rulegen, Alertmanager,
+// receiver and a mail catcher — for the native quickstart and the
+// end-to-end test, which therefore exercise the very same wiring.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Process is one supervised child process.
+type Process struct {
+	Name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error
+}
+
+// LogPath is where the process's stdout and stderr go.
+func (p *Process) LogPath() string { return p.logPath }
+
+// Exited reports whether the process has ended, and with which error.
+func (p *Process) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// start launches name with args, logging to dir/<name>.log.
+func start(dir, name, bin string, args []string, env []string) (*Process, error) {
+	logPath := filepath.Join(dir, name+".log")
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log of %s: %w", name, err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	// Own process group, so Ctrl-C in the terminal reaches us first and we stop children in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
+	}
+	p := &Process{Name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		_ = logf.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Stop sends SIGTERM and waits up to grace before killing.
+func (p *Process) Stop(grace time.Duration) error {
+	if exited, _ := p.Exited(); exited {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(grace):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+	return fmt.Errorf("%s did not stop within %s and was killed", p.Name, grace)
+}
+
+// Kill sends SIGKILL and waits for the process to end.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// tail returns the last n bytes of the process log, for error messages.
+func (p *Process) tail(n int64) string {
+	f, err := os.Open(p.logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := st.Size() - n
+	if off < 0 {
+		off = 0
+	}
+	b := make([]byte, st.Size()-off)
+	_, _ = f.ReadAt(b, off)
+	return string(b)
+}
+
+// waitHTTP polls url until it answers 200, the process dies, or timeout passes.
+func waitHTTP(ctx context.Context, p *Process, url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if exited, err := p.Exited(); exited {
+			return fmt.Errorf("%s exited (%v) before it was ready; last log lines:\n%s", p.Name, err, p.tail(2000))
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready at %s after %s; last log lines:\n%s", p.Name, url, timeout, p.tail(2000))
+}
+
+// portsFree checks that every named port on 127.0.0.1 can be bound.
+func portsFree(ports map[string]int) error {
+	var errs []error
+	for name, port := range ports {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("port %d (for %s) is already in use: stop whatever listens there, or pass another port", port, name))
+			continue
+		}
+		_ = l.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// group stops processes in reverse start order.
+type group struct {
+	mu    sync.Mutex
+	procs []*Process
+}
+
+func (g *group) add(p *Process) {
+	g.mu.Lock()
+	g.procs = append(g.procs, p)
+	g.mu.Unlock()
+}
+
+func (g *group) stopAll(grace time.Duration) error {
+	g.mu.Lock()
+	procs := g.procs
+	g.procs = nil
+	g.mu.Unlock()
+	var errs []error
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].Stop(grace); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
