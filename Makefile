@@ -37,7 +37,7 @@ bench: test-deps build
 	AUTOGLM_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
 
 demo: build
-	@./deploy/demo.sh
+	$(BIN)/autoglm-demo
 
 generate:
 	$(GO) generate ./...
