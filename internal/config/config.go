@@ -123,8 +123,12 @@ func (f *File) validate(root *yaml.Node) error {
 		if errors.As(err, &fe) {
 			fe.File = f.path
 			if root != nil && fe.Line == 0 {
-				if n := lookup(root, fe.Key); n != nil {
-					fe.Line = n.Line
+				// A missing key has no line: point at its nearest existing parent.
+				for k := fe.Key; k != ""; k = parentKey(k) {
+					if n := lookup(root, k); n != nil {
+						fe.Line = n.Line
+						break
+					}
 				}
 			}
 			errs = append(errs, fe)
@@ -238,6 +242,15 @@ func lookup(root *yaml.Node, path string) *yaml.Node {
 		n = next
 	}
 	return n
+}
+
+// parentKey drops the last segment of a key path ("a.b[1]" → "a.b", "a.b" → "a").
+func parentKey(key string) string {
+	i := strings.LastIndexAny(key, ".[")
+	if i < 0 {
+		return ""
+	}
+	return key[:i]
 }
 
 type pathPart string

@@ -1,0 +1,260 @@
+// Package dingtalk delivers notifications to a DingTalk custom robot
+// (群自定义机器人) webhook: markdown or actionCard messages, @mentions,
+// optional HMAC signing, splitting above the 20,000-byte limit and errcode
+// classification.
+package dingtalk
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
+	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
+)
+
+// MaxBytes is the robot's limit on a message text; 460101 above it.
+const MaxBytes = 20000
+
+// minSplit bounds re-splitting after a 460101 so the loop always ends.
+const minSplit = 2000
+
+// RateLimit is the documented 20 messages per minute per robot.
+const RateLimit = 20
+
+// Config of one robot.
+type Config struct {
+	// URL is the robot webhook with its access_token.
+	URL string
+	// Secret enables signing when set (the SEC... value of the robot's "加签").
+	Secret      string
+	AtMobiles   []string
+	AtUserIDs   []string
+	AtAll       bool
+	MessageType string // markdown (default) or actioncard
+	Timeout     time.Duration
+}
+
+// Notifier sends to one robot.
+type Notifier struct {
+	cfg         Config
+	tmpl        *tmpl.Templates
+	client      *http.Client
+	now         func() time.Time
+	externalURL string
+	maxBytes    int
+	sent        *chanhttp.Sent
+}
+
+// New returns a notifier; client and now default to http.DefaultClient and time.Now.
+func New(cfg Config, t *tmpl.Templates, client *http.Client, now func() time.Time, externalURL string) *Notifier {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if t == nil {
+		t = tmpl.New(tmpl.Options{})
+	}
+	return &Notifier{cfg: cfg, tmpl: t, client: client, now: now, externalURL: externalURL, maxBytes: MaxBytes, sent: chanhttp.NewSent(4096)}
+}
+
+type message struct {
+	MsgType    string      `json:"msgtype"`
+	Markdown   *markdown   `json:"markdown,omitempty"`
+	ActionCard *actionCard `json:"actionCard,omitempty"`
+	At         *at         `json:"at,omitempty"`
+}
+
+type markdown struct {
+	Title string `json:"title"`
+	Text  string `json:"text"`
+}
+
+type actionCard struct {
+	Title       string `json:"title"`
+	Text        string `json:"text"`
+	SingleTitle string `json:"singleTitle,omitempty"`
+	SingleURL   string `json:"singleURL,omitempty"`
+}
+
+type at struct {
+	AtMobiles []string `json:"atMobiles,omitempty"`
+	AtUserIDs []string `json:"atUserIds,omitempty"`
+	IsAtAll   bool     `json:"isAtAll,omitempty"`
+}
+
+type answer struct {
+	ErrCode int    `json:"errcode"`
+	ErrMsg  string `json:"errmsg"`
+}
+
+// Notify sends ns as one message (a digest when several), split into parts
+// when longer than the robot accepts.
+func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error {
+	if len(ns) == 0 {
+		return nil
+	}
+	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
+	title := n.tmpl.Render(ctx, tmpl.Title, d)
+	body := n.tmpl.Render(ctx, tmpl.Markdown, d)
+	// The robot only notifies a mentioned mobile when it also appears in the text.
+	var mentions string
+	for _, m := range n.cfg.AtMobiles {
+		mentions += " @" + m
+	}
+	for _, u := range n.cfg.AtUserIDs {
+		mentions += " @" + u
+	}
+	link := firstLink(d)
+	return n.sendSplit(ctx, ns, title, body, mentions, link, n.maxBytes)
+}
+
+func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, title, body, mentions, link string, limit int) error {
+	const partHeader = 32 // "(12/34)\n\n" and some slack
+	budget := limit - len(mentions) - len(title) - partHeader - 4
+	if budget < minSplit/2 {
+		budget = minSplit / 2
+	}
+	parts := chanhttp.Split(body, budget)
+	for i, p := range parts {
+		text := p
+		if len(parts) > 1 {
+			text = fmt.Sprintf("(%d/%d)\n\n%s", i+1, len(parts), p)
+		}
+		if mentions != "" {
+			text += "\n\n" + strings.TrimSpace(mentions)
+		}
+		// A retry after a failed part resends only the parts not yet accepted.
+		key := chanhttp.PartKey(ns, text)
+		if len(parts) > 1 && n.sent.Seen(key) {
+			continue
+		}
+		err := n.send(ctx, n.build(title, text, link))
+		if e, ok := err.(*notify.Error); ok && e.Code == "460101" && limit/2 >= minSplit {
+			// The robot counts differently than we do (e.g. after escaping):
+			// resend this and the remaining parts in smaller pieces.
+			return n.sendSplit(ctx, ns, title, strings.Join(parts[i:], ""), mentions, link, limit/2)
+		}
+		if err == nil && len(parts) > 1 {
+			n.sent.Mark(key)
+		}
+		if err != nil {
+			if len(parts) > 1 {
+				return wrapPart(err, i, len(parts))
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func wrapPart(err error, i, total int) error {
+	if e, ok := err.(*notify.Error); ok {
+		return &notify.Error{Class: e.Class, Code: e.Code, RetryAfter: e.RetryAfter, Err: fmt.Errorf("part %d/%d: %w", i+1, total, e.Err)}
+	}
+	return fmt.Errorf("part %d/%d: %w", i+1, total, err)
+}
+
+func (n *Notifier) build(title, text, link string) message {
+	m := message{MsgType: "markdown", Markdown: &markdown{Title: title, Text: text}}
+	if n.cfg.MessageType == "actioncard" {
+		m = message{MsgType: "actionCard", ActionCard: &actionCard{Title: title, Text: text}}
+		if link != "" {
+			m.ActionCard.SingleTitle = map[string]string{"zh": "查看详情", "en": "Details"}[n.tmpl.Language()]
+			m.ActionCard.SingleURL = link
+		}
+	}
+	if len(n.cfg.AtMobiles) > 0 || len(n.cfg.AtUserIDs) > 0 || n.cfg.AtAll {
+		m.At = &at{AtMobiles: n.cfg.AtMobiles, AtUserIDs: n.cfg.AtUserIDs, IsAtAll: n.cfg.AtAll}
+	}
+	return m
+}
+
+func firstLink(d *tmpl.Data) string {
+	for _, a := range d.Alerts {
+		if a.GeneratorURL != "" {
+			return a.GeneratorURL
+		}
+	}
+	return d.ExternalURL
+}
+
+func (n *Notifier) send(ctx context.Context, m message) error {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return &notify.Error{Class: notify.Permanent, Err: fmt.Errorf("encode message: %w", err)}
+	}
+	target, err := SignURL(n.cfg.URL, n.cfg.Secret, n.now())
+	if err != nil {
+		return &notify.Error{Class: notify.Config, Err: err}
+	}
+	r, err := chanhttp.PostJSON(ctx, n.client, target, body, n.cfg.Timeout)
+	if err != nil {
+		return err
+	}
+	if r.Status != http.StatusOK {
+		return chanhttp.StatusError(target, r)
+	}
+	var a answer
+	if err := json.Unmarshal(r.Body, &a); err != nil {
+		return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("%s: unreadable answer %q", chanhttp.Redact(target), chanhttp.Snippet(r.Body))}
+	}
+	return Classify(a.ErrCode, a.ErrMsg)
+}
+
+// Classify maps a robot errcode to a delivery outcome (nil for 0).
+func Classify(code int, msg string) error {
+	if code == 0 {
+		return nil
+	}
+	c := strconv.Itoa(code)
+	err := fmt.Errorf("dingtalk robot: %s", msg)
+	switch code {
+	case -1: // system busy
+		return &notify.Error{Class: notify.Retry, Code: c, Err: err}
+	case 130101, 410100: // sending too fast: at most 20 messages per minute
+		return &notify.Error{Class: notify.Retry, Code: c, RetryAfter: time.Minute, Err: err}
+	case 460101: // message too long: the caller splits and resends
+		return &notify.Error{Class: notify.Permanent, Code: c, Err: err}
+	case 300001, 300004, 300005, 310000, 400101, 400102, 400013, 400105:
+		// bad or unknown token, keyword/signature/IP check failed, robot disabled, group gone
+		return &notify.Error{Class: notify.Config, Code: c, Err: err}
+	}
+	return &notify.Error{Class: notify.Permanent, Code: c, Err: err}
+}
+
+// SignURL adds the timestamp and sign query parameters of a signed robot:
+// sign = urlencode(base64(HMAC-SHA256(secret, timestamp+"\n"+secret))).
+func SignURL(raw, secret string, now time.Time) (string, error) {
+	if secret == "" {
+		return raw, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("robot URL %s is invalid", chanhttp.Redact(raw))
+	}
+	ts := strconv.FormatInt(now.UnixMilli(), 10)
+	q := u.Query()
+	q.Set("timestamp", ts)
+	q.Set("sign", Sign(ts, secret))
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// Sign is base64(HMAC-SHA256(secret, timestamp + "\n" + secret)), before URL encoding.
+func Sign(timestampMillis, secret string) string {
+	h := hmac.New(sha256.New, []byte(secret))
+	h.Write([]byte(timestampMillis + "\n" + secret))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}

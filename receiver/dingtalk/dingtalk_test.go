@@ -1,0 +1,252 @@
+package dingtalk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
+	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
+	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
+)
+
+const (
+	token  = "tok-7f3a9c"
+	secret = "SECexample0123456789"
+)
+
+// A vector computed independently (Python hmac/base64/urllib) from the
+// algorithm in DingTalk's custom robot documentation.
+func TestSignVector(t *testing.T) {
+	if got := Sign("1700000000000", secret); got != "figG6qqCA/lRh0hsGCW2zNtNV5znkAFut5BI0zKhqnQ=" {
+		t.Fatalf("Sign = %s", got)
+	}
+	u, err := SignURL("https://oapi.dingtalk.com/robot/send?access_token=T", secret, time.UnixMilli(1700000000000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(u, "sign=figG6qqCA%2FlRh0hsGCW2zNtNV5znkAFut5BI0zKhqnQ%3D") || !strings.Contains(u, "timestamp=1700000000000") || !strings.Contains(u, "access_token=T") {
+		t.Fatalf("SignURL = %s", u)
+	}
+}
+
+func TestNotifyAgainstFakeRobot(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		cfg        func(fake *providertest.DingTalk) Config
+		ns         []*notify.Notification
+		wantParts  int
+		wantClass  notify.Class
+		wantCode   string
+		wantErr    bool
+		wantInText []string
+	}{
+		{
+			name: "signed markdown with mentions",
+			cfg: func(f *providertest.DingTalk) Config {
+				return Config{URL: f.URL(), Secret: secret, AtMobiles: []string{"13800000000"}}
+			},
+			ns:         []*notify.Notification{fixture.Notification("LLMHighErrorRate", 2, 200)},
+			wantParts:  1,
+			wantInText: []string{"LLMHighErrorRate", "@13800000000", "http://prometheus:9090/graph", "http://grafana:3000/d/autoglm"},
+		},
+		{
+			name:      "wrong secret is a configuration error",
+			cfg:       func(f *providertest.DingTalk) Config { return Config{URL: f.URL(), Secret: "SECwrong"} },
+			ns:        []*notify.Notification{fixture.Notification("A", 1, 10)},
+			wantErr:   true,
+			wantClass: notify.Config, wantCode: "310000",
+		},
+		{
+			name: "unknown token is a configuration error",
+			cfg: func(f *providertest.DingTalk) Config {
+				return Config{URL: strings.Replace(f.URL(), token, "nope", 1), Secret: secret}
+			},
+			ns:        []*notify.Notification{fixture.Notification("A", 1, 10)},
+			wantErr:   true,
+			wantClass: notify.Config, wantCode: "300005",
+		},
+		{
+			name:       "oversize digest is split on rune and line boundaries",
+			cfg:        func(f *providertest.DingTalk) Config { return Config{URL: f.URL(), Secret: secret} },
+			ns:         []*notify.Notification{fixture.Notification("A", 40, 30000), fixture.Notification("B", 10, 9000)},
+			wantParts:  3,
+			wantInText: []string{"(1/3)", "(3/3)"},
+		},
+		{
+			name: "actioncard links to the source",
+			cfg: func(f *providertest.DingTalk) Config {
+				return Config{URL: f.URL(), MessageType: "actioncard", Secret: secret}
+			},
+			ns:         []*notify.Notification{fixture.Notification("A", 1, 10)},
+			wantParts:  1,
+			wantInText: []string{"[P1]"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := providertest.NewDingTalk(t, token, secret)
+			n := New(tc.cfg(fake), tmpl.New(tmpl.Options{}), nil, nil, "")
+			err := n.Notify(context.Background(), tc.ns...)
+			if tc.wantErr {
+				class, code, _ := notify.Classify(err)
+				if err == nil || class != tc.wantClass || code != tc.wantCode {
+					t.Fatalf("err = %v (class %s code %s), want %s %s", err, class, code, tc.wantClass, tc.wantCode)
+				}
+				if strings.Contains(err.Error(), token) || strings.Contains(err.Error(), "SECwrong") {
+					t.Fatalf("error leaks a secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("notify: %v", err)
+			}
+			msgs := fake.Messages()
+			if len(msgs) != tc.wantParts {
+				t.Fatalf("accepted %d messages, want %d", len(msgs), tc.wantParts)
+			}
+			var all string
+			for _, m := range msgs {
+				c := m.Content()
+				if len(c) > MaxBytes || !utf8.ValidString(c) {
+					t.Errorf("message of %d bytes, valid utf-8 %v", len(c), utf8.ValidString(c))
+				}
+				all += c
+			}
+			for _, w := range tc.wantInText {
+				if !strings.Contains(all, w) {
+					t.Errorf("messages miss %q", w)
+				}
+			}
+			if strings.Contains(tc.name, "mentions") && (msgs[0].At == nil || msgs[0].At.AtMobiles[0] != "13800000000") {
+				t.Errorf("at = %+v", msgs[0].At)
+			}
+			if strings.Contains(tc.name, "actioncard") && (msgs[0].ActionCard == nil || msgs[0].ActionCard.SingleURL != "http://prometheus:9090/graph?g0.expr=x") {
+				t.Errorf("action card = %+v", msgs[0].ActionCard)
+			}
+			if strings.Contains(tc.name, "digest") {
+				if !strings.Contains(all, "] A") || !strings.Contains(all, "] B") {
+					t.Error("digest misses a group")
+				}
+				for i, m := range msgs[:len(msgs)-1] {
+					if !strings.HasSuffix(m.Content(), "\n") {
+						t.Errorf("part %d does not end on a line", i)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestRateLimitAndRecovery(t *testing.T) {
+	fake := providertest.NewDingTalk(t, token, "")
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	fake.SetNow(func() time.Time { return now })
+	n := New(Config{URL: fake.URL()}, nil, nil, func() time.Time { return now }, "")
+	for i := 0; i < RateLimit; i++ {
+		if err := n.Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	err := n.Notify(context.Background(), fixture.Notification("A", 1, 10))
+	class, code, after := notify.Classify(err)
+	if class != notify.Retry || code != "130101" || after != time.Minute {
+		t.Fatalf("21st message: %v (class %s code %s after %s)", err, class, code, after)
+	}
+	now = now.Add(61 * time.Second)
+	if err := n.Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
+		t.Fatalf("after a minute: %v", err)
+	}
+	if got := len(fake.Messages()); got != RateLimit+1 {
+		t.Fatalf("accepted %d", got)
+	}
+}
+
+func TestRobotSaysTooLongAfterOurSplit(t *testing.T) {
+	fake := providertest.NewDingTalk(t, token, "")
+	fake.MaxBytes = 6000 // the robot counts more strictly than our split
+	n := New(Config{URL: fake.URL()}, nil, nil, nil, "")
+	if err := n.Notify(context.Background(), fixture.Notification("A", 30, 15000)); err != nil {
+		t.Fatalf("notify: %v", err)
+	}
+	msgs := fake.Messages()
+	if len(msgs) < 3 {
+		t.Fatalf("expected a re-split into >= 3 parts, got %d", len(msgs))
+	}
+	for _, m := range msgs {
+		if len(m.Content()) > 6000 {
+			t.Errorf("part of %d bytes accepted", len(m.Content()))
+		}
+	}
+}
+
+func TestFailuresAreClassifiedAndRedacted(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		fail      providertest.Failure
+		wantClass notify.Class
+		wantCode  string
+	}{
+		{"busy", providertest.Failure{Status: 200, Body: `{"errcode":-1,"errmsg":"系统繁忙"}`}, notify.Retry, "-1"},
+		{"gateway down", providertest.Failure{Status: 502, Body: "bad gateway"}, notify.Retry, "502"},
+		{"keyword missing", providertest.Failure{Status: 200, Body: `{"errcode":310000,"errmsg":"keywords not in content"}`}, notify.Config, "310000"},
+		{"unsafe link", providertest.Failure{Status: 200, Body: `{"errcode":430102,"errmsg":"含有不安全的外链"}`}, notify.Permanent, "430102"},
+		{"garbage", providertest.Failure{Status: 200, Body: `<html>`}, notify.Retry, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := providertest.NewDingTalk(t, token, secret)
+			fake.FailNext(tc.fail)
+			n := New(Config{URL: fake.URL(), Secret: secret}, nil, nil, nil, "")
+			err := n.Notify(context.Background(), fixture.Notification("A", 1, 10))
+			class, code, _ := notify.Classify(err)
+			if class != tc.wantClass || code != tc.wantCode {
+				t.Fatalf("got %v (class %s code %q)", err, class, code)
+			}
+			msg := err.Error()
+			for _, s := range []string{token, secret, "sign=", "timestamp="} {
+				if strings.Contains(msg, s) {
+					t.Errorf("error %q leaks %q", msg, s)
+				}
+			}
+		})
+	}
+	// Transport errors carry the URL inside *url.Error; it must be redacted too.
+	n := New(Config{URL: "http://127.0.0.1:1/robot/send?access_token=" + token, Secret: secret}, nil, nil, nil, "")
+	err := n.Notify(context.Background(), fixture.Notification("A", 1, 10))
+	var ue *url.Error
+	if err == nil || strings.Contains(err.Error(), token) || errors.As(err, &ue) {
+		t.Fatalf("transport error %v leaks or keeps the URL", err)
+	}
+	if class, _, _ := notify.Classify(err); class != notify.Retry {
+		t.Fatalf("transport error class %s", class)
+	}
+}
+
+func TestRetryResendsOnlyMissingParts(t *testing.T) {
+	fake := providertest.NewDingTalk(t, token, "")
+	n := New(Config{URL: fake.URL()}, nil, nil, nil, "")
+	big := fixture.Notification("A", 40, 45000) // three parts
+	// Part 2 hits the rate limit; parts 1 was accepted.
+	fake.FailNext(providertest.Failure{}, providertest.Failure{Status: 200, Body: `{"errcode":130101,"errmsg":"send too fast"}`})
+	err := n.Notify(context.Background(), big)
+	if c, code, _ := notify.Classify(err); c != notify.Retry || code != "130101" || !strings.Contains(err.Error(), "part 2/3") {
+		t.Fatalf("got %v", err)
+	}
+	if err := n.Notify(context.Background(), big); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	msgs := fake.Messages()
+	if len(msgs) != 3 {
+		t.Fatalf("accepted %d parts, want 3 (no duplicate of part 1)", len(msgs))
+	}
+	for i, m := range msgs {
+		if !strings.HasPrefix(m.Content(), fmt.Sprintf("(%d/3)", i+1)) {
+			t.Errorf("part %d starts %q", i, m.Content()[:10])
+		}
+	}
+}

@@ -1,0 +1,171 @@
+package tmpl
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	amtemplate "github.com/prometheus/alertmanager/template"
+
+	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+)
+
+func fixture(name, status string) *notify.Notification {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	return &notify.Notification{
+		ID: "id-" + name, GroupKey: "{}:{alertname=\"" + name + "\"}", Priority: notify.P1, Route: "critical",
+		Data: &amtemplate.Data{
+			Receiver: "autoglm", Status: status,
+			Alerts: amtemplate.Alerts{{
+				Status: status, StartsAt: start, GeneratorURL: "http://prom:9090/graph?g0.expr=up",
+				Labels:      amtemplate.KV{"alertname": name, "severity": "critical", "http_route": "/v1/chat/completions"},
+				Annotations: amtemplate.KV{"summary": "错误率 12% 超过阈值", "dashboard_url": "http://grafana/d/llm", "runbook_url": "http://runbook/x"},
+			}},
+			GroupLabels:       amtemplate.KV{"alertname": name},
+			CommonLabels:      amtemplate.KV{"alertname": name, "severity": "critical"},
+			CommonAnnotations: amtemplate.KV{"summary": "错误率 12% 超过阈值"},
+			ExternalURL:       "http://am:9093",
+		},
+	}
+}
+
+func TestBuiltinsRenderEveryNameInBothLanguages(t *testing.T) {
+	for _, lang := range []string{"zh", "en"} {
+		for _, name := range Names {
+			t.Run(lang+"/"+name, func(t *testing.T) {
+				var failures []Failure
+				tp := New(Options{Language: lang, Reporter: func(f Failure) { failures = append(failures, f) }})
+				d := NewData(lang, "", fixture("LLMHighErrorRate", "firing"))
+				var out string
+				if name == EmailHTML {
+					out = tp.RenderHTML(context.Background(), name, d)
+				} else {
+					out = tp.Render(context.Background(), name, d)
+				}
+				if len(failures) > 0 {
+					t.Fatalf("built-in failed: %v", failures)
+				}
+				if !strings.Contains(out, "LLMHighErrorRate") || !strings.Contains(out, "P1") {
+					t.Errorf("output misses alert name or priority:\n%s", out)
+				}
+				wantWord := map[string]string{"zh": "告警", "en": "FIRING"}[lang]
+				if !strings.Contains(out, wantWord) {
+					t.Errorf("output misses %q:\n%s", wantWord, out)
+				}
+				if name == Markdown || name == Text || name == EmailText || name == EmailHTML {
+					for _, link := range []string{"http://prom:9090/graph", "http://grafana/d/llm", "http://runbook/x"} {
+						if !strings.Contains(out, link) {
+							t.Errorf("output misses link %s:\n%s", link, out)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestDigestListsEveryGroup(t *testing.T) {
+	tp := New(Options{Language: "en"})
+	ns := []*notify.Notification{fixture("A", "firing"), fixture("B", "resolved"), fixture("C", "firing")}
+	ns[1].Priority = notify.P2
+	d := NewData("en", "", ns...)
+	if !d.Digest || len(d.Groups) != 3 || len(d.Alerts) != 3 || d.Status != "firing" || d.Priority != notify.P1 {
+		t.Fatalf("digest data wrong: digest=%v groups=%d alerts=%d status=%s prio=%s", d.Digest, len(d.Groups), len(d.Alerts), d.Status, d.Priority)
+	}
+	md := tp.Render(context.Background(), Markdown, d)
+	for _, want := range []string{"Alert digest (3 notifications)", "] A", "] B", "] C", "RESOLVED"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("digest markdown misses %q:\n%s", want, md)
+		}
+	}
+	if title := tp.Render(context.Background(), Title, d); !strings.Contains(title, "3 notifications") {
+		t.Errorf("digest title = %q", title)
+	}
+}
+
+func TestOverridesAndFallback(t *testing.T) {
+	n := fixture("X", "firing")
+	for _, tc := range []struct {
+		name            string
+		channel, route  string
+		want            string
+		wantFailSources []string
+	}{
+		{"channel override", "C:{{ .Name }}", "", "C:X", nil},
+		{"route wins over channel", "C:{{ .Name }}", "R:{{ .Name }}", "R:X", nil},
+		{"bad route falls back to channel", "C:{{ .Name }}", "R:{{ .Nope.Deeper }}", "C:X", []string{"route"}},
+		{"parse error falls back to builtin", "{{ .Name ", "", "[P1][告警:1] X", []string{"channel"}},
+		{"exec error in both falls back to builtin", "{{ index .Alerts 5 }}", "{{ template \"missing\" }}", "[P1][告警:1] X", []string{"route", "channel"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			tp := New(Options{Overrides: map[string]string{Title: tc.channel}})
+			ctx := WithReporter(context.Background(), func(f Failure) {
+				if f.Err == nil || f.Template != Title {
+					t.Errorf("bad failure %+v", f)
+				}
+				got = append(got, f.Source)
+			})
+			if tc.route != "" {
+				ctx = WithRouteTemplates(ctx, map[string]string{Title: tc.route})
+			}
+			if out := tp.Render(ctx, Title, NewData("zh", "", n)); out != tc.want {
+				t.Errorf("got %q, want %q", out, tc.want)
+			}
+			if !slices.Equal(got, tc.wantFailSources) {
+				t.Errorf("failures from %v, want %v", got, tc.wantFailSources)
+			}
+		})
+	}
+}
+
+func TestTruncateKeepsRunes(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"abc", 5, "abc"},
+		{"abcdef", 4, "abc…"},
+		{"服务错误率过高", 4, "服务错…"},
+		{"服务", 2, "服务"},
+		{"服务", 1, "…"},
+		{"x", 0, ""},
+	} {
+		if got := Truncate(tc.in, tc.n); got != tc.want {
+			t.Errorf("Truncate(%q,%d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+	s := strings.Repeat("告警", 10)
+	for n := 0; n <= len(s); n++ {
+		got := TruncateBytes(s, n)
+		if len(got) > n || !utf8.ValidString(got) || !strings.HasPrefix(s, got) || n-len(got) >= 3 {
+			t.Fatalf("TruncateBytes(%d) = %q", n, got)
+		}
+	}
+}
+
+// Config parses templates with a stand-in for our functions; keep the lists in step.
+func TestConfigKnowsEveryFunction(t *testing.T) {
+	tp := New(Options{})
+	for name := range tp.funcs {
+		if _, ok := amtemplate.DefaultFuncs[name]; ok {
+			continue
+		}
+		if !slices.Contains(config.TemplateExtraFuncs, name) {
+			t.Errorf("function %q is missing from config.TemplateExtraFuncs", name)
+		}
+	}
+	for _, name := range config.TemplateExtraFuncs {
+		if _, ok := tp.funcs[name]; !ok {
+			t.Errorf("config lists %q but tmpl does not provide it", name)
+		}
+	}
+	if !slices.Equal(config.TemplateNames, Names) {
+		t.Errorf("config.TemplateNames %v != tmpl.Names %v", config.TemplateNames, Names)
+	}
+}

@@ -1,0 +1,188 @@
+// Package wecom delivers notifications to a WeCom (企业微信) group robot
+// webhook: markdown (≤ 4096 bytes) or text (≤ 2048 bytes) messages,
+// mentioned_mobile_list, splitting and errcode classification.
+package wecom
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
+	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
+)
+
+// Content limits of the robot, in bytes of UTF-8.
+const (
+	MaxMarkdownBytes = 4096
+	MaxTextBytes     = 2048
+)
+
+// RateLimit is the documented 20 messages per minute per robot.
+const RateLimit = 20
+
+// minSplit bounds re-splitting after a 40058.
+const minSplit = 512
+
+// Config of one robot.
+type Config struct {
+	// URL is the robot webhook with its key.
+	URL                 string
+	MessageType         string // markdown (default) or text
+	MentionedMobileList []string
+	Timeout             time.Duration
+}
+
+// Notifier sends to one robot.
+type Notifier struct {
+	cfg         Config
+	tmpl        *tmpl.Templates
+	client      *http.Client
+	externalURL string
+	sent        *chanhttp.Sent
+}
+
+// New returns a notifier; client defaults to http.DefaultClient.
+func New(cfg Config, t *tmpl.Templates, client *http.Client, externalURL string) *Notifier {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	if t == nil {
+		t = tmpl.New(tmpl.Options{})
+	}
+	return &Notifier{cfg: cfg, tmpl: t, client: client, externalURL: externalURL, sent: chanhttp.NewSent(4096)}
+}
+
+type message struct {
+	MsgType  string    `json:"msgtype"`
+	Markdown *content  `json:"markdown,omitempty"`
+	Text     *textBody `json:"text,omitempty"`
+}
+
+type content struct {
+	Content string `json:"content"`
+}
+
+type textBody struct {
+	Content             string   `json:"content"`
+	MentionedMobileList []string `json:"mentioned_mobile_list,omitempty"`
+}
+
+// Notify sends ns as one message (a digest when several), split into parts
+// when longer than the robot accepts.
+func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error {
+	if len(ns) == 0 {
+		return nil
+	}
+	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
+	title := n.tmpl.Render(ctx, tmpl.Title, d)
+	if n.cfg.MessageType == "text" {
+		body := title + "\n" + n.tmpl.Render(ctx, tmpl.Text, d)
+		return n.sendSplit(ctx, ns, body, MaxTextBytes, true)
+	}
+	body := "## " + title + "\n" + n.tmpl.Render(ctx, tmpl.Markdown, d)
+	if err := n.sendSplit(ctx, ns, body, MaxMarkdownBytes, false); err != nil {
+		return err
+	}
+	if len(n.cfg.MentionedMobileList) > 0 {
+		// Markdown messages cannot mention by mobile; a short text does.
+		return n.send(ctx, message{MsgType: "text", Text: &textBody{Content: tmpl.Truncate(title, 200), MentionedMobileList: n.cfg.MentionedMobileList}})
+	}
+	return nil
+}
+
+func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, body string, limit int, text bool) error {
+	const partHeader = 16
+	parts := chanhttp.Split(body, limit-partHeader)
+	for i, p := range parts {
+		if len(parts) > 1 {
+			p = fmt.Sprintf("(%d/%d)\n%s", i+1, len(parts), p)
+		}
+		m := message{MsgType: "markdown", Markdown: &content{Content: p}}
+		if text {
+			m = message{MsgType: "text", Text: &textBody{Content: p}}
+			if i == len(parts)-1 {
+				m.Text.MentionedMobileList = n.cfg.MentionedMobileList
+			}
+		}
+		// A retry after a failed part resends only the parts not yet accepted.
+		key := chanhttp.PartKey(ns, p)
+		if len(parts) > 1 && n.sent.Seen(key) {
+			continue
+		}
+		err := n.send(ctx, m)
+		var e *notify.Error
+		if errors.As(err, &e) && e.Code == "40058" && limit/2 >= minSplit {
+			return n.sendSplit(ctx, ns, joinRest(parts[i:]), limit/2, text)
+		}
+		if err == nil && len(parts) > 1 {
+			n.sent.Mark(key)
+		}
+		if err != nil {
+			if len(parts) > 1 && e != nil {
+				return &notify.Error{Class: e.Class, Code: e.Code, RetryAfter: e.RetryAfter, Err: fmt.Errorf("part %d/%d: %w", i+1, len(parts), e.Err)}
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func joinRest(parts []string) string {
+	out := ""
+	for _, p := range parts {
+		out += p
+	}
+	return out
+}
+
+type answer struct {
+	ErrCode int    `json:"errcode"`
+	ErrMsg  string `json:"errmsg"`
+}
+
+func (n *Notifier) send(ctx context.Context, m message) error {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return &notify.Error{Class: notify.Permanent, Err: fmt.Errorf("encode message: %w", err)}
+	}
+	r, err := chanhttp.PostJSON(ctx, n.client, n.cfg.URL, body, n.cfg.Timeout)
+	if err != nil {
+		return err
+	}
+	if r.Status != http.StatusOK {
+		return chanhttp.StatusError(n.cfg.URL, r)
+	}
+	var a answer
+	if err := json.Unmarshal(r.Body, &a); err != nil {
+		return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("%s: unreadable answer %q", chanhttp.Redact(n.cfg.URL), chanhttp.Snippet(r.Body))}
+	}
+	return Classify(a.ErrCode, a.ErrMsg)
+}
+
+// Classify maps a robot errcode to a delivery outcome (nil for 0).
+func Classify(code int, msg string) error {
+	if code == 0 {
+		return nil
+	}
+	c := strconv.Itoa(code)
+	// WeCom echoes a hint URL in errmsg; it holds no secret but is noise.
+	err := fmt.Errorf("wecom robot: %s", msg)
+	switch code {
+	case -1: // system busy
+		return &notify.Error{Class: notify.Retry, Code: c, Err: err}
+	case 45009, 45033: // API frequency / concurrency limit
+		return &notify.Error{Class: notify.Retry, Code: c, RetryAfter: time.Minute, Err: err}
+	case 40058: // content too long: the caller splits and resends
+		return &notify.Error{Class: notify.Permanent, Code: c, Err: err}
+	case 93000, 93004, 93008, 40014, 42001, 41001:
+		// invalid webhook key, robot disabled, not in the group, bad or missing credential
+		return &notify.Error{Class: notify.Config, Code: c, Err: err}
+	}
+	return &notify.Error{Class: notify.Permanent, Code: c, Err: err}
+}

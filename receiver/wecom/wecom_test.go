@@ -1,0 +1,130 @@
+package wecom
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
+	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
+	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
+)
+
+const key = "k-693b-secret"
+
+func TestNotifyAgainstFakeRobot(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cfg       Config
+		ns        []*notify.Notification
+		wantMsgs  int
+		wantType  string
+		limit     int
+		wantWords []string
+	}{
+		{"markdown", Config{}, []*notify.Notification{fixture.Notification("LLMHighLatency", 2, 100)}, 1, "markdown", MaxMarkdownBytes, []string{"LLMHighLatency", "http://grafana:3000/d/autoglm"}},
+		{"markdown with mentions adds a text", Config{MentionedMobileList: []string{"13800000000"}}, []*notify.Notification{fixture.Notification("A", 1, 10)}, 2, "", MaxMarkdownBytes, nil},
+		{"text split at 2048 bytes", Config{MessageType: "text", MentionedMobileList: []string{"@all"}}, []*notify.Notification{fixture.Notification("A", 10, 5000)}, 5, "text", MaxTextBytes, []string{"(1/5)", "(5/5)"}},
+		{"markdown digest split at 4096 bytes", Config{}, []*notify.Notification{fixture.Notification("A", 10, 6000), fixture.Notification("B", 3, 1000)}, 3, "markdown", MaxMarkdownBytes, []string{"] A", "] B"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := providertest.NewWeCom(t, key)
+			cfg := tc.cfg
+			cfg.URL = fake.URL()
+			if err := New(cfg, tmpl.New(tmpl.Options{Language: "en"}), nil, "").Notify(context.Background(), tc.ns...); err != nil {
+				t.Fatalf("notify: %v", err)
+			}
+			msgs := fake.Messages()
+			if len(msgs) != tc.wantMsgs {
+				t.Fatalf("accepted %d, want %d", len(msgs), tc.wantMsgs)
+			}
+			var all string
+			for _, m := range msgs {
+				if tc.wantType != "" && m.MsgType != tc.wantType {
+					t.Errorf("msgtype %s", m.MsgType)
+				}
+				if len(m.Content()) > tc.limit || !utf8.ValidString(m.Content()) {
+					t.Errorf("bad part: %d bytes", len(m.Content()))
+				}
+				all += m.Content()
+			}
+			for _, w := range tc.wantWords {
+				if !strings.Contains(all, w) {
+					t.Errorf("messages miss %q", w)
+				}
+			}
+			if len(tc.cfg.MentionedMobileList) > 0 {
+				last := msgs[len(msgs)-1]
+				if last.Text == nil || strings.Join(last.Text.MentionedMobileList, ",") != strings.Join(tc.cfg.MentionedMobileList, ",") {
+					t.Errorf("last message does not mention %v: %+v", tc.cfg.MentionedMobileList, last)
+				}
+			}
+		})
+	}
+}
+
+func TestErrorsAreClassified(t *testing.T) {
+	t.Run("bad key", func(t *testing.T) {
+		fake := providertest.NewWeCom(t, key)
+		err := New(Config{URL: strings.Replace(fake.URL(), key, "other", 1)}, nil, nil, "").Notify(context.Background(), fixture.Notification("A", 1, 10))
+		if c, code, _ := notify.Classify(err); c != notify.Config || code != "93000" {
+			t.Fatalf("got %v", err)
+		}
+		if strings.Contains(err.Error(), "other") {
+			t.Fatalf("error leaks the key: %v", err)
+		}
+	})
+	t.Run("rate limit", func(t *testing.T) {
+		fake := providertest.NewWeCom(t, key)
+		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		fake.SetNow(func() time.Time { return now })
+		n := New(Config{URL: fake.URL()}, nil, nil, "")
+		for i := 0; i < RateLimit; i++ {
+			if err := n.Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := n.Notify(context.Background(), fixture.Notification("A", 1, 10))
+		if c, code, after := notify.Classify(err); c != notify.Retry || code != "45009" || after != time.Minute {
+			t.Fatalf("got %v", err)
+		}
+	})
+	for _, tc := range []struct {
+		body      string
+		status    int
+		wantClass notify.Class
+	}{
+		{`{"errcode":-1,"errmsg":"system busy"}`, 200, notify.Retry},
+		{`{"errcode":93004,"errmsg":"robot disabled"}`, 200, notify.Config},
+		{`{"errcode":40008,"errmsg":"invalid message type"}`, 200, notify.Permanent},
+		{`oops`, 503, notify.Retry},
+	} {
+		fake := providertest.NewWeCom(t, key)
+		fake.FailNext(providertest.Failure{Status: tc.status, Body: tc.body})
+		err := New(Config{URL: fake.URL()}, nil, nil, "").Notify(context.Background(), fixture.Notification("A", 1, 10))
+		if c, _, _ := notify.Classify(err); c != tc.wantClass || strings.Contains(err.Error(), key) {
+			t.Errorf("%s: got %v", tc.body, err)
+		}
+	}
+}
+
+func TestRobotSaysTooLongIsResplit(t *testing.T) {
+	fake := providertest.NewWeCom(t, key)
+	// First answer 40058 as if the robot measured more than we did.
+	fake.FailNext(providertest.Failure{Status: 200, Body: `{"errcode":40058,"errmsg":"markdown.content exceed max length"}`})
+	if err := New(Config{URL: fake.URL()}, nil, nil, "").Notify(context.Background(), fixture.Notification("A", 5, 3000)); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fake.Messages()
+	if len(msgs) < 2 {
+		t.Fatalf("expected a re-split, got %d messages", len(msgs))
+	}
+	for _, m := range msgs {
+		if len(m.Content()) > MaxMarkdownBytes/2 {
+			t.Errorf("re-split part of %d bytes", len(m.Content()))
+		}
+	}
+}
