@@ -9,6 +9,7 @@ command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/n
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v python3 >/dev/null || need+=(python3)
+command -v nginx >/dev/null || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "install-deps: missing ${need[*]}; run as root or install them with apt-get" >&2
