@@ -1,0 +1,229 @@
+package ebpf
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cebpf "github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
+	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
+)
+
+// BenchmarkCaptureOverhead measures a loopback net/http server's throughput
+// with the capture detached and attached, alternating rounds, and reports
+// the ratio, the events per request and the losses.
+func BenchmarkCaptureOverhead(b *testing.B) {
+	testenv.Root(b)
+	const (
+		rounds  = 3
+		window  = 2 * time.Second
+		clients = 8
+	)
+	body := []byte(`{"id":"x","choices":[{"message":{"content":"hello"}}],"usage":{"prompt_tokens":5,"completion_tokens":1}}`)
+	port := testenv.FreePort(b)
+	addr := testenv.Addr(port)
+	srv := &http.Server{Addr: addr, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})}
+	go func() { _ = srv.ListenAndServe() }()
+	defer srv.Close()
+	url := "http://" + addr + "/v1/chat/completions"
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	defer client.CloseIdleConnections()
+	waitUp(b, client, url)
+
+	// load returns requests per second and process CPU time per request;
+	// CPU time holds up better than throughput on a busy machine.
+	load := func() (float64, float64) {
+		cpu0 := cpuTime(b)
+		var n atomic.Int64
+		stop := time.Now().Add(window)
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Go(func() {
+				for time.Now().Before(stop) {
+					resp, err := client.Get(url)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+					n.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		return float64(n.Load()) / window.Seconds(), float64((cpuTime(b) - cpu0).Microseconds()) / float64(n.Load())
+	}
+
+	// Kernel accounting of the programs' own run time (all processes on
+	// the machine run them, so per request this is an upper bound).
+	statsOff, err := cebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer statsOff.Close()
+
+	var detached, attached, detachedCPU, attachedCPU, events, requests float64
+	var bpfTime time.Duration
+	var bpfRuns uint64
+	var lost uint64
+	for b.Loop() {
+		for r := range rounds {
+			d, dc := load()
+			src, err := New(Options{Ports: []uint16{uint16(port)}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var seen atomic.Int64
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- src.Run(ctx, func(*traffic.Event) { seen.Add(1) }) }()
+			a, ac := load()
+			time.Sleep(100 * time.Millisecond) // let the reader drain
+			cancel()
+			if err := <-done; err != nil {
+				b.Fatal(err)
+			}
+			t, n := progRuntime(b, src)
+			bpfTime += t
+			bpfRuns += n
+			st, err := src.Stats()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := src.Close(); err != nil {
+				b.Fatal(err)
+			}
+			detached += d
+			attached += a
+			detachedCPU += dc
+			attachedCPU += ac
+			events += float64(seen.Load())
+			requests += a * window.Seconds()
+			lost += st.RingbufFull + st.MapFull
+			b.Logf("round %d: detached %.0f req/s %.1f µs CPU/req, attached %.0f req/s %.1f µs CPU/req, ratio %.3f, %d events, lost %d",
+				r, d, dc, a, ac, a/d, seen.Load(), st.RingbufFull+st.MapFull)
+		}
+	}
+	b.ReportMetric(detached/rounds, "detached_req/s")
+	b.ReportMetric(attached/rounds, "attached_req/s")
+	b.ReportMetric(attached/detached, "ratio")
+	b.ReportMetric(detachedCPU/rounds, "detached_cpu_us/req")
+	b.ReportMetric(attachedCPU/rounds, "attached_cpu_us/req")
+	b.ReportMetric(events/requests, "events/req")
+	b.ReportMetric(float64(bpfTime.Nanoseconds())/float64(bpfRuns), "bpf_ns/run")
+	b.ReportMetric(float64(bpfTime.Nanoseconds())/requests, "bpf_ns/req")
+	b.ReportMetric(float64(lost), "lost")
+	fmt.Printf("%-15s %-15s %-7s %-20s %-20s %-10s %-11s %-11s %s\n", "detached req/s", "attached req/s", "ratio",
+		"detached µs CPU/req", "attached µs CPU/req", "events/req", "bpf ns/run", "bpf ns/req", "lost")
+	fmt.Printf("%-15.0f %-15.0f %-7.3f %-20.1f %-20.1f %-10.2f %-11.0f %-11.0f %d\n", detached/rounds, attached/rounds, attached/detached,
+		detachedCPU/rounds, attachedCPU/rounds, events/requests,
+		float64(bpfTime.Nanoseconds())/float64(bpfRuns), float64(bpfTime.Nanoseconds())/requests, lost)
+}
+
+// cpuTime is the user plus system CPU time of this process so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func waitUp(b *testing.B, c *http.Client, url string) {
+	for range 100 {
+		resp, err := c.Get(url)
+		if err == nil {
+			_ = resp.Body.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("server at %s did not come up", url)
+}
+
+// BenchmarkUnrelatedSyscall measures what the attached programs cost a
+// process that is not observed: write(2) of one byte to /dev/null, detached
+// and attached.
+func BenchmarkUnrelatedSyscall(b *testing.B) {
+	testenv.Root(b)
+	const calls = 200_000
+	f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	one := []byte{1}
+	measure := func() float64 {
+		start := time.Now()
+		for range calls {
+			if _, err := unix.Write(fd, one); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return float64(time.Since(start).Nanoseconds()) / calls
+	}
+	statsOff, err := cebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer statsOff.Close()
+	var detached, attached, bpfPerWrite float64
+	for b.Loop() {
+		detached = measure()
+		src, err := New(Options{Ports: []uint16{uint16(testenv.FreePort(b))}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t0, n0 := progRuntime(b, src, "enter_write", "exit_data")
+		attached = measure()
+		t1, n1 := progRuntime(b, src, "enter_write", "exit_data")
+		// Both programs run once per write(2) anywhere on the machine;
+		// their mean run time is what one unrelated write pays.
+		bpfPerWrite = 2 * float64((t1 - t0).Nanoseconds()) / float64(n1-n0)
+		if err := src.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(detached, "detached_ns/write")
+	b.ReportMetric(attached, "attached_ns/write")
+	b.ReportMetric(bpfPerWrite, "bpf_ns/write")
+	fmt.Printf("%-20s %-20s %-10s %s\n", "detached ns/write", "attached ns/write", "added ns", "bpf ns/write")
+	fmt.Printf("%-20.0f %-20.0f %-10.0f %.0f\n", detached, attached, attached-detached, bpfPerWrite)
+}
+
+// progRuntime sums the kernel's run time accounting of the named programs
+// (all when none are named).
+func progRuntime(b *testing.B, src *Source, names ...string) (time.Duration, uint64) {
+	var (
+		total time.Duration
+		runs  uint64
+	)
+	for name, p := range src.coll.Programs {
+		if len(names) > 0 && !slices.Contains(names, name) {
+			continue
+		}
+		ps, err := p.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += ps.Runtime
+		runs += ps.RunCount
+	}
+	return total, runs
+}

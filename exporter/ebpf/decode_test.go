@@ -1,0 +1,116 @@
+package ebpf
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
+)
+
+// record builds a ring buffer record the way the kernel side lays it out.
+func record(h captureEvent, body []byte) []byte {
+	var b bytes.Buffer
+	if err := binary.Write(&b, binary.LittleEndian, h); err != nil {
+		panic(err)
+	}
+	b.Write(body)
+	return b.Bytes()
+}
+
+func openBody(info captureOpenInfo) []byte {
+	var b bytes.Buffer
+	if err := binary.Write(&b, binary.LittleEndian, info); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
+}
+
+func TestLayoutMatchesKernel(t *testing.T) {
+	if got := unsafe.Sizeof(captureEvent{}); got != headerSize {
+		t.Errorf("struct event is %d bytes, decoder assumes %d", got, headerSize)
+	}
+	if got := unsafe.Sizeof(captureOpenInfo{}); got != openInfoSize {
+		t.Errorf("struct open_info is %d bytes, decoder assumes %d", got, openInfoSize)
+	}
+}
+
+func TestDecode(t *testing.T) {
+	const offset = int64(1_700_000_000_000_000_000)
+	s := &Source{wallOffset: offset}
+	v4 := captureOpenInfo{Family: afInet, Lport: 8000, Rport: 51234}
+	copy(v4.Laddr[:], []byte{127, 0, 0, 1})
+	copy(v4.Raddr[:], []byte{10, 1, 2, 3})
+	v6 := captureOpenInfo{Family: afInet6, Lport: 443, Rport: 40000}
+	v6.Laddr = netip.MustParseAddr("2001:db8::1").As16()
+	v6.Raddr = netip.MustParseAddr("::ffff:192.0.2.7").As16()
+
+	cases := []struct {
+		name string
+		raw  []byte
+		want *traffic.Event // nil: rejected as malformed
+	}{
+		{
+			name: "data",
+			raw:  record(captureEvent{Ts: 5, ConnId: 42, Pid: 7, Fd: 9, Size: 18, Len: 18, Kind: uint8(traffic.Data), Dir: uint8(traffic.Ingress)}, []byte("GET / HTTP/1.1\r\n\r\n")),
+			want: &traffic.Event{Kind: traffic.Data, Conn: 42, Time: time.Unix(0, offset+5), PID: 7, FD: 9, Dir: traffic.Ingress, Size: 18, Data: []byte("GET / HTTP/1.1\r\n\r\n")},
+		},
+		{
+			name: "truncated data",
+			raw:  record(captureEvent{Ts: 6, ConnId: 42, Size: 10000, Len: 4, Kind: uint8(traffic.Data), Dir: uint8(traffic.Egress)}, []byte("HTTP")),
+			want: &traffic.Event{Kind: traffic.Data, Conn: 42, Time: time.Unix(0, offset+6), Dir: traffic.Egress, Size: 10000, Data: []byte("HTTP"), Truncated: true},
+		},
+		{
+			name: "open ipv4",
+			raw:  record(captureEvent{Ts: 1, ConnId: 43, Pid: 7, Fd: 10, Len: openInfoSize, Kind: uint8(traffic.Open)}, openBody(v4)),
+			want: &traffic.Event{Kind: traffic.Open, Conn: 43, Time: time.Unix(0, offset+1), PID: 7, FD: 10,
+				Local: netip.MustParseAddrPort("127.0.0.1:8000"), Remote: netip.MustParseAddrPort("10.1.2.3:51234")},
+		},
+		{
+			name: "open ipv6 with mapped peer",
+			raw:  record(captureEvent{Ts: 1, ConnId: 44, Len: openInfoSize, Kind: uint8(traffic.Open)}, openBody(v6)),
+			want: &traffic.Event{Kind: traffic.Open, Conn: 44, Time: time.Unix(0, offset+1),
+				Local: netip.MustParseAddrPort("[2001:db8::1]:443"), Remote: netip.MustParseAddrPort("192.0.2.7:40000")},
+		},
+		{
+			name: "close",
+			raw:  record(captureEvent{Ts: 9, ConnId: 43, Pid: 7, Fd: 10, Kind: uint8(traffic.Close)}, nil),
+			want: &traffic.Event{Kind: traffic.Close, Conn: 43, Time: time.Unix(0, offset+9), PID: 7, FD: 10},
+		},
+		{name: "short header", raw: make([]byte, headerSize-1)},
+		{name: "length beyond record", raw: record(captureEvent{Len: 10, Kind: uint8(traffic.Data)}, []byte("abc"))},
+		{name: "short open", raw: record(captureEvent{Len: 4, Kind: uint8(traffic.Open)}, []byte("abcd"))},
+		{name: "unknown kind", raw: record(captureEvent{Kind: 77}, nil)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := s.malformed.Load()
+			var ev traffic.Event
+			ok := s.decode(tc.raw, &ev)
+			if tc.want == nil {
+				if ok || s.malformed.Load() != before+1 {
+					t.Fatalf("decode accepted a malformed record (ok=%v, malformed %d→%d)", ok, before, s.malformed.Load())
+				}
+				return
+			}
+			if !ok {
+				t.Fatal("decode rejected a valid record")
+			}
+			if !ev.Time.Equal(tc.want.Time) {
+				t.Errorf("time %v, want %v", ev.Time, tc.want.Time)
+			}
+			ev.Time, tc.want.Time = time.Time{}, time.Time{}
+			if !bytes.Equal(ev.Data, tc.want.Data) {
+				t.Errorf("data %q, want %q", ev.Data, tc.want.Data)
+			}
+			ev.Data, tc.want.Data = nil, nil
+			if !reflect.DeepEqual(ev, *tc.want) {
+				t.Errorf("decoded %+v, want %+v", ev, *tc.want)
+			}
+		})
+	}
+}

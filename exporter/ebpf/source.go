@@ -1,0 +1,473 @@
+// Package ebpf captures the socket traffic of HTTP servers on configured
+// ports with syscall tracepoints and hands it out as traffic.Events. The
+// kernel side is in capture.bpf.c; `go generate` rebuilds the committed
+// objects with clang.
+package ebpf
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+
+	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
+)
+
+const (
+	// DefaultCaptureBytes is enough for request headers and the start of a
+	// JSON body (where "model" usually is) and for whole SSE chunks.
+	DefaultCaptureBytes = 4096
+	// MaxCaptureBytes is the kernel side's limit (CAPTURE_LIMIT).
+	MaxCaptureBytes = 16384
+	// DefaultRingBufferBytes holds several seconds of events at 5k req/s.
+	DefaultRingBufferBytes = 16 << 20
+
+	headerSize   = 32 // sizeof(struct event)
+	openInfoSize = 40 // sizeof(struct open_info)
+
+	afInet  = 2
+	afInet6 = 10
+
+	// How often connections of processes that exited without close(2) are
+	// forgotten.
+	gcInterval = 30 * time.Second
+	// The kernel wakes the reader only when this much is unread (or a
+	// sixteenth of the ring, if smaller); otherwise Run polls every
+	// pollInterval. Event times come from the kernel, so polling only
+	// delays delivery, never skews measurements.
+	wakeupBytes  = 256 << 10
+	pollInterval = 50 * time.Millisecond
+)
+
+// Options configure the eBPF source.
+type Options struct {
+	// Ports are the local (server) ports to observe; required.
+	Ports []uint16
+	// CgroupPath, when set, restricts capture to processes in this cgroup v2.
+	CgroupPath string
+	// CaptureBytes is the most bytes copied per syscall (default 4096, at most 16384).
+	CaptureBytes int
+	// RingBufferBytes is the ring buffer size (default 16 MiB, a power of two).
+	RingBufferBytes int
+	Logger          *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	if len(o.Ports) == 0 {
+		return errors.New("ebpf: at least one port is required")
+	}
+	for i, p := range o.Ports {
+		if p == 0 {
+			return fmt.Errorf("ebpf: ports[%d]: port 0 is not a server port", i)
+		}
+	}
+	if len(o.Ports) > 64 {
+		return fmt.Errorf("ebpf: at most 64 ports can be observed, got %d", len(o.Ports))
+	}
+	if o.CaptureBytes == 0 {
+		o.CaptureBytes = DefaultCaptureBytes
+	}
+	if o.CaptureBytes < 0 || o.CaptureBytes > MaxCaptureBytes {
+		return fmt.Errorf("ebpf: capture bytes must be between 1 and %d, got %d", MaxCaptureBytes, o.CaptureBytes)
+	}
+	if o.RingBufferBytes == 0 {
+		o.RingBufferBytes = DefaultRingBufferBytes
+	}
+	if r := o.RingBufferBytes; r < os.Getpagesize() || r&(r-1) != 0 || r > 1<<30 {
+		return fmt.Errorf("ebpf: ring buffer bytes must be a power of two between %d and %d, got %d", os.Getpagesize(), 1<<30, r)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Source is a loaded and attached capture.
+type Source struct {
+	logger *slog.Logger
+	coll   *ebpf.Collection
+	links  []link.Link
+	rd     *ringbuf.Reader
+	stats  *ebpf.Map
+	conns  *ebpf.Map
+	calls  *ebpf.Map
+	// wallOffset turns bpf_ktime_get_ns (CLOCK_MONOTONIC) into wall clock nanoseconds.
+	wallOffset int64
+	now        func() time.Time
+
+	events    atomic.Uint64
+	malformed atomic.Uint64
+	// reaped counts connections forgotten because their process is gone.
+	reaped atomic.Uint64
+	// canReap is false when /proc shows another pid namespace than the
+	// kernel's pids, so a missing /proc/<pid> would prove nothing.
+	canReap bool
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    atomic.Bool
+}
+
+// New checks the host, loads the programs and attaches them. Events are
+// buffered in the kernel until Run reads them.
+func New(o Options) (*Source, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("ebpf: lifting the memlock limit: %w", err)
+	}
+	spec, err := loadCapture()
+	if err != nil {
+		return nil, fmt.Errorf("ebpf: reading the embedded object: %w", err)
+	}
+	if err := spec.Variables["capture_bytes"].Set(uint32(o.CaptureBytes)); err != nil {
+		return nil, fmt.Errorf("ebpf: setting capture bytes: %w", err)
+	}
+	if o.CgroupPath != "" {
+		id, err := cgroupID(o.CgroupPath)
+		if err != nil {
+			return nil, err
+		}
+		if err := spec.Variables["filter_cgroup_id"].Set(id); err != nil {
+			return nil, fmt.Errorf("ebpf: setting cgroup filter: %w", err)
+		}
+	}
+	spec.Maps["events"].MaxEntries = uint32(o.RingBufferBytes)
+	if err := spec.Variables["wakeup_bytes"].Set(uint64(min(wakeupBytes, o.RingBufferBytes/16))); err != nil {
+		return nil, fmt.Errorf("ebpf: setting wakeup threshold: %w", err)
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("ebpf: counting CPUs: %w", err)
+	}
+	spec.Maps["scratch_buf"].MaxEntries = uint32(cpus)
+
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			o.Logger.Error("verifier rejected program", "log", fmt.Sprintf("%+v", ve))
+		}
+		return nil, fmt.Errorf("ebpf: loading programs: %w", err)
+	}
+	s := &Source{
+		logger: o.Logger,
+		coll:   coll,
+		stats:  coll.Maps["stats"],
+		conns:  coll.Maps["conns"],
+		calls:  coll.Maps["calls"],
+		now:    time.Now,
+	}
+	s.canReap = initialPIDNamespace()
+	if !s.canReap {
+		o.Logger.Warn("not in the host pid namespace: connections of processes that exit without close(2) stay tracked until their fd is reused; run with the host pid namespace (hostPID) to forget them")
+	}
+	if err := s.start(o.Ports); err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	o.Logger.Info("ebpf capture attached", "ports", o.Ports, "programs", len(s.links),
+		"capture_bytes", o.CaptureBytes, "ring_buffer_bytes", o.RingBufferBytes, "cgroup", o.CgroupPath)
+	return s, nil
+}
+
+// attachments says which program runs at which syscall tracepoint.
+var attachments = []struct{ program, tracepoint string }{
+	{"exit_accept", "sys_exit_accept"},
+	{"exit_accept4", "sys_exit_accept4"},
+	{"enter_close", "sys_enter_close"},
+	{"exit_dup2", "sys_exit_dup2"},
+	{"exit_dup2", "sys_exit_dup3"},
+	{"enter_read", "sys_enter_read"},
+	{"enter_recvfrom", "sys_enter_recvfrom"},
+	{"enter_readv", "sys_enter_readv"},
+	{"enter_recvmsg", "sys_enter_recvmsg"},
+	{"enter_write", "sys_enter_write"},
+	{"enter_sendto", "sys_enter_sendto"},
+	{"enter_writev", "sys_enter_writev"},
+	{"enter_sendmsg", "sys_enter_sendmsg"},
+	{"enter_sendfile64", "sys_enter_sendfile64"},
+	{"exit_data", "sys_exit_read"},
+	{"exit_data", "sys_exit_recvfrom"},
+	{"exit_data", "sys_exit_readv"},
+	{"exit_data", "sys_exit_recvmsg"},
+	{"exit_data", "sys_exit_write"},
+	{"exit_data", "sys_exit_sendto"},
+	{"exit_data", "sys_exit_writev"},
+	{"exit_data", "sys_exit_sendmsg"},
+	{"exit_data", "sys_exit_sendfile64"},
+}
+
+func (s *Source) start(ports []uint16) error {
+	for _, p := range ports {
+		if err := s.coll.Maps["ports"].Put(p, uint8(1)); err != nil {
+			return fmt.Errorf("ebpf: adding port %d: %w", p, err)
+		}
+	}
+	offset, err := wallClockOffset(s.now)
+	if err != nil {
+		return err
+	}
+	s.wallOffset = offset
+
+	rd, err := ringbuf.NewReader(s.coll.Maps["events"])
+	if err != nil {
+		return fmt.Errorf("ebpf: opening ring buffer: %w", err)
+	}
+	s.rd = rd
+
+	for _, a := range attachments {
+		l, err := link.Tracepoint("syscalls", a.tracepoint, s.coll.Programs[a.program], nil)
+		if err != nil {
+			return fmt.Errorf("ebpf: attaching %s to syscalls:%s: %w", a.program, a.tracepoint, err)
+		}
+		s.links = append(s.links, l)
+	}
+	return nil
+}
+
+// wallClockOffset is wall time minus CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
+func wallClockOffset(now func() time.Time) (int64, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0, fmt.Errorf("ebpf: reading the monotonic clock: %w", err)
+	}
+	return now().UnixNano() - ts.Nano(), nil
+}
+
+// cgroupID returns the id bpf_get_current_cgroup_id reports for a cgroup v2
+// directory: its inode number.
+func cgroupID(path string) (uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0, fmt.Errorf("ebpf: cgroup path %q: %w", path, err)
+	}
+	if st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return 0, fmt.Errorf("ebpf: cgroup path %q is not on a cgroup v2 file system", path)
+	}
+	var fi unix.Stat_t
+	if err := unix.Stat(path, &fi); err != nil {
+		return 0, fmt.Errorf("ebpf: cgroup path %q: %w", path, err)
+	}
+	return fi.Ino, nil
+}
+
+// Run reads events until ctx is done and calls handle for each from this
+// goroutine. The Event and its Data are reused after handle returns.
+func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
+	stop := context.AfterFunc(ctx, func() {
+		if err := s.rd.Flush(); err != nil {
+			s.logger.Debug("flushing ring buffer", "err", err)
+		}
+	})
+	defer stop()
+
+	var (
+		rec ringbuf.Record
+		ev  traffic.Event
+	)
+	nextGC := s.now().Add(gcInterval)
+	s.rd.SetDeadline(s.now().Add(pollInterval))
+	for {
+		err := s.rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			if s.decode(rec.RawSample, &ev) {
+				s.events.Add(1)
+				handle(&ev)
+			}
+		case errors.Is(err, ringbuf.ErrFlushed):
+			if ctx.Err() != nil {
+				return nil
+			}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if ctx.Err() != nil {
+				return nil
+			}
+			now := s.now()
+			if s.canReap && now.After(nextGC) {
+				s.reap(handle)
+				nextGC = now.Add(gcInterval)
+			}
+			s.rd.SetDeadline(now.Add(pollInterval))
+		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
+			if ctx.Err() != nil {
+				return nil
+			}
+			return errors.New("ebpf: source closed while running")
+		default:
+			return fmt.Errorf("ebpf: reading ring buffer: %w", err)
+		}
+	}
+}
+
+// decode fills ev from one ring buffer record; Data aliases raw.
+func (s *Source) decode(raw []byte, ev *traffic.Event) bool {
+	if len(raw) < headerSize {
+		s.malformed.Add(1)
+		return false
+	}
+	le := binary.LittleEndian
+	n := int(le.Uint16(raw[28:]))
+	body := raw[headerSize:]
+	if n > len(body) {
+		s.malformed.Add(1)
+		return false
+	}
+	*ev = traffic.Event{
+		Kind: traffic.Kind(raw[30]),
+		Conn: traffic.ConnID(le.Uint64(raw[8:])),
+		Time: time.Unix(0, int64(le.Uint64(raw[0:]))+s.wallOffset),
+		PID:  le.Uint32(raw[16:]),
+		FD:   le.Uint32(raw[20:]),
+	}
+	switch ev.Kind {
+	case traffic.Data:
+		ev.Dir = traffic.Direction(raw[31])
+		ev.Size = le.Uint32(raw[24:])
+		ev.Data = body[:n:n]
+		ev.Truncated = uint32(n) < ev.Size
+	case traffic.Open:
+		if n < openInfoSize {
+			s.malformed.Add(1)
+			return false
+		}
+		ev.Local, ev.Remote = openAddrs(body)
+	case traffic.Close:
+	default:
+		s.malformed.Add(1)
+		return false
+	}
+	return true
+}
+
+// openAddrs decodes struct open_info.
+func openAddrs(b []byte) (local, remote netip.AddrPort) {
+	le := binary.LittleEndian
+	family, lport, rport := le.Uint16(b[0:]), le.Uint16(b[2:]), le.Uint16(b[4:])
+	var la, ra netip.Addr
+	switch family {
+	case afInet:
+		la = netip.AddrFrom4([4]byte(b[8:12]))
+		ra = netip.AddrFrom4([4]byte(b[24:28]))
+	case afInet6:
+		la = netip.AddrFrom16([16]byte(b[8:24])).Unmap()
+		ra = netip.AddrFrom16([16]byte(b[24:40])).Unmap()
+	default:
+		return netip.AddrPort{}, netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(la, lport), netip.AddrPortFrom(ra, rport)
+}
+
+// reap forgets connections and pending calls of processes and threads that
+// ended without close(2) or a syscall exit (exit, kill), so the maps do not
+// fill up; a Close event is emitted for each connection.
+func (s *Source) reap(handle func(*traffic.Event)) {
+	var (
+		key  captureConnKey
+		id   uint64
+		dead []captureConnKey
+		ids  []uint64
+	)
+	alive := map[uint32]bool{}
+	it := s.conns.Iterate()
+	for it.Next(&key, &id) {
+		ok, seen := alive[key.Tgid]
+		if !seen {
+			ok = pathExists("/proc/" + strconv.FormatUint(uint64(key.Tgid), 10))
+			alive[key.Tgid] = ok
+		}
+		if !ok {
+			dead = append(dead, key)
+			ids = append(ids, id)
+		}
+	}
+	if err := it.Err(); err != nil {
+		s.logger.Warn("iterating connections", "err", err)
+	}
+	for i, k := range dead {
+		if err := s.conns.Delete(&k); err != nil {
+			continue // closed meanwhile; the kernel side reported it
+		}
+		s.reaped.Add(1)
+		ev := traffic.Event{Kind: traffic.Close, Conn: traffic.ConnID(ids[i]), Time: s.now(), PID: k.Tgid, FD: k.Fd}
+		s.events.Add(1)
+		handle(&ev)
+	}
+
+	var (
+		pidTgid uint64
+		call    captureCall
+		stale   []uint64
+	)
+	cit := s.calls.Iterate()
+	for cit.Next(&pidTgid, &call) {
+		tgid, tid := pidTgid>>32, pidTgid&0xffffffff
+		if !pathExists("/proc/" + strconv.FormatUint(tgid, 10) + "/task/" + strconv.FormatUint(tid, 10)) {
+			stale = append(stale, pidTgid)
+		}
+	}
+	for _, k := range stale {
+		_ = s.calls.Delete(&k) // gone already is fine
+	}
+	if len(dead) > 0 || len(stale) > 0 {
+		s.logger.Debug("forgot state of exited processes", "connections", len(dead), "calls", len(stale))
+	}
+}
+
+// initialPIDNamespace reports whether this process sees the host's pids,
+// which the kernel side records.
+func initialPIDNamespace() bool {
+	// PROC_PID_INIT_INO: the inode number of the initial pid namespace.
+	const initPIDNamespaceInode = 0xEFFFFFFC
+	var st unix.Stat_t
+	return unix.Stat("/proc/self/ns/pid", &st) == nil && st.Ino == initPIDNamespaceInode
+}
+
+func pathExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Close detaches the programs and frees the kernel objects; a running Run returns.
+func (s *Source) Close() error {
+	s.closeOnce.Do(func() {
+		s.closed.Store(true)
+		// Each detach waits for an RCU grace period; doing them in
+		// parallel makes Close take one instead of one per tracepoint.
+		errs := make([]error, len(s.links), len(s.links)+1)
+		var wg sync.WaitGroup
+		for i, l := range s.links {
+			wg.Go(func() {
+				if err := l.Close(); err != nil {
+					errs[i] = fmt.Errorf("ebpf: detaching: %w", err)
+				}
+			})
+		}
+		wg.Wait()
+		if s.rd != nil {
+			if err := s.rd.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("ebpf: closing ring buffer: %w", err))
+			}
+		}
+		s.coll.Close()
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
