@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -40,6 +42,7 @@ func main() {
 		models     = serve.Flag("models", "Comma-separated models listed by /v1/models.").Default(strings.Join(llmsim.DefaultModels, ",")).String()
 		seed       = serve.Flag("seed", "Random seed (0: random).").Default("0").Uint64()
 		metricsAt  = serve.Flag("metrics.listen-address", "Serve /metrics and the landing page here instead of on the API address, so scrapes are not API traffic.").String()
+		accessLog  = serve.Flag("access-log", "Append one JSON line per finished API request to this file (read by the exporter's json access-log source); reopened on SIGHUP.").PlaceHolder("PATH").String()
 	)
 	serve.Flag("pacing.ttft-median", "Median time to first token (lognormal).").Default(defaults.TTFTMedian.String()).DurationVar(&pacing.TTFTMedian)
 	serve.Flag("pacing.ttft-sigma", "Lognormal sigma of time to first token.").Default(fmt.Sprint(defaults.TTFTSigma)).Float64Var(&pacing.TTFTSigma)
@@ -82,7 +85,7 @@ func main() {
 	case serve.FullCommand():
 		err = runServe(ctx, app.Web, serveConfig{
 			opts: llmsim.Options{Pacing: pacing, NoPacing: *noPacing, AlwaysUsage: *alwaysUse,
-				Models: splitList(*models), Seed: *seed, Logger: logger},
+				Models: splitList(*models), Seed: *seed, AccessLog: *accessLog, Logger: logger},
 			faultsFile: *faultsFile, faults: *faultFlags, demo: *demo, demoWarmup: *demoWarmup, repeat: *repeat,
 			metricsAddr: *metricsAt,
 		}, logger)
@@ -120,7 +123,7 @@ type serveConfig struct {
 	metricsAddr string
 }
 
-func runServe(ctx context.Context, webFlags *web.FlagConfig, c serveConfig, logger *slog.Logger) error {
+func runServe(ctx context.Context, webFlags *web.FlagConfig, c serveConfig, logger *slog.Logger) (err error) {
 	sched := &llmsim.Schedule{}
 	switch {
 	case c.faultsFile != "":
@@ -146,6 +149,16 @@ func runServe(ctx context.Context, webFlags *web.FlagConfig, c serveConfig, logg
 	sim, err := llmsim.NewServer(c.opts)
 	if err != nil {
 		return err
+	}
+	defer func() {
+		if cerr := sim.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if c.opts.AccessLog != "" {
+		stopHUP := reopenOnHUP(sim, c.opts.AccessLog, logger)
+		defer stopHUP()
+		logger.Info("writing access log", "path", c.opts.AccessLog)
 	}
 	reg := sim.Registry()
 	reg.MustRegister(versioncollector.NewCollector("autoglm_llmsim"))
@@ -192,6 +205,31 @@ func runServe(ctx context.Context, webFlags *web.FlagConfig, c serveConfig, logg
 		apiErr = err
 	}
 	return apiErr
+}
+
+// reopenOnHUP reopens the access log on SIGHUP, as logrotate's postrotate expects.
+func reopenOnHUP(sim *llmsim.Server, path string, logger *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				if err := sim.ReopenAccessLog(); err != nil {
+					logger.Error("reopen access log", "path", path, "err", err)
+					continue
+				}
+				logger.Info("access log reopened", "path", path)
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }
 
 func runLoad(ctx context.Context, o llmsim.LoadOptions, tracePath, routes, output string, logger *slog.Logger) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -14,13 +15,16 @@ import (
 // share the machine's cores, as in the exporter benchmarks).
 func BenchmarkSimulatorThroughput(b *testing.B) {
 	scenarios := []struct {
-		name string
-		o    LoadOptions
+		name      string
+		o         LoadOptions
+		accessLog bool
 	}{
-		{"chat-json-keepalive", LoadOptions{Concurrency: 32, KeepAlive: true, Routes: []RouteWeight{{RouteChat, 1}}, MaxTokens: 16}},
-		{"chat-sse-keepalive", LoadOptions{Concurrency: 32, KeepAlive: true, Routes: []RouteWeight{{RouteChat, 1}}, MaxTokens: 16, StreamRatio: 1}},
-		{"mix-keepalive", LoadOptions{Concurrency: 32, KeepAlive: true, MaxTokens: 16, StreamRatio: 0.5}},
-		{"chat-json-new-conn", LoadOptions{Concurrency: 32, Routes: []RouteWeight{{RouteChat, 1}}, MaxTokens: 16}},
+		{"chat-json-keepalive", LoadOptions{Concurrency: 32, KeepAlive: true, Routes: []RouteWeight{{RouteChat, 1}}, MaxTokens: 16}, false},
+		{"chat-sse-keepalive", LoadOptions{Concurrency: 32, KeepAlive: true, Routes: []RouteWeight{{RouteChat, 1}}, MaxTokens: 16, StreamRatio: 1}, false},
+		{"mix-keepalive", LoadOptions{Concurrency: 32, KeepAlive: true, MaxTokens: 16, StreamRatio: 0.5}, false},
+		// The same with --access-log: the cost of one JSON line per request.
+		{"mix-keepalive-log", LoadOptions{Concurrency: 32, KeepAlive: true, MaxTokens: 16, StreamRatio: 0.5}, true},
+		{"chat-json-new-conn", LoadOptions{Concurrency: 32, Routes: []RouteWeight{{RouteChat, 1}}, MaxTokens: 16}, false},
 	}
 	type row struct {
 		name string
@@ -29,10 +33,19 @@ func BenchmarkSimulatorThroughput(b *testing.B) {
 	var rows []row
 	for _, sc := range scenarios {
 		b.Run(sc.name, func(b *testing.B) {
-			s, err := NewServer(Options{NoPacing: true, Seed: 1})
+			so := Options{NoPacing: true, Seed: 1}
+			if sc.accessLog {
+				so.AccessLog = filepath.Join(b.TempDir(), "access.log")
+			}
+			s, err := NewServer(so)
 			if err != nil {
 				b.Fatal(err)
 			}
+			defer func() {
+				if err := s.Close(); err != nil {
+					b.Error(err)
+				}
+			}()
 			hs := httptest.NewServer(s.Handler())
 			defer hs.Close()
 			o := sc.o

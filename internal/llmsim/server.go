@@ -48,8 +48,11 @@ type Options struct {
 	// Now is the clock the fault schedule is read with; nil means time.Now.
 	Now func() time.Time
 	// Seed makes sampling reproducible; 0 picks a random seed.
-	Seed   uint64
-	Logger *slog.Logger
+	Seed uint64
+	// AccessLog, when set, is a file the server appends one JSON line to per
+	// finished API request (see README.md); Close flushes and closes it.
+	AccessLog string
+	Logger    *slog.Logger
 }
 
 // DefaultModels are listed by /v1/models when none are configured.
@@ -76,6 +79,8 @@ type Server struct {
 	aborted      prometheus.Counter
 	faultAborts  prometheus.Counter
 	counterCache sync.Map // counterKey -> prometheus.Counter
+
+	alog *accessLog
 }
 
 // NewServer builds a server whose schedule clock starts now.
@@ -127,7 +132,32 @@ func NewServer(o Options) (*Server, error) {
 		}),
 	}
 	s.reg.MustRegister(s.requests, s.tokens, s.faults, s.inFlight, s.aborted, s.faultAborts)
+	if o.AccessLog != "" {
+		a, err := openAccessLog(o.AccessLog, accessLogFlushEvery, o.Logger)
+		if err != nil {
+			return nil, err
+		}
+		s.alog = a
+	}
 	return s, nil
+}
+
+// Close flushes and closes the access log, if any. Call it after the HTTP
+// server has finished answering.
+func (s *Server) Close() error {
+	if s.alog == nil {
+		return nil
+	}
+	return s.alog.close()
+}
+
+// ReopenAccessLog reopens the access log at its path, after logrotate
+// renamed the old file (SIGHUP in autoglm-llmsim serve).
+func (s *Server) ReopenAccessLog() error {
+	if s.alog == nil {
+		return nil
+	}
+	return s.alog.reopen()
 }
 
 // Registry holds the simulator's own metrics (served on /metrics).
@@ -140,14 +170,14 @@ func (s *Server) Requests(route string, status int) float64 {
 
 // Register adds the API routes to mux.
 func (s *Server) Register(mux *http.ServeMux) {
-	mux.HandleFunc(RouteChat, s.handleGenerate(RouteChat))
-	mux.HandleFunc(RouteCompletions, s.handleGenerate(RouteCompletions))
-	mux.HandleFunc(RouteGenerate, s.handleGenerate(RouteGenerate))
-	mux.HandleFunc(RouteEmbeddings, s.handleEmbeddings)
-	mux.HandleFunc(RouteModels, s.handleModels)
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc(RouteChat, s.logged(s.handleGenerate(RouteChat)))
+	mux.HandleFunc(RouteCompletions, s.logged(s.handleGenerate(RouteCompletions)))
+	mux.HandleFunc(RouteGenerate, s.logged(s.handleGenerate(RouteGenerate)))
+	mux.HandleFunc(RouteEmbeddings, s.logged(s.handleEmbeddings))
+	mux.HandleFunc(RouteModels, s.logged(s.handleModels))
+	mux.HandleFunc("/v1/", s.logged(func(w http.ResponseWriter, _ *http.Request) {
 		s.writeError(w, routeOther, http.StatusNotFound, "unknown endpoint")
-	})
+	}))
 }
 
 // Handler is a mux with only the API routes (tests, benchmarks).
@@ -303,6 +333,7 @@ func (s *Server) handleGenerate(route string) http.HandlerFunc {
 			s.writeError(w, route, http.StatusBadRequest, "request body is not valid JSON")
 			return
 		}
+		noteModel(w, req.Model)
 		if req.Model == "" && route != RouteGenerate {
 			s.writeError(w, route, http.StatusBadRequest, "model is required")
 			return
@@ -358,6 +389,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, RouteEmbeddings, http.StatusBadRequest, "request body is not valid JSON")
 		return
 	}
+	noteModel(w, req.Model)
 	if req.Model == "" {
 		s.writeError(w, RouteEmbeddings, http.StatusBadRequest, "model is required")
 		return
@@ -396,6 +428,7 @@ func (s *Server) handleEmbeddings(w http.ResponseWriter, r *http.Request) {
 	b = strconv.AppendInt(b, int64(prompt), 10)
 	b = append(b, "}}\n"...)
 	s.tokens.WithLabelValues("input").Add(float64(prompt))
+	noteTokens(w, prompt, -1)
 	s.writeJSON(w, RouteEmbeddings, http.StatusOK, b)
 }
 
@@ -492,7 +525,8 @@ func (g *generation) appendUsage(b []byte) []byte {
 	return append(b, '}')
 }
 
-func (g *generation) countTokens() {
+func (g *generation) countTokens(w http.ResponseWriter) {
+	noteTokens(w, g.prompt, g.completion)
 	g.s.tokens.WithLabelValues("input").Add(float64(g.prompt))
 	g.s.tokens.WithLabelValues("output").Add(float64(g.completion))
 }
@@ -545,7 +579,7 @@ func (g *generation) whole(w http.ResponseWriter, ctx context.Context) {
 		b = g.appendUsage(b)
 		b = append(b, "}\n"...)
 	}
-	g.countTokens()
+	g.countTokens(w)
 	g.s.writeJSON(w, g.route, http.StatusOK, b)
 }
 
@@ -625,5 +659,5 @@ func (g *generation) stream(w http.ResponseWriter, ctx context.Context, usage bo
 			}
 		}
 	}
-	g.countTokens()
+	g.countTokens(w)
 }
