@@ -1,0 +1,53 @@
+package dashboards
+
+import (
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+)
+
+// Names of the exporter's self metrics.
+const (
+	exporterEvents      = "autoglm_exporter_events_total"
+	exporterEventsLost  = "autoglm_exporter_events_lost_total"
+	exporterRingbuf     = "autoglm_exporter_ringbuf_fill_ratio"
+	exporterConnections = "autoglm_exporter_tracked_connections"
+	exporterParseErrors = "autoglm_exporter_parse_errors_total"
+)
+
+func exporterHealth() *dashboard.DashboardBuilder {
+	s := func(metric string, extra ...string) string {
+		return sel(metric, append([]string{mJob, mInstance}, extra...)...)
+	}
+	return newDashboard(UIDExporter, "AutoGLM / Exporter health",
+		"Health of autoglm-exporter (events, losses, ring buffer, connections, parse errors) and the CPU and memory of the three services.").
+		WithVariable(variable{name: "job", label: "Job", query: `label_values(process_start_time_seconds{job=~"autoglm-.*"}, job)`, multi: true}.builder()).
+		WithVariable(variable{name: "instance", label: "Instance", query: `label_values(process_start_time_seconds{job=~"$job"}, instance)`, multi: true}.builder()).
+		WithRow(dashboard.NewRowBuilder("Capture")).
+		WithPanel(timeSeries(panel{title: "Events per second", unit: "ops",
+			description: "Kernel socket events (eBPF) or log lines (access-log source) the exporter processed per second.",
+			queries:     []query{q(sumRate("instance", s(exporterEvents)), "{{instance}}")}})).
+		WithPanel(stacked(panel{title: "Lost events by reason", unit: "ops",
+			description: "Events dropped per second by reason (ring buffer full, oversized, ...). Any loss means undercounted traffic.",
+			queries:     []query{q(sumRate("instance, reason", s(exporterEventsLost)), "{{instance}} {{reason}}")}})).
+		WithPanel(timeSeries(panel{title: "Ring buffer fill", unit: "percentunit",
+			description: "How full the kernel-to-user ring buffer is; close to 100% the kernel starts dropping events.",
+			queries:     []query{q("max by (instance) ("+s(exporterRingbuf)+")", "{{instance}}")}}).Min(0).Max(1)).
+		WithPanel(timeSeries(panel{title: "Tracked connections", unit: "short",
+			description: "TCP connections the exporter currently follows on the watched ports.",
+			queries:     []query{q("sum by (instance) ("+s(exporterConnections)+")", "{{instance}}")}})).
+		WithPanel(stacked(panel{title: "Parse errors by reason", unit: "ops", width: 24,
+			description: "Payloads or log lines that could not be parsed, per second, by reason.",
+			queries:     []query{q(sumRate("instance, reason", s(exporterParseErrors)), "{{instance}} {{reason}}")}})).
+		WithRow(dashboard.NewRowBuilder("Services")).
+		WithPanel(timeSeries(panel{title: "CPU usage", unit: "percentunit",
+			description: "CPU time per second of each service process (1 = one full core).",
+			queries:     []query{q(sumRate("job, instance", s("process_cpu_seconds_total")), "{{job}} {{instance}}")}})).
+		WithPanel(timeSeries(panel{title: "Resident memory", unit: "bytes",
+			description: "Resident set size of each service process.",
+			queries:     []query{q("max by (job, instance) ("+s("process_resident_memory_bytes")+")", "{{job}} {{instance}}")}})).
+		WithPanel(timeSeries(panel{title: "Go heap in use", unit: "bytes",
+			description: "Heap memory in use by the Go runtime of each service.",
+			queries:     []query{q("max by (job, instance) ("+s("go_memstats_heap_inuse_bytes")+")", "{{job}} {{instance}}")}})).
+		WithPanel(timeSeries(panel{title: "Goroutines", unit: "short",
+			description: "Goroutines per service; steady growth points at a leak.",
+			queries:     []query{q("max by (job, instance) ("+s("go_goroutines")+")", "{{job}} {{instance}}")}}))
+}

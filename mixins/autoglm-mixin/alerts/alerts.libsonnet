@@ -1,0 +1,3 @@
+(import 'traffic.libsonnet') +
+(import 'services.libsonnet') +
+(import 'baselines.libsonnet')

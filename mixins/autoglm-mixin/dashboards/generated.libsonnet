@@ -1,0 +1,8 @@
+// Generated from the dashboards/ generator; do not edit.
+{
+  'autoglm-overview.json': import 'overview.json',
+  'autoglm-models.json': import 'models.json',
+  'autoglm-baselines.json': import 'baselines.json',
+  'autoglm-alerting.json': import 'alerting.json',
+  'autoglm-exporter.json': import 'exporter.json',
+}

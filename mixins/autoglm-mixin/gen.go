@@ -1,0 +1,3 @@
+package mixin
+
+//go:generate go run ./internal/render -dir .

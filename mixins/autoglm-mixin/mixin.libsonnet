@@ -1,0 +1,4 @@
+(import 'config.libsonnet') +
+(import 'rules/rules.libsonnet') +
+(import 'alerts/alerts.libsonnet') +
+(import 'dashboards/dashboards.libsonnet')
