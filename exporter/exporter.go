@@ -1,0 +1,234 @@
+// Package exporter wires a capture source to the HTTP parser and the traffic
+// metrics: eBPF socket events → httpparse → metrics, or access-log lines →
+// metrics. cmd/autoglm-exporter only parses flags and calls this.
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+
+	"github.com/open-autoglm/autoglm-monitor/exporter/accesslog"
+	"github.com/open-autoglm/autoglm-monitor/exporter/ebpf"
+	"github.com/open-autoglm/autoglm-monitor/exporter/httpparse"
+	"github.com/open-autoglm/autoglm-monitor/exporter/metrics"
+	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
+	"github.com/open-autoglm/autoglm-monitor/internal/config"
+)
+
+// EventSource is a capture of raw socket events (the eBPF source).
+type EventSource interface {
+	traffic.EventSource
+	Collector() prometheus.Collector
+	Close() error
+}
+
+// RequestSource yields finished requests (the access-log source).
+type RequestSource interface {
+	traffic.RequestSource
+	Collector() prometheus.Collector
+}
+
+// Options configures an Exporter.
+type Options struct {
+	Config *config.File
+	Logger *slog.Logger
+	// Registerer receives every collector; required.
+	Registerer prometheus.Registerer
+	// Events or Requests replace the source named in the configuration (tests, benchmarks).
+	Events   EventSource
+	Requests RequestSource
+}
+
+// Exporter runs one source and keeps the metrics.
+type Exporter struct {
+	logger   *slog.Logger
+	events   EventSource
+	requests RequestSource
+	parser   *httpparse.Parser
+	metrics  *metrics.Collector
+	observed atomic.Uint64
+	running  atomic.Bool
+}
+
+// New builds the source named by exporter.source (unless one is given) and
+// registers the metrics. For the eBPF source this loads and attaches the
+// programs, so it fails fast on a host that cannot run them.
+func New(o Options) (*Exporter, error) {
+	if o.Config == nil {
+		return nil, errors.New("exporter: no configuration")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		return nil, errors.New("exporter: no registerer")
+	}
+	cfg := o.Config.Exporter
+	e := &Exporter{logger: o.Logger, events: o.Events, requests: o.Requests}
+	e.metrics = metrics.New(metrics.Options{
+		Endpoints:      o.Config.Metrics.Endpoints,
+		TopModels:      cfg.TopModels,
+		TopClients:     cfg.TopClients,
+		ClientPrefixV4: cfg.ClientPrefixV4,
+		ClientPrefixV6: cfg.ClientPrefixV6,
+	})
+	if e.events == nil && e.requests == nil {
+		if err := e.openSource(cfg, o.Logger); err != nil {
+			return nil, err
+		}
+	}
+	var source prometheus.Collector
+	if e.events != nil {
+		e.parser = httpparse.New(httpparse.Options{
+			MaxConnections: cfg.MaxConnections,
+			BodyScanBytes:  max(cfg.CaptureBytes, httpparse.DefaultBodyScanBytes),
+			OnStart:        e.metrics.Start,
+			OnRequest:      e.finish,
+			OnDrop:         e.metrics.Drop,
+		})
+		source = e.events.Collector()
+	} else {
+		source = e.requests.Collector()
+	}
+	for _, c := range []prometheus.Collector{
+		e.metrics,
+		source,
+		newSelfCollector(e),
+		versioncollector.NewCollector("autoglm_exporter"),
+	} {
+		if err := o.Registerer.Register(c); err != nil {
+			return nil, errors.Join(fmt.Errorf("exporter: registering metrics: %w", err), e.Close())
+		}
+	}
+	return e, nil
+}
+
+func (e *Exporter) openSource(cfg config.Exporter, logger *slog.Logger) error {
+	switch cfg.Source {
+	case config.SourceAccessLog:
+		port := cfg.AccessLog.ServerPort
+		if port == 0 && len(cfg.Ports) > 0 {
+			port = cfg.Ports[0]
+		}
+		src, err := accesslog.New(accesslog.Options{
+			Path:       cfg.AccessLog.Path,
+			Format:     cfg.AccessLog.Format,
+			Fields:     cfg.AccessLog.Fields,
+			FromStart:  cfg.AccessLog.FromStart,
+			ServerPort: port,
+			Logger:     logger,
+		})
+		if err != nil {
+			return fmt.Errorf("exporter: access log source: %w", err)
+		}
+		e.requests = src
+	default:
+		src, err := ebpf.New(ebpf.Options{
+			Ports:           cfg.Ports,
+			CgroupPath:      cfg.CgroupPath,
+			CaptureBytes:    cfg.CaptureBytes,
+			RingBufferBytes: cfg.RingBufferBytes,
+			Logger:          logger,
+		})
+		if err != nil {
+			return err
+		}
+		e.events = src
+	}
+	return nil
+}
+
+func (e *Exporter) finish(r *traffic.Request) {
+	e.observed.Add(1)
+	e.metrics.Finish(r)
+}
+
+func (e *Exporter) observe(r *traffic.Request) {
+	e.observed.Add(1)
+	e.metrics.Observe(r)
+}
+
+// Run reads the source until ctx is done.
+func (e *Exporter) Run(ctx context.Context) error {
+	e.running.Store(true)
+	defer e.running.Store(false)
+	if e.events != nil {
+		return e.events.Run(ctx, e.parser.Handle)
+	}
+	return e.requests.Run(ctx, e.observe)
+}
+
+// Ready reports whether the source is running.
+func (e *Exporter) Ready() error {
+	if !e.running.Load() {
+		return errors.New("capture source not running")
+	}
+	return nil
+}
+
+// Observed is the number of requests turned into metrics.
+func (e *Exporter) Observed() uint64 { return e.observed.Load() }
+
+// Close releases the source (detaching eBPF programs).
+func (e *Exporter) Close() error {
+	if e.events != nil {
+		if err := e.events.Close(); err != nil {
+			return fmt.Errorf("exporter: closing source: %w", err)
+		}
+	}
+	return nil
+}
+
+// selfCollector exposes the parser's and the pipeline's own counters.
+type selfCollector struct {
+	e                                     *Exporter
+	parseErrors, observed, conns, evicted *prometheus.Desc
+	dropped                               *prometheus.Desc
+}
+
+func newSelfCollector(e *Exporter) *selfCollector {
+	return &selfCollector{
+		e: e,
+		parseErrors: prometheus.NewDesc("autoglm_exporter_parse_errors_total",
+			"Bytes that could not be parsed as HTTP/1.x, by reason.", []string{"reason"}, nil),
+		observed: prometheus.NewDesc("autoglm_exporter_requests_observed_total",
+			"Finished requests turned into traffic metrics.", nil, nil),
+		conns: prometheus.NewDesc("autoglm_exporter_parser_connections",
+			"Connections the HTTP parser is tracking.", nil, nil),
+		evicted: prometheus.NewDesc("autoglm_exporter_parser_connections_evicted_total",
+			"Connections the HTTP parser stopped tracking to stay within exporter.max_connections.", nil, nil),
+		dropped: prometheus.NewDesc("autoglm_exporter_requests_dropped_total",
+			"Requests seen starting that could not be measured to the end (evicted or unparsable response).", nil, nil),
+	}
+}
+
+func (c *selfCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.observed
+	if c.e.parser != nil {
+		ch <- c.parseErrors
+		ch <- c.conns
+		ch <- c.evicted
+		ch <- c.dropped
+	}
+}
+
+func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(c.observed, prometheus.CounterValue, float64(c.e.observed.Load()))
+	p := c.e.parser
+	if p == nil {
+		return
+	}
+	st := p.Stats()
+	for _, r := range httpparse.Reasons() {
+		ch <- prometheus.MustNewConstMetric(c.parseErrors, prometheus.CounterValue, float64(st.Errors(r)), r.String())
+	}
+	ch <- prometheus.MustNewConstMetric(c.conns, prometheus.GaugeValue, float64(st.Connections()))
+	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(st.Evicted()))
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped()))
+}

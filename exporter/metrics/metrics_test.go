@@ -1,0 +1,289 @@
+package metrics
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
+	"github.com/open-autoglm/autoglm-monitor/internal/sli"
+	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
+)
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func req(method, path string, status int, dur time.Duration, mut ...func(*traffic.Request)) *traffic.Request {
+	r := &traffic.Request{
+		Start: t0, End: t0.Add(dur), Method: method, Path: path, Status: status,
+		RequestBodySize: 100, ResponseBodySize: 1000, InputTokens: -1, OutputTokens: -1,
+		Client: netip.MustParseAddr("10.0.0.7"), ServerPort: 8000,
+	}
+	for _, m := range mut {
+		m(r)
+	}
+	return r
+}
+
+func stream(ttft time.Duration, in, out int64, model string) func(*traffic.Request) {
+	return func(r *traffic.Request) {
+		r.FirstToken = r.Start.Add(ttft)
+		r.Streaming = true
+		r.InputTokens, r.OutputTokens = in, out
+		r.Model = model
+	}
+}
+
+// histText renders the expected exposition of one histogram series from raw observations.
+func histText(name, labels string, buckets []float64, obs ...float64) string {
+	var b strings.Builder
+	sum := 0.0
+	for _, o := range obs {
+		sum += o
+	}
+	for _, le := range buckets {
+		n := 0
+		for _, o := range obs {
+			if o <= le {
+				n++
+			}
+		}
+		fmt.Fprintf(&b, "%s_bucket{%s,le=\"%s\"} %d\n", name, labels, strconv.FormatFloat(le, 'g', -1, 64), n)
+	}
+	fmt.Fprintf(&b, "%s_bucket{%s,le=\"+Inf\"} %d\n", name, labels, len(obs))
+	fmt.Fprintf(&b, "%s_sum{%s} %s\n", name, labels, strconv.FormatFloat(sum, 'g', -1, 64))
+	fmt.Fprintf(&b, "%s_count{%s} %d\n", name, labels, len(obs))
+	return b.String()
+}
+
+func newTest() *Collector {
+	return New(Options{
+		Endpoints: []string{"/v1/chat/completions", "/v1/models/{model}", "/v1/embeddings"},
+		TopModels: 1, TopClients: 2, ClientPrefixV4: 24, ClientPrefixV6: 64,
+	})
+}
+
+func TestHTTPMetrics(t *testing.T) {
+	c := newTest()
+	c.Observe(req("GET", "/v1/models/glm-4", 200, 20*time.Millisecond))
+	c.Observe(req("GET", "/v1/models/glm-4/", 200, 40*time.Millisecond))
+	c.Observe(req("GET", "/secret/path/42", 404, 3*time.Millisecond))
+	c.Observe(req("POST", "/v1/chat/completions", 503, 2*time.Second))
+	c.Observe(req("BREW", "/v1/chat/completions", 0, 90*time.Second, func(r *traffic.Request) { r.ErrorType = "connection_closed" }))
+
+	d := sli.HTTPDuration
+	want := "# HELP " + d + " Duration of HTTP server requests, from the first request byte read to the last response byte written.\n# TYPE " + d + " histogram\n" +
+		histText(d, `error_type="",http_request_method="GET",http_response_status_code="404",http_route="other",server_port="8000"`, durationBuckets, 0.003) +
+		histText(d, `error_type="",http_request_method="GET",http_response_status_code="200",http_route="/v1/models/{model}",server_port="8000"`, durationBuckets, 0.02, 0.04) +
+		histText(d, `error_type="503",http_request_method="POST",http_response_status_code="503",http_route="/v1/chat/completions",server_port="8000"`, durationBuckets, 2) +
+		histText(d, `error_type="connection_closed",http_request_method="_OTHER",http_response_status_code="",http_route="/v1/chat/completions",server_port="8000"`, durationBuckets, 90)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), d); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.CollectAndCount(c, sli.GenAIDuration); got != 2 {
+		t.Errorf("gen_ai duration series = %d, want 2 (only chat requests)", got)
+	}
+}
+
+func TestGenAIMetrics(t *testing.T) {
+	c := newTest()
+	c.Observe(req("POST", "/v1/chat/completions", 200, 3*time.Second, stream(200*time.Millisecond, 10, 101, "glm-4")))
+	c.Observe(req("POST", "/v1/chat/completions", 200, 1*time.Second, stream(500*time.Millisecond, 5, 11, "glm-4")))
+	// A second model exceeds top_models=1 and becomes "other".
+	c.Observe(req("POST", "/v1/chat/completions", 200, 1*time.Second, stream(100*time.Millisecond, 1, 1, "qwen")))
+	// Failed streams count tokens but not time to first token.
+	c.Observe(req("POST", "/v1/chat/completions", 500, 1*time.Second, stream(100*time.Millisecond, 3, 0, "glm-4")))
+	// Non-streaming: no TTFT.
+	c.Observe(req("POST", "/v1/embeddings", 200, 10*time.Millisecond, func(r *traffic.Request) { r.Model = "glm-4"; r.InputTokens = 4 }))
+
+	l := `gen_ai_operation_name="chat",gen_ai_request_model="%s",http_route="/v1/chat/completions",server_port="8000"`
+	ttft := "# HELP " + sli.GenAITTFT + " Time from the first request byte to the first server-sent event of a successful streaming response.\n# TYPE " + sli.GenAITTFT + " histogram\n" +
+		histText(sli.GenAITTFT, fmt.Sprintf(l, "glm-4"), ttftBuckets, 0.2, 0.5) +
+		histText(sli.GenAITTFT, fmt.Sprintf(l, "other"), ttftBuckets, 0.1)
+	tpot := "# HELP " + sli.GenAITPOT + " Time per output token after the first one, for successful streaming responses that report usage.\n# TYPE " + sli.GenAITPOT + " histogram\n" +
+		histText(sli.GenAITPOT, fmt.Sprintf(l, "glm-4"), tpotBuckets, 2.8/100, 0.5/10)
+	for name, want := range map[string]string{sli.GenAITTFT: ttft, sli.GenAITPOT: tpot} {
+		if err := testutil.CollectAndCompare(c, strings.NewReader(want), name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, tc := range []struct {
+		labels []string
+		want   float64
+	}{
+		{[]string{"/v1/chat/completions", "chat", "glm-4", "8000", "input"}, 18},
+		{[]string{"/v1/chat/completions", "chat", "glm-4", "8000", "output"}, 112},
+		{[]string{"/v1/chat/completions", "chat", "other", "8000", "output"}, 1},
+		{[]string{"/v1/embeddings", "embeddings", "glm-4", "8000", "input"}, 4},
+	} {
+		if got := testutil.ToFloat64(c.tokens.WithLabelValues(tc.labels...)); got != tc.want {
+			t.Errorf("tokens%v = %g, want %g", tc.labels, got, tc.want)
+		}
+	}
+	if got := testutil.CollectAndCount(c, sli.GenAITokens); got != 5 {
+		t.Errorf("token series = %d, want 5 (no output series for embeddings without usage)", got)
+	}
+}
+
+func TestActiveRequests(t *testing.T) {
+	c := newTest()
+	a := req("POST", "/v1/chat/completions", 200, time.Second)
+	b := req("POST", "/v1/chat/completions", 200, time.Second)
+	g := req("GET", "/x", 200, time.Second)
+	c.Start(a)
+	c.Start(b)
+	c.Start(g)
+	c.Finish(a)
+	c.Drop(g)
+	want := "# HELP " + sli.HTTPActive + " Number of HTTP server requests whose headers were read and whose response is not complete.\n# TYPE " + sli.HTTPActive + " gauge\n" +
+		`http_server_active_requests{http_request_method="GET",http_route="other",server_port="8000"} 0` + "\n" +
+		`http_server_active_requests{http_request_method="POST",http_route="/v1/chat/completions",server_port="8000"} 1` + "\n"
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), sli.HTTPActive); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.CollectAndCount(c, sli.HTTPDuration); got != 1 {
+		t.Errorf("dropped request was observed: %d duration series", got)
+	}
+}
+
+func TestClientAddresses(t *testing.T) {
+	c := newTest()
+	for _, a := range []string{"10.0.0.1", "10.0.0.200", "::ffff:10.0.0.9", "2001:db8:1:2::5", "2001:db8:1:2:ffff::1", "192.168.1.1", "172.16.0.1"} {
+		c.Observe(req("GET", "/", 200, time.Millisecond, func(r *traffic.Request) { r.Client = netip.MustParseAddr(a) }))
+	}
+	c.Observe(req("GET", "/", 200, time.Millisecond, func(r *traffic.Request) { r.Client = netip.Addr{} }))
+	want := "# HELP " + sli.ClientRequests + " HTTP requests by client network (top-N prefixes, the rest as other).\n# TYPE " + sli.ClientRequests + " counter\n" +
+		`autoglm_exporter_client_requests_total{client_address="10.0.0.0/24"} 3` + "\n" +
+		`autoglm_exporter_client_requests_total{client_address="2001:db8:1:2::/64"} 2` + "\n" +
+		`autoglm_exporter_client_requests_total{client_address="other"} 3` + "\n"
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), sli.ClientRequests); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestTopNPromotesHeavyHitters(t *testing.T) {
+	var evicted []string
+	tn := newTopN(2, func(k string) { evicted = append(evicted, k) })
+	tn.label("a")
+	tn.label("b")
+	for i := 0; i < 10; i++ {
+		tn.label("a")
+	}
+	var last string
+	for i := 0; i < 64; i++ {
+		last = tn.label("c")
+	}
+	if last != "c" || len(evicted) != 1 || evicted[0] != "b" {
+		t.Fatalf("after a burst of c: label %q, evicted %v; want c admitted and b evicted", last, evicted)
+	}
+	if got := tn.label("b"); got != sli.OtherValue {
+		t.Errorf("evicted key labelled %q, want other", got)
+	}
+	if len(tn.candidates) > 8 || len(tn.admitted) > 2 {
+		t.Errorf("state not bounded: %d candidates, %d admitted", len(tn.candidates), len(tn.admitted))
+	}
+	for i := 0; i < 10000; i++ {
+		tn.label(strconv.Itoa(i))
+	}
+	if len(tn.candidates) > 8 {
+		t.Errorf("candidates grew to %d", len(tn.candidates))
+	}
+}
+
+func TestRouter(t *testing.T) {
+	r := NewRouter([]string{"/v1/chat/completions", "/v1/models/{model}", "/v1/{x}/files/{id}/content", "/"})
+	for path, want := range map[string]string{
+		"/v1/chat/completions":        "/v1/chat/completions",
+		"/v1/chat/completions/":       "/v1/chat/completions",
+		"/v1/chat/completions/x":      "other",
+		"/v1/models/a":                "/v1/models/{model}",
+		"/v1/models":                  "other",
+		"/v1/models/":                 "other",
+		"/v1/models/a/b":              "other",
+		"/v1/org/files/7/content":     "/v1/{x}/files/{id}/content",
+		"/v1/org/files//content":      "other",
+		"/":                           "/",
+		"":                            "other",
+		"/v1/CHAT/completions":        "other",
+		"/v1/chat/completions?stream": "other",
+	} {
+		if got := r.Route(path); got != want {
+			t.Errorf("Route(%q) = %q, want %q", path, got, want)
+		}
+	}
+}
+
+func TestLintAndPromtool(t *testing.T) {
+	c := newTest()
+	c.Start(req("GET", "/v1/models/x", 0, 0))
+	c.Observe(req("POST", "/v1/chat/completions", 200, time.Second, stream(time.Millisecond, 1, 5, "m")))
+	c.Observe(req("GET", "/v1/models/x", 500, time.Second))
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	promtool := testenv.Promtool(t)
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &buf
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestNativeHistograms(t *testing.T) {
+	c := newTest()
+	c.Observe(req("POST", "/v1/chat/completions", 200, 1500*time.Millisecond, stream(300*time.Millisecond, 1, 9, "m")))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			h := m.GetHistogram()
+			if h == nil {
+				continue
+			}
+			seen++
+			if h.Schema == nil || len(h.GetPositiveSpan()) == 0 || len(h.GetBucket()) == 0 {
+				t.Errorf("%s: want classic and native buckets, got schema %v, %d spans, %d classic buckets",
+					mf.GetName(), h.Schema, len(h.GetPositiveSpan()), len(h.GetBucket()))
+			}
+		}
+	}
+	if seen != 6 {
+		t.Errorf("saw %d histogram series, want 6", seen)
+	}
+	// Classic buckets reach ten minutes for long streams.
+	if last := durationBuckets[len(durationBuckets)-1]; last < 600 {
+		t.Errorf("largest duration bucket %g s, want >= 600", last)
+	}
+}
