@@ -1,0 +1,262 @@
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/open-autoglm/autoglm-monitor/receiver/engine"
+	"github.com/open-autoglm/autoglm-monitor/receiver/route"
+	"github.com/open-autoglm/autoglm-monitor/receiver/store"
+)
+
+// Config is the part of the configuration the API reads; it is swapped on reload.
+type Config struct {
+	Router       *route.Router
+	MaxBodyBytes int64
+	// AuthToken, when not empty, is required as a bearer token.
+	AuthToken   string
+	ExpireAfter time.Duration
+}
+
+// Enqueuer hands accepted deliveries to the delivery engine.
+type Enqueuer interface {
+	Enqueue([]*store.Delivery)
+}
+
+// Options configure the API.
+type Options struct {
+	Store      *store.Store
+	Engine     Enqueuer
+	Logger     *slog.Logger
+	Now        func() time.Time
+	Registerer prometheus.Registerer
+}
+
+// API serves the receiver's HTTP endpoints.
+type API struct {
+	o        Options
+	cfg      atomic.Pointer[Config]
+	alerts   *prometheus.CounterVec
+	requests *prometheus.CounterVec
+}
+
+// New creates the API with its metrics registered on o.Registerer.
+func New(o Options, c *Config) (*API, error) {
+	if o.Store == nil || o.Engine == nil {
+		return nil, errors.New("api needs a store and an engine")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	a := &API{
+		o: o,
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoglm_receiver_alerts_received_total",
+			Help: "Alerts received in webhook payloads (identical re-sent notifications excluded).",
+		}, []string{"alertname", "severity", "status"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "autoglm_receiver_webhook_requests_total",
+			Help: "Webhook requests by HTTP status code.",
+		}, []string{"code"}),
+	}
+	if o.Registerer != nil {
+		for _, c := range []prometheus.Collector{a.alerts, a.requests} {
+			if err := o.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	a.SetConfig(c)
+	return a, nil
+}
+
+// SetConfig swaps the configuration (reload).
+func (a *API) SetConfig(c *Config) { a.cfg.Store(c) }
+
+// Register adds the API routes to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("/webhook", a.Webhook)
+	mux.HandleFunc("/api/v1/notifications", a.Notifications)
+}
+
+type errorBody struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+	Field  string `json:"field,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Webhook accepts one Alertmanager notification. It answers 200 only after
+// the deliveries are durably stored; delivery happens afterwards.
+func (a *API) Webhook(w http.ResponseWriter, r *http.Request) {
+	code := a.webhook(w, r)
+	a.requests.WithLabelValues(strconv.Itoa(code)).Inc()
+}
+
+func (a *API) fail(w http.ResponseWriter, code int, field, msg string) int {
+	writeJSON(w, code, errorBody{Status: "error", Error: msg, Field: field})
+	return code
+}
+
+func (a *API) webhook(w http.ResponseWriter, r *http.Request) int {
+	cfg := a.cfg.Load()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return a.fail(w, http.StatusMethodNotAllowed, "", "use POST")
+	}
+	if cfg.AuthToken != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(cfg.AuthToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="autoglm-receiver"`)
+			return a.fail(w, http.StatusUnauthorized, "", "missing or invalid bearer token")
+		}
+	}
+	if r.ContentLength > cfg.MaxBodyBytes {
+		return a.fail(w, http.StatusRequestEntityTooLarge, "", "payload of "+strconv.FormatInt(r.ContentLength, 10)+" bytes exceeds receiver.webhook.max_body_bytes ("+strconv.FormatInt(cfg.MaxBodyBytes, 10)+")")
+	}
+	body := http.MaxBytesReader(w, r.Body, cfg.MaxBodyBytes)
+	msg, err := Decode(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return a.fail(w, http.StatusRequestEntityTooLarge, "", "payload exceeds receiver.webhook.max_body_bytes ("+strconv.FormatInt(cfg.MaxBodyBytes, 10)+")")
+		}
+		var de *DecodeError
+		if errors.As(err, &de) {
+			return a.fail(w, http.StatusBadRequest, de.Field, "invalid Alertmanager webhook payload: "+de.Error())
+		}
+		return a.fail(w, http.StatusBadRequest, "", "cannot read payload: "+err.Error())
+	}
+	now := a.o.Now()
+	routes := cfg.Router.Match(&msg.Data)
+	prio := cfg.Router.Priority(&msg.Data)
+	base := route.BaseKey(msg.GroupKey, &msg.Data)
+	rec := &store.Record{
+		Time: now, Outcome: store.OutcomeReceived, GroupKey: msg.GroupKey, Status: msg.Status,
+		Alertnames: engine.Alertnames(msg.Alerts), Receiver: msg.Receiver, Priority: string(prio),
+	}
+	for _, al := range msg.Alerts {
+		rec.Fingerprints = append(rec.Fingerprints, al.Fingerprint)
+	}
+	names := make([]string, 0, len(routes))
+	ds := make([]*store.Delivery, 0, 2*len(routes))
+	seen := make(map[string]bool, 4)
+	for _, rt := range routes {
+		names = append(names, rt.Name)
+		for _, ch := range rt.Channels {
+			if seen[ch] {
+				continue
+			}
+			seen[ch] = true
+			d := &store.Delivery{
+				ID: route.ChannelKey(base, ch), Base: base, Channel: ch, Route: rt.Name, Fallback: rt.Fallback,
+				EscalateAfterFailures: rt.EscalateAfterFailures, GroupKey: msg.GroupKey, Priority: prio,
+				Data: &msg.Data, TruncatedAlerts: int(msg.TruncatedAlerts), Received: now, ExpireAt: now.Add(cfg.ExpireAfter),
+			}
+			if rt.EscalateAfter > 0 {
+				d.EscalateAt = now.Add(rt.EscalateAfter)
+			}
+			ds = append(ds, d)
+		}
+	}
+	rec.Route = strings.Join(names, ",")
+	if len(routes) == 0 {
+		rec.Outcome = store.OutcomeUnrouted
+	}
+	accepted, dups, err := a.o.Store.Accept(rec, ds)
+	if err != nil {
+		a.o.Logger.Error("cannot store webhook payload", "group_key", msg.GroupKey, "err", err)
+		w.Header().Set("Retry-After", "5")
+		return a.fail(w, http.StatusServiceUnavailable, "", "store cannot take the payload now; retry later")
+	}
+	a.o.Engine.Enqueue(accepted)
+	if len(accepted) > 0 || len(ds) == 0 {
+		for _, al := range msg.Alerts {
+			a.alerts.WithLabelValues(al.Labels["alertname"], al.Labels["severity"], al.Status).Inc()
+		}
+	}
+	if len(routes) == 0 {
+		a.o.Logger.Warn("no route matched and no default route configured", "group_key", msg.GroupKey, "alertname", strings.Join(rec.Alertnames, ","))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status": "success", "accepted": len(accepted), "duplicates": dups, "routes": names,
+	})
+	return http.StatusOK
+}
+
+// Notifications lists audit records, newest first.
+// Query parameters: from, to (RFC 3339 or Unix seconds), alertname, channel,
+// status (an outcome such as delivered or retry), limit (1..1000), cursor.
+func (a *API) Notifications(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		a.fail(w, http.StatusMethodNotAllowed, "", "use GET")
+		return
+	}
+	v := r.URL.Query()
+	q := store.Query{Alertname: v.Get("alertname"), Channel: v.Get("channel"), Outcome: v.Get("status"), Cursor: v.Get("cursor"), Limit: 100}
+	var err error
+	if q.From, err = parseTime(v.Get("from")); err != nil {
+		a.fail(w, http.StatusBadRequest, "from", err.Error())
+		return
+	}
+	if q.To, err = parseTime(v.Get("to")); err != nil {
+		a.fail(w, http.StatusBadRequest, "to", err.Error())
+		return
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && q.To.Before(q.From) {
+		a.fail(w, http.StatusBadRequest, "to", "must not be before from")
+		return
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			a.fail(w, http.StatusBadRequest, "limit", "must be an integer within [1, 1000], got "+strconv.Quote(s))
+			return
+		}
+		q.Limit = n
+	}
+	recs, next, err := a.o.Store.Audit(q)
+	if errors.Is(err, store.ErrBadCursor) {
+		a.fail(w, http.StatusBadRequest, "cursor", "invalid cursor: use next_cursor from a previous answer")
+		return
+	}
+	if err != nil {
+		a.o.Logger.Error("audit query failed", "err", err)
+		a.fail(w, http.StatusServiceUnavailable, "", "audit log unavailable")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": recs, "next_cursor": next})
+}
+
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		sec := int64(f)
+		return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, errors.New("invalid time " + strconv.Quote(s) + ": use RFC 3339 or Unix seconds")
+	}
+	return t, nil
+}
