@@ -1,0 +1,346 @@
+package baseline
+
+import (
+	"math"
+	"time"
+)
+
+// profileModel is the robust seasonal profile: per slot of the season the
+// median of the (level-free) history around that slot, a robust noise scale
+// per hour of day, and a current level that follows recent drift.
+type profileModel struct {
+	name    string
+	tr      transform
+	k       float64
+	step    time.Duration
+	stepSec int64
+	period  int // slots per season (1 = no season)
+	prof    []float64
+	scale   [24]float64
+	floor   float64 // smallest half-width/k, in transformed space
+
+	// State refreshed from recent observations.
+	level    float64
+	dayShift int       // use the profile of another weekday until dayEnd
+	dayEnd   time.Time // end of the day the shift applies to
+	end      time.Time
+}
+
+func (m *profileModel) Name() string { return m.name }
+
+func (m *profileModel) slot(t time.Time) int {
+	if m.period == 1 {
+		return 0
+	}
+	i := int(floorDiv(t.Unix(), m.stepSec) % int64(m.period))
+	if m.dayShift != 0 && t.Before(m.dayEnd) {
+		i = (i + m.dayShift*m.slotsPerDay()) % m.period
+	}
+	return i
+}
+
+func (m *profileModel) slotsPerDay() int { return int(int64(day/time.Second) / m.stepSec) }
+
+func (m *profileModel) expected(t time.Time) float64 { return m.prof[m.slot(t)] + m.level }
+
+func (m *profileModel) half(t time.Time) float64 {
+	return m.k * math.Max(m.scale[t.UTC().Hour()], m.floor)
+}
+
+func (m *profileModel) Band(t time.Time) Band { return m.tr.band(m.expected(t), m.half(t)) }
+
+// profileSlots computes per-slot medians of v over all cycles, pooling
+// ±halfWidth neighbouring slots so a few weeks of history give stable values.
+func profileSlots(v []float64, phase int, period, halfWidth, spd int, buf []float64) []float64 {
+	prof := make([]float64, period)
+	if spd > period {
+		spd = period
+	}
+	if period == 1 {
+		buf = buf[:0]
+		for _, x := range v {
+			if !math.IsNaN(x) {
+				buf = append(buf, x)
+			}
+		}
+		prof[0] = median(buf)
+		return prof
+	}
+	// Group indices by slot once: values of slot s are v[j] with (phase+j) % period == s.
+	for s := 0; s < period; s++ {
+		buf = buf[:0]
+		for d := -halfWidth; d <= halfWidth; d++ {
+			ss := s + d
+			// Pooling stops at midnight: day types change there in one step.
+			if ss < 0 || ss >= period || ss/spd != s/spd {
+				continue
+			}
+			first := ((ss-phase)%period + period) % period
+			for j := first; j < len(v); j += period {
+				if x := v[j]; !math.IsNaN(x) {
+					buf = append(buf, x)
+				}
+			}
+		}
+		prof[s] = median(buf)
+	}
+	// Slots never seen (short or gappy history) borrow from their neighbours.
+	fillNaN(prof)
+	return prof
+}
+
+func fillNaN(p []float64) {
+	n := len(p)
+	last := math.NaN()
+	for i := 0; i < 2*n; i++ {
+		if math.IsNaN(p[i%n]) {
+			p[i%n] = last
+		} else {
+			last = p[i%n]
+		}
+	}
+}
+
+// fitProfile fits the profile model on s.y[:upto].
+func fitProfile(s *series, upto int, period int, name string) *profileModel {
+	y := s.y[:upto]
+	spd := int(int64(day/time.Second) / s.stepSec)
+	phase := 0
+	if period > 1 {
+		phase = int(floorDiv(s.t0/s.stepSec, 1) % int64(period))
+	}
+	halfWidth := max(1, int(int64(10*time.Minute/time.Second)/s.stepSec))
+	if period == 1 {
+		halfWidth = 0
+	}
+	buf := make([]float64, 0, 4096)
+	work := make([]float64, len(y))
+	slotOf := func(j int) int {
+		if period == 1 {
+			return 0
+		}
+		return (phase + j) % period
+	}
+	// Day index of each bucket for a per-day level: absorbs growth and past
+	// level shifts so the profile learns shape, not level.
+	dayOf := func(j int) int { return int(floorDiv(s.t0+int64(j)*s.stepSec, 86400) - floorDiv(s.t0, 86400)) }
+	nDays := dayOf(len(y)-1) + 1
+	levels := make([]float64, nDays)
+
+	prof := profileSlots(y, phase, period, halfWidth, spd, buf)
+	var global float64
+	for iter := 0; iter < 3; iter++ {
+		// Per-day level of the residuals.
+		for d := range levels {
+			levels[d] = math.NaN()
+		}
+		cur, start := -1, 0
+		flush := func(end int) {
+			if cur < 0 {
+				return
+			}
+			buf = buf[:0]
+			for j := start; j < end; j++ {
+				if x := y[j]; !math.IsNaN(x) && !math.IsNaN(work[j]) {
+					buf = append(buf, x-prof[slotOf(j)])
+				}
+			}
+			levels[cur] = median(buf)
+		}
+		for j := range y {
+			if d := dayOf(j); d != cur {
+				flush(j)
+				cur, start = d, j
+			}
+		}
+		flush(len(y))
+		if period == 1 {
+			// Without a season the level is all there is; keep it slow.
+			break
+		}
+		fillNaN(levels)
+		// Deseasonalised residuals, flagging outliers (self-exclusion).
+		buf = buf[:0]
+		for j, x := range y {
+			work[j] = math.NaN()
+			if !math.IsNaN(x) {
+				work[j] = x - levels[dayOf(j)]
+				buf = append(buf, x-levels[dayOf(j)]-prof[slotOf(j)])
+			}
+		}
+		global = mad(buf, median(append([]float64(nil), buf...)))
+		if iter == 2 {
+			break
+		}
+		for j, x := range work {
+			if !math.IsNaN(x) && math.Abs(x-prof[slotOf(j)]) > s.k*math.Max(global, 1e-12) {
+				work[j] = math.NaN()
+			}
+		}
+		prof = profileSlots(work, phase, period, halfWidth, spd, buf)
+	}
+
+	m := &profileModel{name: name, tr: s.tr, k: s.k, step: s.step, stepSec: s.stepSec, period: period, prof: prof, end: s.timeOf(upto - 1)}
+	// Residual scale per hour of day, after removing the day level.
+	var hour [24][]float64
+	var all []float64
+	for j, x := range y {
+		if math.IsNaN(x) {
+			continue
+		}
+		lv := 0.0
+		if period > 1 || len(levels) > 0 {
+			lv = levels[dayOf(j)]
+			if math.IsNaN(lv) {
+				continue
+			}
+		}
+		e := x - lv - prof[slotOf(j)]
+		h := s.timeOf(j).Hour()
+		hour[h] = append(hour[h], e)
+		all = append(all, e)
+	}
+	global = mad(all, median(append([]float64(nil), all...)))
+	for h := range hour {
+		if len(hour[h]) < 6 {
+			m.scale[h] = global
+			continue
+		}
+		// Outliers inside an hour must not widen the band: trim at k·global first.
+		kept := hour[h][:0]
+		for _, e := range hour[h] {
+			if math.Abs(e) <= s.k*math.Max(global, 1e-12) {
+				kept = append(kept, e)
+			}
+		}
+		m.scale[h] = math.Max(mad(kept, median(append([]float64(nil), kept...))), 0.5*global)
+	}
+	m.floor = math.Max(math.Max(0.5*s.noise, 0.01*s.spread), 1e-9)
+	if s.tr.fn == trLog {
+		// Never alert on less than a ±2% move (in log space).
+		m.floor = math.Max(m.floor, 0.02/s.k*2)
+	}
+	// Widen the band until the training data itself would not page more
+	// than the alert budget: heavy-tailed series get wider bands, clean ones keep K.
+	resid := make([]float64, len(y))
+	for j, x := range y {
+		resid[j] = math.NaN()
+		if math.IsNaN(x) {
+			continue
+		}
+		lv := levels[dayOf(j)]
+		if math.IsNaN(lv) {
+			continue
+		}
+		resid[j] = (x - lv - prof[slotOf(j)]) / math.Max(m.scale[s.timeOf(j).Hour()], m.floor)
+	}
+	m.k = calibrateK(resid, s.tr, s.k, float64(len(y))*s.step.Hours()/24)
+	m.refreshFrom(s, upto)
+	return m
+}
+
+// refreshFrom sets level and day type from the buckets of s before upto.
+func (m *profileModel) refreshFrom(s *series, upto int) {
+	end := s.timeOf(upto - 1)
+	m.end = end
+	dayStart := time.Unix(floorDiv(end.Unix(), 86400)*86400, 0).UTC()
+	m.dayShift = 0
+	m.dayEnd = dayStart.Add(day)
+	resid := func(j int, shift int) float64 {
+		t := s.timeOf(j)
+		i := 0
+		if m.period > 1 {
+			i = int(floorDiv(t.Unix(), m.stepSec) % int64(m.period))
+			if shift != 0 && !t.Before(dayStart) {
+				i = (i + shift*m.slotsPerDay()) % m.period
+			}
+		}
+		return s.y[j] - m.prof[i]
+	}
+	buf := make([]float64, 0, 512)
+	levelOver := func(from, to time.Time, shift int, center, tol float64) float64 {
+		buf = buf[:0]
+		a := max(0, int((from.Unix()-s.t0)/s.stepSec))
+		b := min(upto, int((to.Unix()-s.t0)/s.stepSec)+1)
+		for j := a; j < b; j++ {
+			if math.IsNaN(s.y[j]) || s.timeOf(j).Before(from) {
+				continue
+			}
+			r := resid(j, shift)
+			if math.IsNaN(center) || math.Abs(r-center) <= tol {
+				buf = append(buf, r)
+			}
+		}
+		return median(buf)
+	}
+	// Day type: a weekday that behaves like a Sunday (a holiday), or the
+	// other way round, is recognised from today's data and followed for the
+	// rest of the day. A drop late in a normal day cannot flip it because
+	// the whole day so far votes.
+	if m.period >= 7*m.slotsPerDay() && !end.Before(dayStart) {
+		ref := levelOver(dayStart.Add(-6*time.Hour), dayStart.Add(-time.Nanosecond), 0, nan(), 0)
+		if !math.IsNaN(ref) {
+			scores := [7]float64{}
+			for o := 0; o < 7; o++ {
+				buf = buf[:0]
+				for j := max(0, int((dayStart.Unix()-s.t0)/s.stepSec)); j < upto; j++ {
+					if !math.IsNaN(s.y[j]) {
+						buf = append(buf, math.Abs(resid(j, o)-ref))
+					}
+				}
+				scores[o] = median(buf)
+			}
+			best := 0
+			for o := 1; o < 7; o++ {
+				if scores[o] < scores[best] {
+					best = o
+				}
+			}
+			g := m.k * math.Max(m.scale[dayStart.Hour()], m.floor)
+			if best != 0 && scores[0] > 0.5*g && scores[best] < 0.35*scores[0] {
+				m.dayShift = best
+			}
+		}
+	}
+	long := levelOver(end.Add(-6*time.Hour), end, m.dayShift, nan(), 0)
+	if math.IsNaN(long) {
+		// No recent data: keep the level of the most recent day we have.
+		long = levelOver(end.Add(-3*day), end, m.dayShift, nan(), 0)
+	}
+	if math.IsNaN(long) {
+		long = 0
+	}
+	tol := m.k * math.Max(maxScale(m.scale), m.floor)
+	if m.period > 1 && m.period < 7*m.slotsPerDay() && end.Sub(dayStart) < 6*time.Hour {
+		// A daily profile cannot know weekends: when today opened at a level
+		// the band rejects, today's own level is the better guess.
+		if today := levelOver(dayStart, end, 0, nan(), 0); !math.IsNaN(today) && math.Abs(today-long) > tol {
+			long = today
+		}
+	}
+	short := levelOver(end.Add(-2*time.Hour), end, m.dayShift, long, tol)
+	if math.IsNaN(short) {
+		short = long
+	}
+	// A two-hour median lags a planned ramp by an hour. Compensate with the
+	// recent slope, bounded to a quarter of the band so a fast drift (an
+	// incident) still leaves it.
+	recent := levelOver(end.Add(-time.Hour), end, m.dayShift, long, tol)
+	older := levelOver(end.Add(-4*time.Hour), end.Add(-3*time.Hour), m.dayShift, long, tol)
+	// Only traffic-driven series (rates and latencies, log scale) get planned
+	// ramps; for anything else the slope of a few hours is mostly noise.
+	if m.tr.fn == trLog && !math.IsNaN(recent) && !math.IsNaN(older) {
+		lag := (recent - older) / 3
+		lag = math.Max(-0.25*tol, math.Min(0.25*tol, lag))
+		short += lag
+	}
+	m.level = short
+}
+
+func maxScale(s [24]float64) float64 {
+	x := 0.0
+	for _, v := range s {
+		x = math.Max(x, v)
+	}
+	return x
+}
