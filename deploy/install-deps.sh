@@ -21,7 +21,7 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # Debian starts the packaged daemons; the tests run their own on other ports.
-for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+for svc in prometheus prometheus-alertmanager prometheus-node-exporter nginx; do
 	if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
 		systemctl stop "$svc" || true
 	fi

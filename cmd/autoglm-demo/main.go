@@ -28,6 +28,7 @@ func main() {
 		source = app.Flag("exporter.source", "Force the exporter source: ebpf or accesslog (default: ebpf when root).").Default("").Enum("", "ebpf", "accesslog")
 		speed  = app.Flag("speed", "Replay the trace this many times faster than recorded.").Default("1").Float64()
 		dur    = app.Flag("duration", "Stop by itself after this long (0: run until Ctrl-C).").Default("0s").Duration()
+		calib  = app.Flag("calibration", "How long live traffic runs before its levels seed the backfilled week of history.").Default("45s").Duration()
 	)
 	kingpin.MustParse(app.Parse(os.Args[1:]))
 
@@ -52,7 +53,7 @@ func main() {
 	say("starting the Open-AutoGLM quickstart in %s (Ctrl-C stops everything)", abs(*work))
 	st, err := stack.Start(ctx, stack.Options{
 		Repo: abs(*repo), Work: abs(*work), Bin: abs(*bin), Trace: abs(*trace),
-		Source: *source, Speed: *speed, Say: say,
+		Source: *source, Speed: *speed, Calibration: *calib, Say: say,
 		Logger: promslog.New(&promslog.Config{}),
 	})
 	if err != nil {
@@ -67,7 +68,8 @@ func main() {
 	say("  exporter       %s/metrics", stack.URL(p.Exporter))
 	say("  rulegen        %s/metrics (baselines), rules in %s", stack.URL(p.Rulegen), st.Path("prometheus", "rulegen"))
 	say("  mail           %s", st.Path("mail"))
-	say("an error burst is scheduled, then a latency regression; waiting for alerts")
+	say("  llmsim         %s (API), %s/metrics", stack.URL(p.LLMSim), stack.URL(p.LLMSimMetrics))
+	say("an error burst is scheduled 75s after the simulator started, then a latency regression at 6m; waiting for alerts")
 	st.Watch(ctx, 15*time.Second, func(d stack.Delivery) {
 		say("first notification reached a person %.0fs after start (channel %s, alert %s)", time.Since(start).Seconds(), d.Channel, d.Alertname)
 	})

@@ -10,6 +10,31 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 )
 
+type configFile struct {
+	src, dst string
+	repl     []string
+}
+
+// configFiles are the repository's files the stack runs, and where they go in the working directory.
+var configFiles = []configFile{
+	{src: "deploy/autoglm/autoglm.yml", dst: "autoglm.yml"},
+	{src: "deploy/autoglm/llmsim-faults.yml", dst: "llmsim-faults.yml"},
+	{src: "deploy/prometheus/prometheus.yml", dst: "prometheus/prometheus.yml"},
+	{src: "deploy/alertmanager/alertmanager.yml", dst: "alertmanager.yml"},
+	{src: "mixins/autoglm-mixin/prometheus_rules.yaml", dst: "prometheus/rules/prometheus_rules.yaml"},
+	{src: "mixins/autoglm-mixin/prometheus_alerts.yaml", dst: "prometheus/rules/prometheus_alerts.yaml"},
+}
+
+// ConfigSources lists the repository files (relative paths) the native
+// stack runs; docker-compose.yml must mount the same ones.
+func ConfigSources() []string {
+	out := make([]string, 0, len(configFiles))
+	for _, f := range configFiles {
+		out = append(out, f.src)
+	}
+	return out
+}
+
 // writeConfigs copies the quickstart's configuration files from deploy/ into
 // the working directory, changing only ports and paths, so the native demo
 // runs the very files docker-compose.yml mounts.
@@ -23,6 +48,8 @@ func (s *Stack) writeConfigs() error {
 		addr(def.Rulegen), addr(o.Ports.Rulegen),
 		addr(def.Exporter), addr(o.Ports.Exporter),
 		addr(def.LLMSim), addr(o.Ports.LLMSim),
+		addr(def.LLMSimMetrics), addr(o.Ports.LLMSimMetrics),
+		addr(def.SMTP), addr(o.Ports.SMTP),
 	}
 	for _, dir := range []string{"prometheus/rules", "prometheus/rulegen", "prometheus/data", "receiver", "alertmanager-data"} {
 		if err := os.MkdirAll(s.path(dir), 0o755); err != nil {
@@ -37,24 +64,25 @@ func (s *Stack) writeConfigs() error {
 		"/var/lib/autoglm-rulegen/rules", s.path("prometheus", "rulegen"),
 		"/var/lib/autoglm-receiver", s.path("receiver"),
 	)
-	files := []struct {
-		src, dst string
-		repl     []string
-	}{
-		{"deploy/autoglm/autoglm.yml", "autoglm.yml", shared},
-		{"deploy/autoglm/llmsim-faults.yml", "llmsim-faults.yml", nil},
-		{"deploy/prometheus/prometheus.yml", "prometheus/prometheus.yml", portRepl},
-		{"deploy/alertmanager/alertmanager.yml", "alertmanager.yml", portRepl},
-		{"mixins/autoglm-mixin/prometheus_rules.yaml", "prometheus/rules/prometheus_rules.yaml", nil},
-		{"mixins/autoglm-mixin/prometheus_alerts.yaml", "prometheus/rules/prometheus_alerts.yaml", nil},
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(o.Repo, f.src))
+	repl := map[string][]string{"autoglm.yml": shared, "prometheus/prometheus.yml": portRepl, "alertmanager.yml": portRepl}
+	for _, f := range configFiles {
+		f.repl = repl[f.dst]
+		if f.dst == "llmsim-faults.yml" {
+			f.src = o.FaultsFile
+		}
+		src := f.src
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(o.Repo, src)
+		}
+		b, err := os.ReadFile(src)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", f.src, err)
 		}
-		text := strings.NewReplacer(f.repl...).Replace(string(b))
-		if err := os.WriteFile(s.path(f.dst), []byte(text), 0o644); err != nil {
+		text := []byte(strings.NewReplacer(f.repl...).Replace(string(b)))
+		if o.Rewrite != nil {
+			text = o.Rewrite(f.dst, text)
+		}
+		if err := os.WriteFile(s.path(f.dst), text, 0o644); err != nil {
 			return fmt.Errorf("write %s: %w", f.dst, err)
 		}
 	}

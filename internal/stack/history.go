@@ -2,12 +2,18 @@ package stack
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -35,10 +41,11 @@ func seasonal(t time.Time, amplitude float64) float64 {
 	return daily
 }
 
-// WriteHistory writes OpenMetrics text for promtool tsdb create-blocks-from openmetrics.
-func WriteHistory(w io.Writer, series []HistorySeries, end time.Time, span, step time.Duration, seed uint64) error {
+// WriteHistory writes OpenMetrics text of series over [from, to) for
+// promtool tsdb create-blocks-from openmetrics; end is the moment the series
+// equal their Now values.
+func WriteHistory(w io.Writer, series []HistorySeries, from, to, end time.Time, step time.Duration, rng *rand.Rand) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	byName := map[string][]HistorySeries{}
 	var names []string
 	for _, s := range series {
@@ -48,7 +55,6 @@ func WriteHistory(w io.Writer, series []HistorySeries, end time.Time, span, step
 		byName[s.Name] = append(byName[s.Name], s)
 	}
 	sort.Strings(names)
-	start := end.Add(-span).Truncate(step)
 	for _, name := range names {
 		if _, err := fmt.Fprintf(bw, "# TYPE %s gauge\n", name); err != nil {
 			return fmt.Errorf("write history: %w", err)
@@ -56,12 +62,9 @@ func WriteHistory(w io.Writer, series []HistorySeries, end time.Time, span, step
 		for _, s := range byName[name] {
 			labels := formatLabels(s.Labels)
 			ref := seasonal(end, s.Amplitude)
-			for t := start; !t.After(end); t = t.Add(step) {
+			for t := from; t.Before(to); t = t.Add(step) {
 				v := s.Now * seasonal(t, s.Amplitude) / ref
-				v *= 1 + s.Noise*rng.NormFloat64()
-				if v < 0 {
-					v = 0
-				}
+				v = math.Max(v*(1+s.Noise*rng.NormFloat64()), 0)
 				if _, err := fmt.Fprintf(bw, "%s%s %g %d\n", name, labels, v, t.Unix()); err != nil {
 					return fmt.Errorf("write history: %w", err)
 				}
@@ -75,6 +78,86 @@ func WriteHistory(w io.Writer, series []HistorySeries, end time.Time, span, step
 		return fmt.Errorf("write history: %w", err)
 	}
 	return nil
+}
+
+// BackfillHistory writes span of history ending at end into TSDB blocks in
+// out, using promtool. promtool 2.x re-reads its whole input once per
+// two-hour block it creates (a week took minutes on two cores), so the
+// history is cut into one input file per two-hour window and converted with
+// two promtool processes at a time.
+func BackfillHistory(ctx context.Context, promtool, out string, series []HistorySeries, end time.Time, span, step time.Duration, seed uint64) (int, error) {
+	if len(series) == 0 {
+		return 0, fmt.Errorf("no series to backfill")
+	}
+	if step <= 0 || span < step {
+		return 0, fmt.Errorf("backfill span %s must be at least one step %s", span, step)
+	}
+	src := out + ".om"
+	for _, d := range []string{out, src} {
+		if err := os.RemoveAll(d); err != nil {
+			return 0, fmt.Errorf("clear %s: %w", d, err)
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return 0, fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	const window = 2 * time.Hour
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	start := end.Add(-span).Truncate(step)
+	var files []string
+	for from := start.Truncate(window); from.Before(end); from = from.Add(window) {
+		lo, hi := from, from.Add(window)
+		if lo.Before(start) {
+			lo = start
+		}
+		if hi.After(end) {
+			hi = end
+		}
+		path := filepath.Join(src, fmt.Sprintf("%d.om", from.Unix()))
+		f, err := os.Create(path)
+		if err != nil {
+			return 0, fmt.Errorf("create history file: %w", err)
+		}
+		err = WriteHistory(f, series, lo, hi, end, step, rng)
+		if cerr := f.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close history file: %w", cerr)
+		}
+		if err != nil {
+			return 0, err
+		}
+		files = append(files, path)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	sem := make(chan struct{}, 2)
+	for _, f := range files {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			cmd := exec.CommandContext(ctx, promtool, "tsdb", "create-blocks-from", "openmetrics", "--quiet", f, out)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("promtool tsdb create-blocks-from openmetrics %s: %w\n%s", f, err, b))
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	if err := os.RemoveAll(src); err != nil {
+		return 0, fmt.Errorf("remove history files: %w", err)
+	}
+	blocks, err := os.ReadDir(out)
+	if err != nil {
+		return 0, fmt.Errorf("read backfilled blocks: %w", err)
+	}
+	return len(blocks), nil
 }
 
 func formatLabels(l map[string]string) string {

@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,6 +24,10 @@ import (
 // Process is one supervised child process.
 type Process struct {
 	Name    string
+	dir     string
+	bin     string
+	args    []string
+	env     []string
 	cmd     *exec.Cmd
 	logPath string
 	done    chan struct{}
@@ -44,7 +50,8 @@ func (p *Process) Exited() (bool, error) {
 // start launches name with args, logging to dir/<name>.log.
 func start(dir, name, bin string, args []string, env []string) (*Process, error) {
 	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	// Appending keeps the log of a restarted process in one file.
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log of %s: %w", name, err)
 	}
@@ -59,7 +66,7 @@ func start(dir, name, bin string, args []string, env []string) (*Process, error)
 		_ = logf.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}
-	p := &Process{Name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	p := &Process{Name: name, dir: dir, bin: bin, args: args, env: env, cmd: cmd, logPath: logPath, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		_ = logf.Close()
@@ -141,34 +148,94 @@ func waitHTTP(ctx context.Context, p *Process, url string, timeout time.Duration
 
 // portsFree checks that every named port on 127.0.0.1 can be bound.
 func portsFree(ports map[string]int) error {
-	var errs []error
-	for name, port := range ports {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	names := make([]string, 0, len(ports))
+	for name := range ports {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool { return ports[names[i]] < ports[names[j]] })
+	var busy []string
+	for _, name := range names {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", ports[name]))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("port %d (for %s) is already in use: stop whatever listens there, or pass another port", port, name))
+			busy = append(busy, fmt.Sprintf("%d (%s)", ports[name], name))
 			continue
 		}
 		_ = l.Close()
 	}
-	return errors.Join(errs...)
+	if len(busy) == 0 {
+		return nil
+	}
+	return fmt.Errorf("port %s already in use on 127.0.0.1: is another quickstart or a local Prometheus/Alertmanager running? Stop it (`ss -ltnp` shows who listens) and start again",
+		strings.Join(busy, ", "))
+}
+
+// restart stops p and starts it again with the same arguments, in place in the group.
+func (g *group) restart(p *Process, grace time.Duration) (*Process, error) {
+	if err := p.Stop(grace); err != nil {
+		return nil, err
+	}
+	np, err := start(p.dir, p.Name, p.bin, p.args, p.env)
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.all = append(g.all, np)
+	if g.stopped {
+		np.Kill()
+		return nil, errors.New("stack stopped")
+	}
+	for i, q := range g.procs {
+		if q == p {
+			g.procs[i] = np
+		}
+	}
+	return np, nil
 }
 
 // group stops processes in reverse start order.
 type group struct {
-	mu    sync.Mutex
-	procs []*Process
+	mu      sync.Mutex
+	procs   []*Process
+	stopped bool
+	// all keeps every process ever supervised, to prove none outlives Stop.
+	all []*Process
 }
 
-func (g *group) add(p *Process) {
+// add supervises p; it reports false once the group was stopped, when the
+// caller must end p itself.
+func (g *group) add(p *Process) bool {
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		return false
+	}
 	g.procs = append(g.procs, p)
-	g.mu.Unlock()
+	g.all = append(g.all, p)
+	return true
+}
+
+func (g *group) get(name string) *Process {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, p := range g.procs {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+func (g *group) list() []*Process {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]*Process(nil), g.procs...)
 }
 
 func (g *group) stopAll(grace time.Duration) error {
 	g.mu.Lock()
 	procs := g.procs
-	g.procs = nil
+	g.procs, g.stopped = nil, true
 	g.mu.Unlock()
 	var errs []error
 	for i := len(procs) - 1; i >= 0; i-- {

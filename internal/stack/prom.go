@@ -2,10 +2,11 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -56,7 +57,7 @@ func (s *Stack) Scalar(ctx context.Context, q string) (float64, bool) {
 // backfill measures the live level of every recording rule, then writes a
 // week of history around those levels as TSDB blocks that Prometheus loads
 // on its next block reload, so rulegen has a baseline to fit from the start.
-func (s *Stack) backfill(ctx context.Context, promtool string) error {
+func (s *Stack) backfill(ctx context.Context) error {
 	var series []HistorySeries
 	for _, r := range sli.RecordingRules() {
 		vec, err := s.Query(ctx, r.Record)
@@ -67,8 +68,9 @@ func (s *Stack) backfill(ctx context.Context, promtool string) error {
 		if strings.Contains(r.Record, ":p") || strings.Contains(r.Record, "ratio") {
 			amp, noise = 0.05, 0.03
 		}
+		scale := youngRateScale(r.Record, time.Since(s.loadStarted))
 		for _, smp := range vec {
-			v := float64(smp.Value)
+			v := float64(smp.Value) * scale
 			if v != v { // NaN: no requests in the window
 				continue
 			}
@@ -87,42 +89,46 @@ func (s *Stack) backfill(ctx context.Context, promtool string) error {
 	if len(series) == 0 {
 		return fmt.Errorf("no SLI had a value after the calibration minute: is the exporter seeing the simulator's traffic? see %s", s.path("autoglm-exporter.log"))
 	}
-	end := s.started.Add(-2 * time.Minute)
-	om := s.path("history.om")
-	f, err := os.Create(om)
-	if err != nil {
-		return fmt.Errorf("create history: %w", err)
-	}
-	if err := WriteHistory(f, series, end, 7*24*time.Hour, time.Minute, 1); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close history: %w", err)
-	}
+	// The history ends where the live data begins, so the two never overlap.
+	end := s.started.Add(-time.Minute)
 	out := s.path("backfill")
-	if err := os.RemoveAll(out); err != nil {
-		return fmt.Errorf("clear backfill dir: %w", err)
-	}
-	cmd := exec.CommandContext(ctx, promtool, "tsdb", "create-blocks-from", "openmetrics", om, out)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("promtool create-blocks-from openmetrics: %w\n%s", err, b)
+	span := s.opts.History
+	n, err := BackfillHistory(ctx, s.tools.promtool, out, series, end, span, time.Minute, 1)
+	if err != nil {
+		return err
 	}
 	blocks, err := os.ReadDir(out)
 	if err != nil {
 		return fmt.Errorf("read backfilled blocks: %w", err)
 	}
 	for _, b := range blocks {
+		if !b.IsDir() {
+			continue
+		}
 		if err := os.Rename(filepath.Join(out, b.Name()), s.path("prometheus", "data", b.Name())); err != nil {
 			return fmt.Errorf("move block into Prometheus: %w", err)
 		}
 	}
-	// Prometheus reloads blocks about once a minute.
-	probe := fmt.Sprintf("count_over_time(%s[1h] offset 1d)", sli.RouteRequestRate)
-	deadline := time.Now().Add(3 * time.Minute)
+	s.opts.Say("history written: %d series x %s at 1-minute resolution in %d blocks, around the live levels; restarting Prometheus to load them", len(series), model.Duration(span), n)
+	// A running Prometheus scans its data directory for new blocks only once
+	// a minute; a restart (a few seconds: the WAL is small) loads them now,
+	// so the baselines exist at a predictable moment.
+	prom := s.procs.get("prometheus")
+	if prom == nil {
+		return errors.New("prometheus is not running")
+	}
+	np, err := s.procs.restart(prom, 30*time.Second)
+	if err != nil {
+		return fmt.Errorf("restart prometheus to load the history: %w", err)
+	}
+	if err := waitHTTP(ctx, np, URL(s.opts.Ports.Prometheus)+"/-/ready", 90*time.Second); err != nil {
+		return err
+	}
+	probe := fmt.Sprintf("count_over_time(%s[1h] offset %s)", sli.RouteRequestRate, model.Duration(span/2))
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if v, ok := s.Scalar(ctx, probe); ok && v > 0 {
-			s.opts.Say("history backfilled: %d series x 7 days at 1-minute resolution, around the live levels", len(series))
+			s.opts.Say("history backfilled: Prometheus restarted and serves %s of SLI history", model.Duration(span))
 			return nil
 		}
 		select {
@@ -131,5 +137,24 @@ func (s *Stack) backfill(ctx context.Context, promtool string) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
-	return fmt.Errorf("prometheus did not load the backfilled blocks within 3 minutes")
+	return fmt.Errorf("prometheus did not load the backfilled blocks; last log lines:\n%s", np.tail(2000))
+}
+
+var rateWindow = regexp.MustCompile(`:rate(\d+[smhdw])$`)
+
+// youngRateScale corrects the live level of a rate recording rule whose
+// window is longer than the traffic is old: rate() over a window that data
+// covers only in part divides by the whole window, so a 5m rate measured
+// after 45s of traffic reads about 15% of the real rate. Ratios and
+// quantiles need no correction.
+func youngRateScale(record string, age time.Duration) float64 {
+	m := rateWindow.FindStringSubmatch(record)
+	if m == nil || strings.Contains(record, "ratio") || age <= 0 {
+		return 1
+	}
+	w, err := model.ParseDuration(m[1])
+	if err != nil || time.Duration(w) <= age {
+		return 1
+	}
+	return time.Duration(w).Seconds() / age.Seconds()
 }

@@ -16,17 +16,19 @@ import (
 
 // Ports are the loopback ports of every service.
 type Ports struct {
-	LLMSim, Exporter, Rulegen, Receiver, Prometheus, Alertmanager, SMTP int
+	// LLMSim serves the simulated API; LLMSimMetrics its own /metrics, apart
+	// so Prometheus' scrapes are not API traffic the exporter would count.
+	LLMSim, LLMSimMetrics, Exporter, Rulegen, Receiver, Prometheus, Alertmanager, SMTP int
 }
 
 // DefaultPorts are the ports written in deploy/ (and docker-compose.yml).
 func DefaultPorts() Ports {
-	return Ports{LLMSim: 8000, Exporter: 9810, Rulegen: 9811, Receiver: 9812, Prometheus: 9090, Alertmanager: 9093, SMTP: 1025}
+	return Ports{LLMSim: 8000, LLMSimMetrics: 8001, Exporter: 9810, Rulegen: 9811, Receiver: 9812, Prometheus: 9090, Alertmanager: 9093, SMTP: 1025}
 }
 
 func (p Ports) named() map[string]int {
 	return map[string]int{
-		"autoglm-llmsim": p.LLMSim, "autoglm-exporter": p.Exporter, "autoglm-rulegen": p.Rulegen,
+		"autoglm-llmsim": p.LLMSim, "autoglm-llmsim metrics": p.LLMSimMetrics, "autoglm-exporter": p.Exporter, "autoglm-rulegen": p.Rulegen,
 		"autoglm-receiver": p.Receiver, "prometheus": p.Prometheus, "alertmanager": p.Alertmanager, "mail catcher": p.SMTP,
 	}
 }
@@ -45,14 +47,23 @@ type Options struct {
 	Ports Ports
 	// Source forces the exporter source ("ebpf" or "accesslog"); "" picks eBPF when root.
 	Source string
-	// Warmup is the quiet time before the scheduled incident starts.
-	Warmup time.Duration
+	// FaultsFile is the simulator's fault schedule; "" means deploy/autoglm/llmsim-faults.yml.
+	FaultsFile string
 	// Speed replays the trace this many times faster than recorded.
 	Speed float64
 	// LoadDuration bounds the load generator (0: an hour).
 	LoadDuration time.Duration
 	// Calibration is how long live traffic runs before its levels seed the backfilled history.
 	Calibration time.Duration
+	// History is the span of backfilled history (0: a week).
+	History time.Duration
+	// Rewrite, when set, may change each configuration file after ports and
+	// paths were set and before it is written; file is its path relative to
+	// Work (autoglm.yml, prometheus/prometheus.yml, alertmanager.yml, ...).
+	Rewrite func(file string, content []byte) []byte
+	// BeforeTraffic, when set, runs once every service is up and before the
+	// load generator starts (tests measure exact request counts there).
+	BeforeTraffic func(ctx context.Context, s *Stack) error
 	// Say prints a progress line for a person.
 	Say    func(format string, args ...any)
 	Logger *slog.Logger
@@ -61,18 +72,28 @@ type Options struct {
 // Stack is a running chain.
 type Stack struct {
 	opts    Options
+	tools   tools
 	procs   group
 	mail    *MailCatcher
 	lock    string
 	Source  string
 	started time.Time
 	Load    *Process
+	// loadStarted is when traffic began, to judge how much of a rate window it fills.
+	loadStarted time.Time
+
+	cancel   context.CancelFunc
+	prepared chan struct{}
+	prepErr  error
 }
 
 // URL returns http://127.0.0.1:port.
 func URL(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) }
 
-// Start brings the whole chain up, in dependency order, and returns once every service is ready.
+// Start brings the whole chain up in dependency order and returns once
+// every service is ready and traffic flows. Calibration, the history
+// backfill and rulegen follow in the background (see Prepared), so the
+// caller can narrate while they happen.
 func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if o.Ports == (Ports{}) {
 		o.Ports = DefaultPorts()
@@ -92,23 +113,30 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if o.LoadDuration <= 0 {
 		o.LoadDuration = time.Hour
 	}
+	if o.History <= 0 {
+		o.History = 7 * 24 * time.Hour
+	}
+	if o.FaultsFile == "" {
+		o.FaultsFile = filepath.Join(o.Repo, "deploy", "autoglm", "llmsim-faults.yml")
+	}
 	if err := os.MkdirAll(o.Work, 0o755); err != nil {
 		return nil, fmt.Errorf("create working directory: %w", err)
 	}
-	s := &Stack{opts: o, started: time.Now()}
+	s := &Stack{opts: o, started: time.Now(), prepared: make(chan struct{})}
 	if s.lock, err = acquireLock(o.Work); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if err != nil {
-			_ = s.Stop()
+			if serr := s.Stop(); serr != nil {
+				o.Logger.Warn("stop after failed start", "err", serr)
+			}
 		}
 	}()
 	if err := portsFree(o.Ports.named()); err != nil {
 		return nil, err
 	}
-	tools, err := findTools(ctx, o)
-	if err != nil {
+	if s.tools, err = findTools(ctx, o); err != nil {
 		return nil, err
 	}
 	s.Source = o.Source
@@ -132,14 +160,14 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		args  []string
 		ready string
 	}{
-		{"prometheus", tools.prometheus, []string{
+		{"prometheus", s.tools.prometheus, []string{
 			"--config.file=" + s.path("prometheus", "prometheus.yml"),
 			"--storage.tsdb.path=" + s.path("prometheus", "data"),
 			"--web.listen-address=" + addr(o.Ports.Prometheus),
 			"--web.enable-lifecycle",
 			"--storage.tsdb.retention.time=30d",
 		}, URL(o.Ports.Prometheus) + "/-/ready"},
-		{"alertmanager", tools.alertmanager, []string{
+		{"alertmanager", s.tools.alertmanager, []string{
 			"--config.file=" + s.path("alertmanager.yml"),
 			"--storage.path=" + s.path("alertmanager-data"),
 			"--web.listen-address=" + addr(o.Ports.Alertmanager),
@@ -151,8 +179,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		}, URL(o.Ports.Receiver) + "/-/ready"},
 		{"autoglm-llmsim", s.bin("autoglm-llmsim"), append([]string{"serve",
 			"--web.listen-address=" + addr(o.Ports.LLMSim),
+			"--metrics.listen-address=" + addr(o.Ports.LLMSimMetrics),
 			"--faults.file=" + s.path("llmsim-faults.yml"),
-		}, s.llmsimLogArgs()...), URL(o.Ports.LLMSim) + "/v1/models"},
+		}, s.llmsimLogArgs()...), URL(o.Ports.LLMSimMetrics) + "/-/ready"},
 		{"autoglm-exporter", s.bin("autoglm-exporter"), []string{
 			"--config.file=" + s.path("autoglm.yml"),
 			"--web.listen-address=" + addr(o.Ports.Exporter),
@@ -173,31 +202,79 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		}
 		o.Say("%-17s up  %s  (log: %s)", st.name, URL(portOf(st.ready)), p.LogPath())
 	}
+	// Traffic starts now: rate windows are judged from here.
+	s.loadStarted = time.Now()
+	if o.BeforeTraffic != nil {
+		if err := o.BeforeTraffic(ctx, s); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.startLoad(); err != nil {
 		return nil, err
 	}
-	o.Say("traffic flowing: replaying the Azure LLM trace at %gx into %s; measuring live levels for a minute", o.Speed, URL(o.Ports.LLMSim))
+	o.Say("traffic flowing: replaying the Azure LLM trace at %gx into %s; measuring live levels for %s", o.Speed, URL(o.Ports.LLMSim), o.Calibration)
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	go func() {
+		defer close(s.prepared)
+		s.prepErr = s.prepare(bg)
+		if s.prepErr != nil && bg.Err() == nil {
+			o.Say("baselines unavailable: %v", s.prepErr)
+		}
+	}()
+	return s, nil
+}
+
+// prepare calibrates, backfills history and starts rulegen.
+func (s *Stack) prepare(ctx context.Context) error {
+	o := s.opts
 	select {
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	case <-time.After(o.Calibration):
 	}
-	if err := s.backfill(ctx, tools.promtool); err != nil {
-		return nil, err
+	if err := s.backfill(ctx); err != nil {
+		return err
 	}
 	rg, err := start(o.Work, "autoglm-rulegen", s.bin("autoglm-rulegen"), []string{"run",
 		"--config.file=" + s.path("autoglm.yml"),
 		"--web.listen-address=" + addr(o.Ports.Rulegen),
 	}, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s.procs.add(rg)
+	if !s.procs.add(rg) {
+		rg.Kill()
+		return errors.New("stack stopped")
+	}
 	if err := waitHTTP(ctx, rg, URL(o.Ports.Rulegen)+"/-/healthy", 90*time.Second); err != nil {
-		return nil, err
+		return err
 	}
 	o.Say("%-17s up  %s  (log: %s)", "autoglm-rulegen", URL(o.Ports.Rulegen), rg.LogPath())
-	return s, nil
+	return nil
+}
+
+// Prepared waits until calibration, backfill and rulegen's start are done,
+// and returns their error.
+func (s *Stack) Prepared(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.prepared:
+		return s.prepErr
+	}
+}
+
+// Process returns the supervised process named name, or nil.
+func (s *Stack) Process(name string) *Process { return s.procs.get(name) }
+
+// Tails returns the last lines of every process log, for failure messages.
+func (s *Stack) Tails(n int64) string {
+	var b strings.Builder
+	for _, p := range s.procs.list() {
+		fmt.Fprintf(&b, "\n===== %s (%s) =====\n%s", p.Name, p.LogPath(), p.tail(n))
+	}
+	return b.String()
 }
 
 func (s *Stack) startLoad() error {
@@ -237,6 +314,10 @@ func (s *Stack) bin(name string) string { return filepath.Join(s.opts.Bin, name)
 // Stop ends every process (newest first), the mail catcher and the lock.
 func (s *Stack) Stop() error {
 	var errs []error
+	if s.cancel != nil {
+		s.cancel()
+		<-s.prepared
+	}
 	if err := s.procs.stopAll(10 * time.Second); err != nil {
 		errs = append(errs, err)
 	}

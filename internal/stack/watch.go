@@ -86,12 +86,18 @@ func logfmt(line string) map[string]string {
 func (s *Stack) Watch(ctx context.Context, every time.Duration, onDelivered func(Delivery)) {
 	seenAlerts := map[string]bool{}
 	seenDeliveries := 0
-	tick := time.NewTicker(every)
+	// Deliveries are looked for often so the first one is reported at once;
+	// traffic and alerts every `every`.
+	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	var lastReport time.Time
 	for {
-		s.report(ctx, seenAlerts)
+		if time.Since(lastReport) >= every {
+			lastReport = time.Now()
+			s.report(ctx, seenAlerts)
+		}
 		if ds, err := s.Deliveries(); err == nil {
-			for _, d := range ds[seenDeliveries:] {
+			for _, d := range ds[min(seenDeliveries, len(ds)):] {
 				s.opts.Say("notification delivered  channel=%s alertname=%s route=%s", d.Channel, d.Alertname, d.Route)
 				if seenDeliveries == 0 && onDelivered != nil {
 					onDelivered(d)
@@ -108,10 +114,11 @@ func (s *Stack) Watch(ctx context.Context, every time.Duration, onDelivered func
 }
 
 func (s *Stack) report(ctx context.Context, seen map[string]bool) {
-	qps, _ := s.Scalar(ctx, "sum("+sli.RouteRequestRate+")")
-	p95, _ := s.Scalar(ctx, "max("+sli.RouteLatencyP95+")")
-	errs, _ := s.Scalar(ctx, "sum("+sli.RouteErrorRate+") / sum("+sli.RouteRequestRate+")")
-	s.opts.Say("traffic: %.1f req/s, p95 latency %.2fs (worst route), errors %.1f%%", qps, p95, 100*errs)
+	// One-minute windows: the recording rules' 5m windows lag a young stack.
+	qps, _ := s.Scalar(ctx, "sum(rate("+sli.HTTPDuration+"_count[1m]))")
+	p95, _ := s.Scalar(ctx, "histogram_quantile(0.95, sum by (le) (rate("+sli.HTTPDuration+"_bucket[1m])))")
+	errs, _ := s.Scalar(ctx, "sum(rate("+sli.HTTPDuration+"_count{error_type!=\"\"}[1m])) / sum(rate("+sli.HTTPDuration+"_count[1m]))")
+	s.opts.Say("traffic: %.1f req/s, p95 latency %.2fs, errors %.1f%% (last minute)", qps, p95, 100*errs)
 	vec, err := s.Query(ctx, `ALERTS{alertstate="firing"}`)
 	if err != nil {
 		return

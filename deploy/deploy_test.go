@@ -1,0 +1,210 @@
+// Package deploy holds the quickstart's configuration files; its tests check
+// every file docker-compose.yml uses with the tools that will read them, and
+// that the native quickstart (internal/stack) runs the very same files.
+package deploy
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/internal/stack"
+	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
+)
+
+func run(t *testing.T, dir, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func TestComposeConfigIsValid(t *testing.T) {
+	repo := testenv.RepoRoot(t)
+	compose := testenv.Tool(t, "docker-compose")
+	run(t, repo, compose, "-f", "docker-compose.yml", "config", "-q")
+}
+
+type composeFile struct {
+	Services map[string]struct {
+		Image       string   `yaml:"image"`
+		Volumes     []string `yaml:"volumes"`
+		CapAdd      []string `yaml:"cap_add"`
+		Pid         string   `yaml:"pid"`
+		NetworkMode string   `yaml:"network_mode"`
+		Command     []string `yaml:"command"`
+	} `yaml:"services"`
+	Volumes map[string]any `yaml:"volumes"`
+}
+
+func loadCompose(t *testing.T) composeFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c composeFile
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatalf("parse docker-compose.yml: %v", err)
+	}
+	return c
+}
+
+// mounts maps host source (repo-relative, cleaned) to container targets.
+func mounts(t *testing.T, c composeFile) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	for name, svc := range c.Services {
+		for _, v := range svc.Volumes {
+			parts := strings.Split(v, ":")
+			if len(parts) < 2 {
+				t.Errorf("service %s: volume %q has no target", name, v)
+				continue
+			}
+			src := parts[0]
+			if !strings.HasPrefix(src, ".") {
+				if !strings.HasPrefix(src, "/") {
+					if _, ok := c.Volumes[src]; !ok {
+						t.Errorf("service %s: named volume %q is not declared under volumes:", name, src)
+					}
+				}
+				continue
+			}
+			out[filepath.Clean(src)] = append(out[filepath.Clean(src)], name+":"+parts[1])
+		}
+	}
+	return out
+}
+
+func TestComposeMountsExist(t *testing.T) {
+	repo := testenv.RepoRoot(t)
+	c := loadCompose(t)
+	m := mounts(t, c)
+	if len(m) == 0 {
+		t.Fatal("docker-compose.yml mounts no file from the repository")
+	}
+	for src, targets := range m {
+		p := filepath.Join(repo, src)
+		if strings.HasPrefix(src, "..") {
+			// ../shared/data is next to the repository, not in it.
+			continue
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%v mount %s, which does not exist: %v", targets, src, err)
+		}
+	}
+}
+
+// The native quickstart must run exactly the files the compose file mounts.
+func TestNativeStackUsesComposeFiles(t *testing.T) {
+	m := mounts(t, loadCompose(t))
+	srcs := stack.ConfigSources()
+	if len(srcs) < 5 {
+		t.Fatalf("stack.ConfigSources() lists %d files, want every configuration file", len(srcs))
+	}
+	for _, src := range srcs {
+		if _, ok := m[filepath.Clean(src)]; !ok {
+			t.Errorf("the native quickstart uses %s but docker-compose.yml does not mount it", src)
+		}
+	}
+	// Grafana is compose-only, but its dashboards are ours.
+	if _, ok := m["dashboards/json"]; !ok {
+		t.Error("docker-compose.yml does not provision dashboards/json into Grafana")
+	}
+	if _, ok := m["deploy/grafana/provisioning"]; !ok {
+		t.Error("docker-compose.yml does not mount deploy/grafana/provisioning")
+	}
+}
+
+func TestComposeExporterPrivileges(t *testing.T) {
+	c := loadCompose(t)
+	ex, ok := c.Services["exporter"]
+	if !ok {
+		t.Fatal("no exporter service")
+	}
+	for _, cp := range []string{"BPF", "PERFMON"} {
+		if !slices.Contains(ex.CapAdd, cp) {
+			t.Errorf("exporter cap_add %v lacks %s", ex.CapAdd, cp)
+		}
+	}
+	if ex.Pid != "host" {
+		t.Errorf("exporter pid = %q, want host", ex.Pid)
+	}
+	var btf, tracefs bool
+	for _, v := range ex.Volumes {
+		btf = btf || strings.HasPrefix(v, "/sys/kernel/btf:")
+		tracefs = tracefs || strings.HasPrefix(v, "/sys/kernel/tracing:")
+	}
+	if !btf || !tracefs {
+		t.Errorf("exporter must mount /sys/kernel/btf and /sys/kernel/tracing, has %v", ex.Volumes)
+	}
+}
+
+// promtool check config follows rule_files, so lay the files out the way
+// the Prometheus container sees them.
+func TestPrometheusConfigWithRules(t *testing.T) {
+	repo := testenv.RepoRoot(t)
+	promtool := testenv.Promtool(t)
+	dir := t.TempDir()
+	copyFile(t, filepath.Join(repo, "deploy/prometheus/prometheus.yml"), filepath.Join(dir, "prometheus.yml"))
+	for _, f := range []string{"prometheus_rules.yaml", "prometheus_alerts.yaml"} {
+		copyFile(t, filepath.Join(repo, "mixins/autoglm-mixin", f), filepath.Join(dir, "rules", f))
+	}
+	out := run(t, dir, promtool, "check", "config", "prometheus.yml")
+	for _, f := range []string{"rules/prometheus_rules.yaml", "rules/prometheus_alerts.yaml"} {
+		if !strings.Contains(out, f) {
+			t.Errorf("promtool did not check %s through rule_files:\n%s", f, out)
+		}
+	}
+	run(t, dir, promtool, "check", "rules", "rules/prometheus_rules.yaml", "rules/prometheus_alerts.yaml")
+}
+
+func TestAlertmanagerConfig(t *testing.T) {
+	repo := testenv.RepoRoot(t)
+	p := filepath.Join(repo, "deploy/alertmanager/alertmanager.yml")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("the Alertmanager configuration the compose file mounts is missing: %v", err)
+	}
+	out := run(t, repo, testenv.Amtool(t), "check-config", p)
+	if !strings.Contains(out, "SUCCESS") {
+		t.Fatalf("amtool check-config:\n%s", out)
+	}
+}
+
+func TestSharedConfigLoads(t *testing.T) {
+	repo := testenv.RepoRoot(t)
+	f, err := config.Load(filepath.Join(repo, "deploy/autoglm/autoglm.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Exporter.Source != config.SourceEBPF || !slices.Contains(f.Exporter.Ports, 8000) {
+		t.Errorf("quickstart exporter watches %v with %s, want port 8000 with ebpf", f.Exporter.Ports, f.Exporter.Source)
+	}
+	if len(f.Receiver.Routes) == 0 {
+		t.Error("quickstart receiver has no routes")
+	}
+}
+
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
