@@ -121,9 +121,11 @@ func RecordingRules() []Rule {
 		{RouteRequestRate, rate(count, "", "5m", byRoute)},
 		{RouteRequestRate1h, rate(count, "", "1h", byRoute)},
 		{RouteErrorRate, rate(count, ErrorSelector, "5m", byRoute)},
-		// Dividing by the total keeps a route with no errors at 0 rather than absent.
-		{RouteErrorRatio, fmt.Sprintf("(%s or %s * 0) / %s", rate(count, ErrorSelector, "5m", byRoute), RouteRequestRate, RouteRequestRate)},
-		{RouteErrorRatio1h, fmt.Sprintf("(%s or %s * 0) / %s", rate(count, ErrorSelector, "1h", byRoute), RouteRequestRate1h, RouteRequestRate1h)},
+		// "or total * 0" keeps a route without errors at 0 rather than absent;
+		// dividing by "total > 0" leaves an idle route absent instead of NaN,
+		// which would poison every avg_over_time a confirmation window takes.
+		{RouteErrorRatio, fmt.Sprintf("(%s or %s * 0) / (%s > 0)", rate(count, ErrorSelector, "5m", byRoute), RouteRequestRate, RouteRequestRate)},
+		{RouteErrorRatio1h, fmt.Sprintf("(%s or %s * 0) / (%s > 0)", rate(count, ErrorSelector, "1h", byRoute), RouteRequestRate1h, RouteRequestRate1h)},
 		{RouteLatencyP50, quantile(0.5, HTTPDuration, byRoute)},
 		{RouteLatencyP95, quantile(0.95, HTTPDuration, byRoute)},
 		{RouteLatencyP99, quantile(0.99, HTTPDuration, byRoute)},

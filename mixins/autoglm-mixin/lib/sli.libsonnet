@@ -47,11 +47,11 @@
     },
     {
       record: 'job_route:http_server_request_errors:ratio_rate5m',
-      expr: '(sum by (job, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[5m])) or job_route:http_server_requests:rate5m * 0) / job_route:http_server_requests:rate5m',
+      expr: '(sum by (job, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[5m])) or job_route:http_server_requests:rate5m * 0) / (job_route:http_server_requests:rate5m > 0)',
     },
     {
       record: 'job_route:http_server_request_errors:ratio_rate1h',
-      expr: '(sum by (job, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[1h])) or job_route:http_server_requests:rate1h * 0) / job_route:http_server_requests:rate1h',
+      expr: '(sum by (job, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[1h])) or job_route:http_server_requests:rate1h * 0) / (job_route:http_server_requests:rate1h > 0)',
     },
     {
       record: 'job_route:http_server_request_duration_seconds:p50_rate5m',
