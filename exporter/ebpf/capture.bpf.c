@@ -5,8 +5,9 @@
 // Socket capture for HTTP/1.x servers, built on syscall tracepoints only
 // (no kprobes). The expensive part, deciding whether an fd is a server
 // socket on an observed port, runs once per (process, fd); every other
-// syscall of an unrelated process costs a cgroup check and one or two hash
-// lookups.
+// read or write of an unrelated process costs a cgroup check, an array
+// lookup and one hash lookup on enter and a thread-local storage lookup on
+// exit.
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -46,7 +47,8 @@ enum capture_stat {
 	STAT_CONNS_OPENED = 3,
 	STAT_CONNS_CLOSED = 4,
 	STAT_NEXT_ID = 5,
-	STAT_MAX = 6,
+	STAT_UNWOKEN_BYTES = 6, // bytes this CPU wrote since it last woke the reader
+	STAT_MAX = 7,
 };
 
 enum call_op {
@@ -83,11 +85,14 @@ struct conn_key {
 	__u32 fd;
 };
 
+// A syscall in flight on a tracked connection, kept in the thread's local
+// storage from enter to exit. op is 0 when nothing is in flight.
 struct call {
 	__u64 conn_id;
 	__u64 arg;
 	__u32 fd;
 	__u32 cnt;
+	__s32 nr;
 	__u8 op;
 	__u8 dir;
 };
@@ -100,8 +105,8 @@ struct scratch {
 // Set from Go before loading.
 volatile const __u64 filter_cgroup_id = 0;
 volatile const __u32 capture_bytes = 4096;
-// Unread bytes in the ring buffer above which the reader is woken; below it
-// the reader polls on a short timer, which saves a wakeup per event.
+// Bytes one CPU writes to the ring buffer before it wakes the reader; in
+// between the reader polls on a short timer, which saves a wakeup per event.
 volatile const __u64 wakeup_bytes = 0;
 
 struct {
@@ -123,6 +128,19 @@ struct {
 	__type(value, __u64);
 } conns SEC(".maps");
 
+// Tracked connections per process, counted in a slot chosen by the low bits
+// of the process id. A zero slot proves the process has none, which spares
+// processes that never accepted on an observed port the conns lookup; a
+// slot shared by several processes, or left non-zero by one that exited
+// without close(2), only costs that lookup.
+#define TGID_SLOTS 65536
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, TGID_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+} tgid_conns SEC(".maps");
+
 // fds known not to be observed server sockets; LRU so that it never fills.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -131,10 +149,12 @@ struct {
 	__type(value, __u8);
 } ignored SEC(".maps");
 
+// Thread-local storage instead of a hash keyed by thread: no bucket lock on
+// the hot path, and the kernel frees it when the thread exits.
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct call);
 } calls SEC(".maps");
 
@@ -166,11 +186,22 @@ static __always_inline void stat_add(__u32 idx, __u64 n)
 		*v += n;
 }
 
-static __always_inline __u64 output_flags(void)
+// Counts per CPU rather than asking the ring how much is unread: the
+// ring's positions share cache lines the reader writes after every record,
+// and reading them cost more than the rest of the record's output.
+static __always_inline __u64 output_flags(__u64 size)
 {
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	__u32 idx = STAT_UNWOKEN_BYTES;
+	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (!v)
 		return BPF_RB_FORCE_WAKEUP;
-	return BPF_RB_NO_WAKEUP;
+	__u64 n = *v + size;
+	if (n < wakeup_bytes) {
+		*v = n;
+		return BPF_RB_NO_WAKEUP;
+	}
+	*v = 0;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 static __always_inline bool cgroup_ok(void)
@@ -245,8 +276,14 @@ static __always_inline void emit_open(struct sock *sk, struct conn_key *key, __u
 		BPF_CORE_READ_INTO(&rec.info.laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&rec.info.raddr, sk, __sk_common.skc_v6_daddr);
 	}
-	if (bpf_ringbuf_output(&events, &rec, sizeof(rec), output_flags()))
+	if (bpf_ringbuf_output(&events, &rec, sizeof(rec), output_flags(sizeof(rec))))
 		stat_add(STAT_RINGBUF_FULL, 1);
+}
+
+static __always_inline __u32 *tgid_slot(__u32 tgid)
+{
+	__u32 idx = tgid & (TGID_SLOTS - 1);
+	return bpf_map_lookup_elem(&tgid_conns, &idx);
 }
 
 // Starts tracking key for sk; returns the new id or 0.
@@ -255,7 +292,14 @@ static __always_inline __u64 track(struct sock *sk, struct conn_key *key)
 	__u64 id = next_conn_id();
 	if (!id)
 		return 0;
+	__u32 *slot = tgid_slot(key->tgid);
+	if (!slot)
+		return 0;
+	// Counted before the connection becomes visible, so that no thread
+	// sees a zero slot while it exists.
+	__sync_fetch_and_add(slot, 1);
 	if (bpf_map_update_elem(&conns, key, &id, BPF_ANY)) {
+		__sync_fetch_and_sub(slot, 1);
 		stat_add(STAT_MAP_FULL, 1);
 		return 0;
 	}
@@ -268,9 +312,12 @@ static __always_inline __u64 track(struct sock *sk, struct conn_key *key)
 // connections accepted before we started are picked up too.
 static __always_inline __u64 lookup_conn(struct conn_key *key)
 {
-	__u64 *id = bpf_map_lookup_elem(&conns, key);
-	if (id)
-		return *id;
+	__u32 *slot = tgid_slot(key->tgid);
+	if (slot && *slot) {
+		__u64 *id = bpf_map_lookup_elem(&conns, key);
+		if (id)
+			return *id;
+	}
 	if (bpf_map_lookup_elem(&ignored, key))
 		return 0;
 	struct sock *sk = observed_sock(key->fd);
@@ -291,16 +338,19 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u8 
 	__u64 id = lookup_conn(&key);
 	if (!id)
 		return 0;
-	struct call c = {
-		.conn_id = id,
-		.arg = ctx->args[1],
-		.fd = key.fd,
-		.cnt = (__u32)ctx->args[2],
-		.op = op,
-		.dir = dir,
-	};
-	if (bpf_map_update_elem(&calls, &pid_tgid, &c, BPF_ANY))
+	struct call *c = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), NULL,
+					      BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!c) {
 		stat_add(STAT_MAP_FULL, 1);
+		return 0;
+	}
+	c->conn_id = id;
+	c->arg = ctx->args[1];
+	c->fd = key.fd;
+	c->cnt = (__u32)ctx->args[2];
+	c->nr = ctx->id;
+	c->op = op;
+	c->dir = dir;
 	return 0;
 }
 
@@ -338,12 +388,16 @@ __noinline int copy_iov(__u64 iov_addr, __u32 cnt, __u32 want)
 
 static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct call *cp = bpf_map_lookup_elem(&calls, &pid_tgid);
-	if (!cp)
+	struct call *cp = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), NULL, 0);
+	if (!cp || !cp->op)
 		return 0;
 	struct call c = *cp;
-	bpf_map_delete_elem(&calls, &pid_tgid);
+	cp->op = 0;
+	// State of another syscall is stale: its exit never ran here. (The
+	// loader attaches exits before enters, so this should not happen.)
+	if (c.nr != ctx->id)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	long ret = ctx->ret;
 	if (ret <= 0)
 		return 0;
@@ -393,7 +447,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 	asm volatile("" : "+r"(size));
 	if (size > sizeof(*s))
 		return 0;
-	if (bpf_ringbuf_output(&events, s, size, output_flags()))
+	if (bpf_ringbuf_output(&events, s, size, output_flags(size)))
 		stat_add(STAT_RINGBUF_FULL, 1);
 	return 0;
 }
@@ -401,7 +455,12 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
 // Forgets fd: emits Close when it was a tracked connection.
 static __always_inline void forget_fd(struct conn_key *key)
 {
-	__u64 *idp = bpf_map_lookup_elem(&conns, key);
+	__u32 *slot = tgid_slot(key->tgid);
+	if (!slot)
+		return;
+	__u64 *idp = NULL;
+	if (*slot)
+		idp = bpf_map_lookup_elem(&conns, key);
 	if (!idp) {
 		// Look first: lookups are lock-free, deletes take a bucket lock.
 		if (bpf_map_lookup_elem(&ignored, key))
@@ -411,6 +470,7 @@ static __always_inline void forget_fd(struct conn_key *key)
 	__u64 id = *idp;
 	if (bpf_map_delete_elem(&conns, key))
 		return; // another thread forgot it first
+	__sync_fetch_and_sub(slot, 1);
 	stat_add(STAT_CONNS_CLOSED, 1);
 	struct event e = {
 		.ts = bpf_ktime_get_ns(),
@@ -419,7 +479,7 @@ static __always_inline void forget_fd(struct conn_key *key)
 		.fd = key->fd,
 		.kind = KIND_CLOSE,
 	};
-	if (bpf_ringbuf_output(&events, &e, sizeof(e), output_flags()))
+	if (bpf_ringbuf_output(&events, &e, sizeof(e), output_flags(sizeof(e))))
 		stat_add(STAT_RINGBUF_FULL, 1);
 }
 

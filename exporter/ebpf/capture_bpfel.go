@@ -19,9 +19,10 @@ type captureCall struct {
 	Arg    uint64
 	Fd     uint32
 	Cnt    uint32
+	Nr     int32
 	Op     uint8
 	Dir    uint8
-	_      [6]byte
+	_      [2]byte
 }
 
 type captureConnKey struct {
@@ -69,6 +70,7 @@ const (
 	captureMapPorts            = "ports"
 	captureMapScratchBuf       = "scratch_buf"
 	captureMapStats            = "stats"
+	captureMapTgidConns        = "tgid_conns"
 	captureProgEnterClose      = "enter_close"
 	captureProgEnterRead       = "enter_read"
 	captureProgEnterReadv      = "enter_readv"
@@ -159,6 +161,7 @@ type captureMapSpecs struct {
 	Ports      *ebpf.MapSpec `ebpf:"ports"`
 	ScratchBuf *ebpf.MapSpec `ebpf:"scratch_buf"`
 	Stats      *ebpf.MapSpec `ebpf:"stats"`
+	TgidConns  *ebpf.MapSpec `ebpf:"tgid_conns"`
 }
 
 // captureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -199,6 +202,7 @@ type captureMaps struct {
 	Ports      *ebpf.Map `ebpf:"ports"`
 	ScratchBuf *ebpf.Map `ebpf:"scratch_buf"`
 	Stats      *ebpf.Map `ebpf:"stats"`
+	TgidConns  *ebpf.Map `ebpf:"tgid_conns"`
 }
 
 func (m *captureMaps) Close() error {
@@ -210,6 +214,7 @@ func (m *captureMaps) Close() error {
 		m.Ports,
 		m.ScratchBuf,
 		m.Stats,
+		m.TgidConns,
 	)
 }
 

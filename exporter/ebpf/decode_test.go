@@ -114,3 +114,27 @@ func TestDecode(t *testing.T) {
 		})
 	}
 }
+
+func TestCPUWakeupBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		ringBytes, cpus int
+		want            uint64
+	}{
+		{"default ring, 2 CPUs: 256 KiB split", 16 << 20, 2, 128 << 10},
+		{"default ring, 64 CPUs: floor per CPU", 16 << 20, 64, 32 << 10},
+		{"small ring: a sixteenth split", 1 << 20, 2, 32 << 10},
+		{"small ring, many CPUs: shares fit a quarter", 1 << 20, 64, 4 << 10},
+		{"one page, many CPUs: wake at every record", 4096, 8192, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := cpuWakeupBytes(tc.ringBytes, tc.cpus)
+			if got != tc.want {
+				t.Errorf("cpuWakeupBytes(%d, %d) = %d, want %d", tc.ringBytes, tc.cpus, got, tc.want)
+			}
+			if unwoken := got * uint64(tc.cpus); unwoken > uint64(tc.ringBytes)/4 {
+				t.Errorf("up to %d bytes could stay unwoken in a %d-byte ring", unwoken, tc.ringBytes)
+			}
+		})
+	}
+}

@@ -15,8 +15,9 @@ const (
 	btfPath        = "/sys/kernel/btf/vmlinux"
 	tracefsMount   = "/sys/kernel/tracing"
 	debugfsTracing = "/sys/kernel/debug/tracing"
-	// The BPF ring buffer arrived in Linux 5.8.
-	minKernelMajor, minKernelMinor = 5, 8
+	// The BPF ring buffer arrived in Linux 5.8, task local storage for
+	// tracing programs (in-flight call state) in 5.11.
+	minKernelMajor, minKernelMinor = 5, 11
 )
 
 // checks is what Preflight found on this host; message turns it into advice.
@@ -44,7 +45,7 @@ func (c checks) message() error {
 		missing = append(missing, fmt.Sprintf("no kernel BTF at %s: use a kernel built with CONFIG_DEBUG_INFO_BTF=y", btfPath))
 	}
 	if !c.KernelOK {
-		missing = append(missing, fmt.Sprintf("kernel %q is too old: need Linux %d.%d or newer (BPF ring buffer)", c.Kernel, minKernelMajor, minKernelMinor))
+		missing = append(missing, fmt.Sprintf("kernel %q is too old: need Linux %d.%d or newer (BPF ring buffer, task local storage)", c.Kernel, minKernelMajor, minKernelMinor))
 	}
 	if !c.Tracefs {
 		missing = append(missing, c.TracefsProblem)

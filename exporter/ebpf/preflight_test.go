@@ -29,7 +29,7 @@ func TestPreflightMessage(t *testing.T) {
 		{
 			name:   "old kernel",
 			mutate: func(c *checks) { c.Kernel, c.KernelOK = "5.4.0-150-generic", false },
-			want:   []string{`kernel "5.4.0-150-generic" is too old`, "Linux 5.8 or newer", "exporter.source: accesslog"},
+			want:   []string{`kernel "5.4.0-150-generic" is too old`, "Linux 5.11 or newer", "exporter.source: accesslog"},
 		},
 		{
 			name: "tracefs missing",

@@ -44,12 +44,15 @@ const (
 	// How often connections of processes that exited without close(2) are
 	// forgotten.
 	gcInterval = 30 * time.Second
-	// The kernel wakes the reader only when this much is unread (or a
-	// sixteenth of the ring, if smaller); otherwise Run polls every
-	// pollInterval. Event times come from the kernel, so polling only
-	// delays delivery, never skews measurements.
-	wakeupBytes  = 256 << 10
-	pollInterval = 50 * time.Millisecond
+	// The kernel wakes the reader only when this much was written since the
+	// last wakeup (or a sixteenth of the ring, if smaller; split between
+	// the CPUs, each counting its own, with a floor of minCPUWakeupBytes
+	// as long as the CPUs' shares fit in a quarter of the ring); otherwise
+	// Run polls every pollInterval. Event times come from the kernel, so
+	// polling only delays delivery, never skews measurements.
+	wakeupBytes       = 256 << 10
+	minCPUWakeupBytes = 32 << 10
+	pollInterval      = 50 * time.Millisecond
 )
 
 // Options configure the eBPF source.
@@ -103,7 +106,6 @@ type Source struct {
 	rd     *ringbuf.Reader
 	stats  *ebpf.Map
 	conns  *ebpf.Map
-	calls  *ebpf.Map
 	// wallOffset turns bpf_ktime_get_ns (CLOCK_MONOTONIC) into wall clock nanoseconds.
 	wallOffset int64
 	now        func() time.Time
@@ -150,12 +152,12 @@ func New(o Options) (*Source, error) {
 		}
 	}
 	spec.Maps["events"].MaxEntries = uint32(o.RingBufferBytes)
-	if err := spec.Variables["wakeup_bytes"].Set(uint64(min(wakeupBytes, o.RingBufferBytes/16))); err != nil {
-		return nil, fmt.Errorf("ebpf: setting wakeup threshold: %w", err)
-	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, fmt.Errorf("ebpf: counting CPUs: %w", err)
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(cpuWakeupBytes(o.RingBufferBytes, cpus)); err != nil {
+		return nil, fmt.Errorf("ebpf: setting wakeup threshold: %w", err)
 	}
 	spec.Maps["scratch_buf"].MaxEntries = uint32(cpus)
 
@@ -172,7 +174,6 @@ func New(o Options) (*Source, error) {
 		coll:   coll,
 		stats:  coll.Maps["stats"],
 		conns:  coll.Maps["conns"],
-		calls:  coll.Maps["calls"],
 		now:    time.Now,
 	}
 	s.canReap = initialPIDNamespace()
@@ -187,8 +188,28 @@ func New(o Options) (*Source, error) {
 	return s, nil
 }
 
+// cpuWakeupBytes is how many bytes one CPU writes to a ring of ringBytes
+// before it wakes the reader. Whatever the CPUs' shares, at most cpus times
+// it is ever written without a wakeup.
+func cpuWakeupBytes(ringBytes, cpus int) uint64 {
+	total := min(wakeupBytes, ringBytes/16)
+	perCPU := max(total/cpus, minCPUWakeupBytes)
+	return uint64(min(perCPU, ringBytes/4/cpus))
+}
+
 // attachments says which program runs at which syscall tracepoint.
 var attachments = []struct{ program, tracepoint string }{
+	// Exits first: an enter must never record a call whose exit is not
+	// attached yet.
+	{"exit_data", "sys_exit_read"},
+	{"exit_data", "sys_exit_recvfrom"},
+	{"exit_data", "sys_exit_readv"},
+	{"exit_data", "sys_exit_recvmsg"},
+	{"exit_data", "sys_exit_write"},
+	{"exit_data", "sys_exit_sendto"},
+	{"exit_data", "sys_exit_writev"},
+	{"exit_data", "sys_exit_sendmsg"},
+	{"exit_data", "sys_exit_sendfile64"},
 	{"exit_accept", "sys_exit_accept"},
 	{"exit_accept4", "sys_exit_accept4"},
 	{"enter_close", "sys_enter_close"},
@@ -203,15 +224,6 @@ var attachments = []struct{ program, tracepoint string }{
 	{"enter_writev", "sys_enter_writev"},
 	{"enter_sendmsg", "sys_enter_sendmsg"},
 	{"enter_sendfile64", "sys_enter_sendfile64"},
-	{"exit_data", "sys_exit_read"},
-	{"exit_data", "sys_exit_recvfrom"},
-	{"exit_data", "sys_exit_readv"},
-	{"exit_data", "sys_exit_recvmsg"},
-	{"exit_data", "sys_exit_write"},
-	{"exit_data", "sys_exit_sendto"},
-	{"exit_data", "sys_exit_writev"},
-	{"exit_data", "sys_exit_sendmsg"},
-	{"exit_data", "sys_exit_sendfile64"},
 }
 
 func (s *Source) start(ports []uint16) error {
@@ -375,9 +387,10 @@ func openAddrs(b []byte) (local, remote netip.AddrPort) {
 	return netip.AddrPortFrom(la, lport), netip.AddrPortFrom(ra, rport)
 }
 
-// reap forgets connections and pending calls of processes and threads that
-// ended without close(2) or a syscall exit (exit, kill), so the maps do not
-// fill up; a Close event is emitted for each connection.
+// reap forgets connections of processes that ended without close(2), so the
+// map does not fill up; a Close event is emitted for each. In-flight call
+// state needs no reaping: it lives in thread-local storage, which the kernel
+// frees with the thread.
 func (s *Source) reap(handle func(*traffic.Event)) {
 	var (
 		key  captureConnKey
@@ -410,24 +423,8 @@ func (s *Source) reap(handle func(*traffic.Event)) {
 		s.events.Add(1)
 		handle(&ev)
 	}
-
-	var (
-		pidTgid uint64
-		call    captureCall
-		stale   []uint64
-	)
-	cit := s.calls.Iterate()
-	for cit.Next(&pidTgid, &call) {
-		tgid, tid := pidTgid>>32, pidTgid&0xffffffff
-		if !pathExists("/proc/" + strconv.FormatUint(tgid, 10) + "/task/" + strconv.FormatUint(tid, 10)) {
-			stale = append(stale, pidTgid)
-		}
-	}
-	for _, k := range stale {
-		_ = s.calls.Delete(&k) // gone already is fine
-	}
-	if len(dead) > 0 || len(stale) > 0 {
-		s.logger.Debug("forgot state of exited processes", "connections", len(dead), "calls", len(stale))
+	if len(dead) > 0 {
+		s.logger.Debug("forgot connections of exited processes", "connections", len(dead))
 	}
 }
 
