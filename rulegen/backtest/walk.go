@@ -85,14 +85,14 @@ func Walk(ctx context.Context, pts []baseline.Point, cfg Config) (Result, error)
 			for from < i && pts[from].T.Before(p.T.Add(-cfg.History)) {
 				from++
 			}
-			m, _, err := baseline.Fit(pts[from:i], opts)
+			m, pol, err := baseline.Fit(pts[from:i], opts)
 			switch {
 			case errors.Is(err, baseline.ErrNoHistory):
 				model = nil
 			case err != nil:
 				return res, fmt.Errorf("fit at %s: %w", p.T.Format(time.RFC3339), err)
 			default:
-				model = m
+				model, policy = m, pol
 				names[m.Name()]++
 			}
 			for !nextRefit.After(p.T) {

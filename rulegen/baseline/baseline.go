@@ -115,7 +115,24 @@ func Fit(history []Point, opts Options) (Model, Policy, error) {
 	if m == nil {
 		return nil, Policy{}, ErrNoHistory
 	}
-	return m, DefaultPolicy(s.step), nil
+	return m, policyOf(m, s.step), nil
+}
+
+// policyOf is the default policy with the confirmation time the model
+// calibrated for its series (longer for spiky ones).
+func policyOf(m Model, step time.Duration) Policy {
+	p := DefaultPolicy(step)
+	steps := 1
+	switch x := m.(type) {
+	case *profileModel:
+		steps = x.forSteps
+	case *hwModel:
+		steps = x.forSteps
+	}
+	if steps > 1 {
+		p.For = time.Duration(steps) * p.For
+	}
+	return p
 }
 
 func nan() float64 { return math.NaN() }

@@ -21,6 +21,8 @@ type hwModel struct {
 	season             []float64
 	next               time.Time // start of the next bucket to consume
 	sigma, floor, clip float64
+	// forSteps is how many alerting buckets a value must stay outside before firing.
+	forSteps int
 }
 
 const hwStep = 15 * time.Minute
@@ -179,7 +181,28 @@ func fitHoltWinters(s *series, upto int) Model {
 	m.sigma = mad(buf, 0)
 	m.floor = math.Max(math.Max(0.5*noise, 0.01*s.spread), 1e-9)
 	m.next = start.Add(time.Duration(len(y)) * step)
+	m.k, m.forSteps = calibrateHW(s, upto, y, resid, period, m.k, math.Max(m.sigma, m.floor), start, step)
 	return m
+}
+
+// calibrateHW sizes the band on the alerting buckets (finer than the
+// Holt-Winters ones): each is compared with the one-step forecast of the
+// bucket it falls in, as the rule compares the recent signal with the band.
+func calibrateHW(s *series, upto int, y, resid []float64, period int, k0, scale float64, start time.Time, step time.Duration) (float64, int) {
+	f := int64(step/time.Second) / s.stepSec
+	off := (s.t0 - start.Unix()) / s.stepSec
+	z := make([]float64, upto)
+	seen := 0
+	for j := range z {
+		z[j] = math.NaN()
+		i := int((int64(j) + off) / f)
+		if i < period || i >= len(y) || math.IsNaN(y[i]) || math.IsNaN(s.y[j]) {
+			continue
+		}
+		z[j] = (s.y[j] - (y[i] - resid[i])) / scale
+		seen++
+	}
+	return calibrate(z, s.tr, k0, float64(seen)*s.step.Hours()/24)
 }
 
 // advance consumes complete buckets of recent that the model has not seen.

@@ -18,6 +18,8 @@ type profileModel struct {
 	prof    []float64
 	scale   [24]float64
 	floor   float64 // smallest half-width/k, in transformed space
+	// forSteps is how many buckets a value must stay outside before firing.
+	forSteps int
 
 	// State refreshed from recent observations.
 	level    float64
@@ -234,7 +236,15 @@ func fitProfile(s *series, upto int, period int, name string) *profileModel {
 		}
 		resid[j] = (x - lv - prof[slotOf(j)]) / math.Max(m.scale[s.timeOf(j).Hour()], m.floor)
 	}
-	m.k = calibrateK(resid, s.tr, s.k, float64(len(y))*s.step.Hours()/24)
+	// The budget is per day of data actually seen: gappy series must not
+	// earn alerts for the hours they were silent.
+	seen := 0
+	for _, z := range resid {
+		if !math.IsNaN(z) {
+			seen++
+		}
+	}
+	m.k, m.forSteps = calibrate(resid, s.tr, s.k, float64(seen)*s.step.Hours()/24)
 	m.refreshFrom(s, upto)
 	return m
 }

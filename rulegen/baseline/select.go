@@ -70,6 +70,13 @@ func (s *series) selectModel(opts Options) Model {
 	if len(allowed) == 1 || hold < minBuckets/2 {
 		return allowed[0].fit(s, n)
 	}
+	type scored struct {
+		c    candidate
+		m    Model
+		errs []float64 // per held-out bucket, capped; NaN where missing
+	}
+	var fitted []scored
+	hourBuckets := max(1, int(int64(time.Hour/time.Second)/s.stepSec))
 	for _, c := range allowed {
 		if time.Duration(train)*s.step < c.need {
 			continue
@@ -78,15 +85,14 @@ func (s *series) selectModel(opts Options) Model {
 		if m == nil {
 			continue
 		}
-		var sum float64
-		var cnt int
+		errs := make([]float64, n-train)
 		pm, isProfile := m.(*profileModel)
-		hourBuckets := max(1, int(int64(time.Hour/time.Second)/s.stepSec))
 		for j := train; j < n; j++ {
 			if isProfile && (j-train)%hourBuckets == 0 && j > train {
 				// Production refreshes the level between refits; score it that way.
 				pm.refreshFrom(s, j)
 			}
+			errs[j-train] = math.NaN()
 			if math.IsNaN(s.y[j]) {
 				continue
 			}
@@ -94,15 +100,45 @@ func (s *series) selectModel(opts Options) Model {
 			if math.IsNaN(e) {
 				e = cap
 			}
-			sum += math.Min(e, cap)
-			cnt++
+			errs[j-train] = math.Min(e, cap)
+		}
+		fitted = append(fitted, scored{c, m, errs})
+	}
+	// Buckets that most candidates find far off are an incident in the
+	// held-out day, not evidence of fit: a model that happens to adopt the
+	// incident as its level must not win by it.
+	skip := make([]bool, n-train)
+	for i := range skip {
+		capped := 0
+		for _, f := range fitted {
+			if f.errs[i] >= cap {
+				capped++
+			}
+		}
+		skip[i] = len(fitted) >= 3 && capped >= len(fitted)-1
+	}
+	for _, f := range fitted {
+		var sum float64
+		var cnt int
+		for i, e := range f.errs {
+			if !math.IsNaN(e) && !skip[i] {
+				sum += e
+				cnt++
+			}
 		}
 		if cnt == 0 {
 			continue
 		}
-		score := sum / float64(cnt) * c.penalty
+		penalty := f.c.penalty
+		if f.c.name == NameHWAdditive && s.tr.kind == "" {
+			// The seasonal profiles are built for traffic-driven SLIs; a
+			// metric of unknown kind (CPU, disk, sensors) has dynamics of its
+			// own, which the fitted smoothing of Holt-Winters follows better.
+			penalty = 0.95
+		}
+		score := sum / float64(cnt) * penalty
 		if score < bestScore {
-			best, bestScore, bestModel = c, score, m
+			best, bestScore, bestModel = f.c, score, f.m
 		}
 	}
 	if best.fit == nil {

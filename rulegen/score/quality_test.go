@@ -224,17 +224,18 @@ func TestQualityReport(t *testing.T) {
 	t.Log(b.String())
 	t.Logf("rulegen false alerts on the holiday / planned ramp: %v", benignFalse(results["llm-sli-dev"]["rulegen"].files))
 	// Targets as measured minus a margin (see rulegen/baseline/README.md).
-	// nab-dev is below the 60 goal and is asserted at its measured level; the
-	// holiday/ramp count is asserted at its measured level, not at zero.
+	// nab-dev measures about 60 but moves by about ±2 with the model-selection
+	// priors, so its floor sits below the 60 goal; the holiday/ramp count is
+	// asserted at its measured level, not at zero.
 	llm := results["llm-sli-dev"]["rulegen"].summary
 	if llm.NAB < 93 || llm.Recall < 0.95 || llm.FalsePerDay > 0.08 || llm.MedianDelay > 10*time.Minute {
 		t.Errorf("llm-sli-dev below target: %+v", llm)
 	}
-	if n := len(benignFalse(results["llm-sli-dev"]["rulegen"].files)); n > 5 {
-		t.Errorf("%d false alerts on the holiday and planned ramps, want at most 5", n)
+	if n := len(benignFalse(results["llm-sli-dev"]["rulegen"].files)); n > 3 {
+		t.Errorf("%d false alerts on the holiday and planned ramps, want at most 3", n)
 	}
 	nab := results["nab-dev"]["rulegen"].summary
-	if nab.NAB < 38 || nab.Recall < 0.7 {
+	if nab.NAB < 57 || nab.Recall < 0.72 || nab.FalsePerDay > 0.2 {
 		t.Errorf("nab-dev below asserted floor: %+v", nab)
 	}
 	for _, ds := range []string{"llm-sli-dev", "nab-dev"} {

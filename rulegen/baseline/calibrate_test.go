@@ -1,0 +1,81 @@
+package baseline
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func TestCalibrate(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	const n = 14 * 288 // two weeks of 5-minute buckets
+	gauss := make([]float64, n)
+	spiky := make([]float64, n)
+	for i := range gauss {
+		gauss[i] = r.NormFloat64()
+		spiky[i] = r.NormFloat64()
+		// Short bursts of one or two buckets, a few per hour: far beyond any
+		// normal band, but never lasting.
+		if i%17 == 0 || i%17 == 1 && r.IntN(2) == 0 {
+			spiky[i] = 60 + 20*r.Float64()
+		}
+	}
+	tr := transform{upper: true, lower: true}
+	for _, tc := range []struct {
+		name            string
+		z               []float64
+		wantK           func(float64) bool
+		wantFor, maxFor int
+	}{
+		{"normal noise keeps k and one bucket", gauss, func(k float64) bool { return k == defaultK }, 1, 1},
+		{"short spikes are filtered by time", spiky, func(k float64) bool { return k < 1.5*defaultK }, 2, maxForSteps},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k, f := calibrate(tc.z, tr, defaultK, 14)
+			if !tc.wantK(k) || f < tc.wantFor || f > tc.maxFor {
+				t.Fatalf("calibrate = k %.2f, for %d buckets", k, f)
+			}
+			if e := episodes(tc.z, tr, k, f); float64(e) > math.Max(1, alertBudget*14) {
+				t.Fatalf("%d episodes at k %.2f for %d, over the budget", e, k, f)
+			}
+		})
+	}
+	// Without the longer confirmation the same spikes need a band far beyond
+	// the old 6·K cap, which the bisection must still find.
+	if k := calibrateK(spiky, tr, defaultK, 14, 1); k <= 6*defaultK || float64(episodes(spiky, tr, k, 1)) > alertBudget*14 {
+		t.Fatalf("calibrateK with one bucket = %.2f", k)
+	}
+}
+
+// Fit hands the calibrated confirmation time to the caller for every model
+// kind that calibrates: the rule and the backtest must wait as long.
+func TestFitPolicyFollowsSpikes(t *testing.T) {
+	spiky := func(t time.Time, r *rand.Rand) float64 {
+		v := daily(t, r)
+		// A 10-minute burst every 100 minutes: far outside, never lasting.
+		if (t.Hour()*60+t.Minute())%100 < 10 {
+			v *= 3
+		}
+		return v
+	}
+	for _, model := range []string{NameHWAdditive, NameSeasonalDaily} {
+		t.Run(model, func(t *testing.T) {
+			opts := Options{Models: []string{model}}
+			_, clean, err := Fit(series1m(14, daily), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if clean != DefaultPolicy(5*time.Minute) {
+				t.Errorf("clean series: policy %+v, want the default", clean)
+			}
+			_, p, err := Fit(series1m(14, spiky), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.For < 2*5*time.Minute || p.For > maxForSteps*5*time.Minute {
+				t.Errorf("spiky series: for %s, want at least the 10-minute bursts (two buckets, so three must be outside) and at most %d buckets", p.For, maxForSteps)
+			}
+		})
+	}
+}
