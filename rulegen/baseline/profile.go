@@ -254,6 +254,10 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 	end := s.timeOf(upto - 1)
 	m.end = end
 	dayStart := time.Unix(floorDiv(end.Unix(), 86400)*86400, 0).UTC()
+	prevShift := 0
+	if m.dayEnd.Equal(dayStart.Add(day)) {
+		prevShift = m.dayShift
+	}
 	m.dayShift = 0
 	m.dayEnd = dayStart.Add(day)
 	resid := func(j int, shift int) float64 {
@@ -288,7 +292,11 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 	// rest of the day. A drop late in a normal day cannot flip it because
 	// the whole day so far votes.
 	if m.period >= 7*m.slotsPerDay() && !end.Before(dayStart) {
-		ref := levelOver(dayStart.Add(-6*time.Hour), dayStart.Add(-time.Nanosecond), 0, nan(), 0)
+		// Today is compared with the level established before midnight, not
+		// with yesterday evening: after a holiday, yesterday is the odd one.
+		ref := m.anchoredLevel(dayStart.Add(-time.Nanosecond), time.Time{}, tolOf(m), func(from, to time.Time) float64 {
+			return levelOver(from, to, 0, nan(), 0)
+		})
 		if !math.IsNaN(ref) {
 			scores := [7]float64{}
 			for o := 0; o < 7; o++ {
@@ -307,12 +315,25 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 				}
 			}
 			g := m.k * math.Max(m.scale[dayStart.Hour()], m.floor)
-			if best != 0 && scores[0] > 0.5*g && scores[best] < 0.35*scores[0] {
+			switch {
+			case best != 0 && scores[0] > 0.5*g && scores[best] < 0.35*scores[0]:
 				m.dayShift = best
+			case prevShift != 0 && scores[0] > 0.5*g && scores[prevShift] < 0.7*scores[0]:
+				// Hysteresis: a day type recognised earlier today is kept
+				// while it still explains the day clearly better than the
+				// calendar, so the band does not flip between refreshes.
+				m.dayShift = prevShift
 			}
 		}
 	}
-	long := levelOver(end.Add(-6*time.Hour), end, m.dayShift, nan(), 0)
+	tol := tolOf(m)
+	var acceptFrom time.Time
+	if m.dayShift != 0 {
+		acceptFrom = dayStart
+	}
+	long := m.anchoredLevel(end, acceptFrom, tol, func(from, to time.Time) float64 {
+		return levelOver(from, to, m.dayShift, nan(), 0)
+	})
 	if math.IsNaN(long) {
 		// No recent data: keep the level of the most recent day we have.
 		long = levelOver(end.Add(-3*day), end, m.dayShift, nan(), 0)
@@ -320,7 +341,6 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 	if math.IsNaN(long) {
 		long = 0
 	}
-	tol := m.k * math.Max(maxScale(m.scale), m.floor)
 	if m.period > 1 && m.period < 7*m.slotsPerDay() && end.Sub(dayStart) < 6*time.Hour {
 		// A daily profile cannot know weekends: when today opened at a level
 		// the band rejects, today's own level is the better guess.
@@ -346,6 +366,79 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 	}
 	m.level = short
 }
+
+// Level tracking horizons: the window the level is rebuilt from at every
+// refresh, and how long a level outside the band must hold before it is
+// accepted as the new normal (a migration, a permanent shift). Anything
+// shorter is an incident and keeps alerting for its whole length.
+const (
+	levelWindow   = 42 * time.Hour
+	acceptAfter   = 30 * time.Hour
+	acceptDayOpen = 3 * time.Hour
+)
+
+// anchoredLevel replays the last levelWindow hour by hour: the level starts
+// at the median of the hourly levels and follows hours that stay within tol
+// of it (drift, planned ramps), while hours outside tol only count towards a
+// candidate level, adopted once it has held for acceptAfter without
+// interruption. hourly(from, to) is the median residual of that range.
+func (m *profileModel) anchoredLevel(end, acceptFrom time.Time, tol float64, hourly func(from, to time.Time) float64) float64 {
+	n := int(levelWindow / time.Hour)
+	hs := make([]float64, n)
+	vals := make([]float64, 0, n)
+	// Clock hours, the last one partial: blocks that slid with every
+	// refresh would let a borderline hour flip the level back and forth.
+	first := end.Truncate(time.Hour).Add(-time.Duration(n-1) * time.Hour)
+	startOf := func(i int) time.Time { return first.Add(time.Duration(i) * time.Hour) }
+	for i := range hs {
+		hs[i] = hourly(startOf(i), startOf(i+1).Add(-time.Nanosecond))
+		if !math.IsNaN(hs[i]) {
+			vals = append(vals, hs[i])
+		}
+	}
+	if len(vals) == 0 {
+		return nan()
+	}
+	level := median(vals)
+	runStart, runRef := -1, 0.0
+	var openedDay time.Time
+	for i, h := range hs {
+		if math.IsNaN(h) {
+			continue
+		}
+		if math.Abs(h-level) <= tol {
+			level, runStart = h, -1
+			continue
+		}
+		if runStart < 0 || math.Abs(h-runRef) > tol {
+			runStart, runRef = i, h
+		}
+		// Today's hours under a recognised day type (a holiday) are a known
+		// regime: their level is taken at once. A day that opened at another
+		// level (a holiday not yet recognised by its shape, a planned change
+		// rolled out at midnight) is accepted after a few hours: day types
+		// change at midnight, incidents start at any time.
+		horizon := acceptAfter
+		// The rest of a day that opened at another level settles the same
+		// way: its level was never established in the first place.
+		if rs := startOf(runStart); rs.Sub(rs.Truncate(day)) < 2*time.Hour || rs.Truncate(day).Equal(openedDay) {
+			horizon = acceptDayOpen
+		}
+		if !acceptFrom.IsZero() && !startOf(i).Before(acceptFrom) {
+			horizon = 0
+		}
+		if time.Duration(i-runStart)*time.Hour >= horizon {
+			if horizon == acceptDayOpen {
+				openedDay = startOf(runStart).Truncate(day)
+			}
+			level, runStart = h, -1
+		}
+	}
+	return level
+}
+
+// tolOf is the widest half-band of the model: level moves within it are drift.
+func tolOf(m *profileModel) float64 { return m.k * math.Max(maxScale(m.scale), m.floor) }
 
 func maxScale(s [24]float64) float64 {
 	x := 0.0

@@ -228,11 +228,11 @@ func TestQualityReport(t *testing.T) {
 	// priors, so its floor sits below the 60 goal; the holiday/ramp count is
 	// asserted at its measured level, not at zero.
 	llm := results["llm-sli-dev"]["rulegen"].summary
-	if llm.NAB < 93 || llm.Recall < 0.95 || llm.FalsePerDay > 0.08 || llm.MedianDelay > 10*time.Minute {
+	if llm.NAB < 94 || llm.Recall < 0.95 || llm.FalsePerDay > 0.06 || llm.MedianDelay > 10*time.Minute {
 		t.Errorf("llm-sli-dev below target: %+v", llm)
 	}
-	if n := len(benignFalse(results["llm-sli-dev"]["rulegen"].files)); n > 3 {
-		t.Errorf("%d false alerts on the holiday and planned ramps, want at most 3", n)
+	if n := len(benignFalse(results["llm-sli-dev"]["rulegen"].files)); n > 2 {
+		t.Errorf("%d false alerts on the holiday and planned ramps, want at most 2", n)
 	}
 	nab := results["nab-dev"]["rulegen"].summary
 	if nab.NAB < 57 || nab.Recall < 0.72 || nab.FalsePerDay > 0.2 {
