@@ -32,14 +32,17 @@ func TestSustainedDeviations(t *testing.T) {
 	ratio := func(ts time.Time, r *rand.Rand) float64 {
 		return math.Max(0, 0.01*(1+0.15*r.NormFloat64()))
 	}
+	midnight := onset.Truncate(24 * time.Hour)
 	in := func(ts time.Time, d time.Duration) bool { return !ts.Before(onset) && ts.Before(onset.Add(d)) }
 	for _, tc := range []struct {
 		name string
 		kind sli.Kind
 		base func(time.Time, *rand.Rand) float64
 		mod  func(ts time.Time, v float64) float64
-		// incident: one episode must cover [onset+15m, onset+8h).
+		// incident: one episode must cover [onset+15m, onset+8h); at
+		// overrides onset.
 		incident bool
+		at       time.Time
 		// maxAlert bounds the total firing time in the evaluation week.
 		maxAlert time.Duration
 		// quietAfter: no firing after this time.
@@ -71,7 +74,21 @@ func TestSustainedDeviations(t *testing.T) {
 					return 0.6 * v
 				}
 				return v
-			}, maxAlert: 5 * time.Hour, quietAfter: onset.Truncate(24 * time.Hour).Add(30 * time.Hour)},
+			}, maxAlert: 0, quietAfter: onset.Truncate(24 * time.Hour).Add(30 * time.Hour)},
+		{name: "launch at midnight: +45% from 00:00 on", kind: sli.KindRate, base: rate,
+			mod: func(ts time.Time, v float64) float64 {
+				if !ts.Before(midnight) {
+					return 1.45 * v
+				}
+				return v
+			}, maxAlert: 0},
+		{name: "outage from midnight: traffic at 10% for 8h", kind: sli.KindRate, base: rate, incident: true, at: midnight,
+			mod: func(ts time.Time, v float64) float64 {
+				if !ts.Before(midnight) && ts.Before(midnight.Add(8*time.Hour)) {
+					return 0.1 * v
+				}
+				return v
+			}, maxAlert: 10 * time.Hour},
 		{name: "permanent shift +30%", kind: sli.KindRate, base: rate,
 			mod: func(ts time.Time, v float64) float64 {
 				if !ts.Before(onset) {
@@ -81,6 +98,10 @@ func TestSustainedDeviations(t *testing.T) {
 			}, maxAlert: 30 * time.Hour, quietAfter: onset.Add(36 * time.Hour)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			onset := onset
+			if !tc.at.IsZero() {
+				onset = tc.at
+			}
 			r := rand.New(rand.NewPCG(7, 11))
 			n := int(28 * 24 * time.Hour / step)
 			pts := make([]baseline.Point, n)

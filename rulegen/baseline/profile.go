@@ -3,6 +3,8 @@ package baseline
 import (
 	"math"
 	"time"
+
+	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 )
 
 // profileModel is the robust seasonal profile: per slot of the season the
@@ -287,16 +289,19 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 		}
 		return median(buf)
 	}
+	// Today is compared with the level established before midnight, not
+	// with yesterday evening: after a holiday, yesterday is the odd one.
+	ref := nan()
+	if m.period > 1 && !end.Before(dayStart) {
+		ref = m.anchoredLevel(dayStart.Add(-time.Nanosecond), time.Time{}, time.Time{}, tolOf(m), func(from, to time.Time) float64 {
+			return levelOver(from, to, 0, nan(), 0)
+		})
+	}
 	// Day type: a weekday that behaves like a Sunday (a holiday), or the
 	// other way round, is recognised from today's data and followed for the
 	// rest of the day. A drop late in a normal day cannot flip it because
 	// the whole day so far votes.
 	if m.period >= 7*m.slotsPerDay() && !end.Before(dayStart) {
-		// Today is compared with the level established before midnight, not
-		// with yesterday evening: after a holiday, yesterday is the odd one.
-		ref := m.anchoredLevel(dayStart.Add(-time.Nanosecond), time.Time{}, tolOf(m), func(from, to time.Time) float64 {
-			return levelOver(from, to, 0, nan(), 0)
-		})
 		if !math.IsNaN(ref) {
 			scores := [7]float64{}
 			for o := 0; o < 7; o++ {
@@ -327,11 +332,16 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 		}
 	}
 	tol := tolOf(m)
-	var acceptFrom time.Time
+	var acceptFrom, steppedDay time.Time
 	if m.dayShift != 0 {
 		acceptFrom = dayStart
 	}
-	long := m.anchoredLevel(end, acceptFrom, tol, func(from, to time.Time) float64 {
+	if m.opensWithStep(s, upto, dayStart, ref, tol, func(from, to time.Time) float64 {
+		return levelOver(from, to, m.dayShift, nan(), 0)
+	}) {
+		steppedDay = dayStart
+	}
+	long := m.anchoredLevel(end, acceptFrom, steppedDay, tol, func(from, to time.Time) float64 {
 		return levelOver(from, to, m.dayShift, nan(), 0)
 	})
 	if math.IsNaN(long) {
@@ -382,7 +392,12 @@ const (
 // of it (drift, planned ramps), while hours outside tol only count towards a
 // candidate level, adopted once it has held for acceptAfter without
 // interruption. hourly(from, to) is the median residual of that range.
-func (m *profileModel) anchoredLevel(end, acceptFrom time.Time, tol float64, hourly func(from, to time.Time) float64) float64 {
+//
+// A run that starts at steppedDay (a day that opened with a step, see
+// opensWithStep) is a new day level and is taken at once, like a
+// recognised day type, but only for that run: a later change on the same
+// day starts a run of its own.
+func (m *profileModel) anchoredLevel(end, acceptFrom, steppedDay time.Time, tol float64, hourly func(from, to time.Time) float64) float64 {
 	n := int(levelWindow / time.Hour)
 	hs := make([]float64, n)
 	vals := make([]float64, 0, n)
@@ -427,6 +442,10 @@ func (m *profileModel) anchoredLevel(end, acceptFrom time.Time, tol float64, hou
 		if !acceptFrom.IsZero() && !startOf(i).Before(acceptFrom) {
 			horizon = 0
 		}
+		if !steppedDay.IsZero() && startOf(runStart).Equal(steppedDay) {
+			horizon = 0
+			openedDay = steppedDay
+		}
 		if time.Duration(i-runStart)*time.Hour >= horizon {
 			if horizon == acceptDayOpen {
 				openedDay = startOf(runStart).Truncate(day)
@@ -435,6 +454,37 @@ func (m *profileModel) anchoredLevel(end, acceptFrom time.Time, tol float64, hou
 		}
 	}
 	return level
+}
+
+// maxDayStep bounds the day-level change (in log space, a factor of 2.5
+// either way) that opensWithStep takes for a new day type: traffic at a
+// tenth of normal from midnight on is an outage, not a holiday.
+const maxDayStep = 0.92
+
+// opensWithStep reports whether today (from dayStart) opened at a new
+// traffic level: the last hour before midnight was at the established
+// level ref, and today's first bucket and today so far sit together beyond
+// the band on the same side. Traffic volume follows the calendar — holidays,
+// launches and planned migrations switch at midnight, incidents start at any
+// minute (one chance in 288 of landing in the first 5-minute bucket) — so
+// such a step is a new day level rather than an incident. Only request
+// rates qualify; a latency or error step at midnight is still an incident.
+func (m *profileModel) opensWithStep(s *series, upto int, dayStart time.Time, ref, tol float64, level func(from, to time.Time) float64) bool {
+	if m.tr.kind != sli.KindRate || m.period == 1 || math.IsNaN(ref) {
+		return false
+	}
+	first := int((dayStart.Unix() - s.t0) / s.stepSec)
+	if first < 1 || first >= upto || math.IsNaN(s.y[first]) {
+		return false
+	}
+	before := level(dayStart.Add(-time.Hour), dayStart.Add(-time.Nanosecond))
+	opening := level(dayStart, dayStart.Add(s.step-time.Nanosecond))
+	today := level(dayStart, s.timeOf(upto-1))
+	if math.IsNaN(before) || math.IsNaN(opening) || math.IsNaN(today) || math.Abs(before-ref) > tol {
+		return false
+	}
+	d0, d := opening-ref, today-ref
+	return math.Abs(d0) > tol && math.Abs(d) > tol && math.Abs(d) <= maxDayStep && (d0 > 0) == (d > 0)
 }
 
 // tolOf is the widest half-band of the model: level moves within it are drift.
