@@ -59,16 +59,21 @@ func bandPanel(s sli.SLI) *timeseries.PanelBuilder {
 	title := strings.ReplaceAll(s.Name, "_", " ")
 	return timeSeries(panel{title: "SLI " + title + " and its baseline", unit: unitOf(s.Kind),
 		description: fmt.Sprintf("The %s SLI (recording rule %s) with the lower, expected and upper bounds rulegen fitted to its history. "+
-			"Values outside the dashed bounds for long enough raise the baseline alerts.", s.Name, s.Record),
+			"Values outside the dashed bounds for long enough raise the baseline alerts; a value beyond the dotted spike bounds (beyond anything in the training history) raises them at once.", s.Name, s.Record),
 		queries: []query{
 			q(record, legend+" actual"),
 			q(bound("expected"), legend+" expected"),
 			q(bound("upper"), legend+" upper"),
 			q(bound("lower"), legend+" lower"),
+			q(bound("spike_upper"), legend+" spike upper"),
+			q(bound("spike_lower"), legend+" spike lower"),
 		}}).
 		FillOpacity(0).
 		OverrideByRegexp(".* (upper|lower)$", []dashboard.DynamicConfigValue{
 			{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
+		}).
+		OverrideByRegexp(".* spike (upper|lower)$", []dashboard.DynamicConfigValue{
+			{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{2, 6}}},
 		}).
 		OverrideByRegexp(".* expected$", []dashboard.DynamicConfigValue{
 			{Id: "custom.lineStyle", Value: map[string]any{"fill": "dot"}},

@@ -152,3 +152,20 @@ func TestAlertStatePolicy(t *testing.T) {
 		t.Fatalf("episodes %+v", eps)
 	}
 }
+
+// A value beyond the spike band fires at once; the main band's For does not apply.
+func TestAlertStateSpike(t *testing.T) {
+	p := baseline.Policy{For: 5 * time.Minute, KeepFiringFor: 10 * time.Minute}
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var st alertState
+	var eps []Episode
+	for m := 0; m < 30; m += 5 {
+		spike := m == 5
+		if e, ok := st.observe(t0.Add(time.Duration(m)*time.Minute), spike, spike, p); ok {
+			eps = append(eps, e)
+		}
+	}
+	if len(eps) != 1 || !eps[0].Start.Equal(t0.Add(5*time.Minute)) || !eps[0].End.Equal(t0.Add(15*time.Minute)) {
+		t.Fatalf("episodes %+v", eps)
+	}
+}

@@ -42,6 +42,7 @@ h1{font-size:20px} h2{font-size:15px;margin:18px 0 4px}
 </style></head><body>
 <h1>rulegen backtest: bands and alert episodes</h1>
 <p class="legend"><span><i class="sw" style="background:#9ecae1"></i>normal band (walk-forward, as the rules would have used it)</span>
+<span><i class="sw" style="background:#de2d26"></i>spike band (dotted: a value beyond it fires at once)</span>
 <span><i class="sw" style="background:#08519c"></i>signal</span>
 <span><i class="sw" style="background:#e6550d;opacity:.35"></i>alert firing</span></p>
 {{range .P}}
@@ -91,8 +92,10 @@ func makePlot(input string, r Result) plot {
 	hi := make([]float64, cols)
 	bl := make([]float64, cols)
 	bu := make([]float64, cols)
+	sl := make([]float64, cols)
+	su := make([]float64, cols)
 	for c := range lo {
-		lo[c], hi[c], bl[c], bu[c] = math.Inf(1), math.Inf(-1), math.NaN(), math.NaN()
+		lo[c], hi[c], bl[c], bu[c], sl[c], su[c] = math.Inf(1), math.Inf(-1), math.NaN(), math.NaN(), math.NaN(), math.NaN()
 	}
 	var vals []float64
 	for i, pt := range r.Points {
@@ -107,6 +110,12 @@ func makePlot(input string, r Result) plot {
 		}
 		if !math.IsNaN(b.Upper) {
 			bu[c] = b.Upper
+		}
+		if !math.IsNaN(b.SpikeLower) {
+			sl[c] = b.SpikeLower
+		}
+		if !math.IsNaN(b.SpikeUpper) {
+			su[c] = b.SpikeUpper
 		}
 	}
 	// Scale to the signal's range (bands far outside would flatten the data).
@@ -146,6 +155,23 @@ func makePlot(input string, r Result) plot {
 			} else {
 				fmt.Fprintf(&band, "%d,%.1f ", k, plotH)
 			}
+		}
+		band.WriteString(`"/>`)
+	}
+	// The spike band (a value beyond it fires at once) as dotted lines.
+	for _, s := range [][]float64{su, sl} {
+		band.WriteString(`<path fill="none" stroke="#de2d26" stroke-width="1" stroke-dasharray="2,3" d="`)
+		move := true
+		for c, v := range s {
+			if math.IsNaN(v) {
+				move = true
+				continue
+			}
+			cmd := "L"
+			if move {
+				cmd, move = "M", false
+			}
+			fmt.Fprintf(&band, "%s%d,%.1f ", cmd, c, yOf(v))
 		}
 		band.WriteString(`"/>`)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/open-autoglm/autoglm-monitor/rulegen/baseline"
@@ -26,6 +27,11 @@ type Config struct {
 	Refit time.Duration
 	// History caps how far back each fit looks (default 6 weeks).
 	History time.Duration
+	// Confirm is the long window of the rules' multi-window confirmation
+	// (default 1h, as rulegen.confirm_window): the main band fires only
+	// while the signal's mean over it is on the same side of the expected
+	// value. Negative turns the confirmation off.
+	Confirm time.Duration
 	Options baseline.Options
 }
 
@@ -45,6 +51,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.History <= 0 {
 		c.History = 6 * 7 * 24 * time.Hour
+	}
+	if c.Confirm == 0 {
+		c.Confirm = time.Hour
 	}
 	return c
 }
@@ -67,13 +76,18 @@ func Walk(ctx context.Context, pts []baseline.Point, cfg Config) (Result, error)
 	opts.Step = step
 	policy := baseline.DefaultPolicy(step)
 	signal(pts, step, res.Signal)
+	long := make([]float64, len(pts))
+	if cfg.Confirm > 0 {
+		signal(pts, cfg.Confirm, long)
+	}
 
 	var model baseline.Model
 	nextRefit := pts[0].T.Truncate(cfg.Refit).Add(cfg.Refit)
 	nextRefresh := pts[0].T.Truncate(step).Add(step)
 	from := 0
 	names := map[string]int{}
-	var st alertState
+	var st, stLow alertState
+	var lastSample time.Time
 	for i, p := range pts {
 		if i%4096 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -107,20 +121,36 @@ func Walk(ctx context.Context, pts []baseline.Point, cfg Config) (Result, error)
 				nextRefresh = nextRefresh.Add(step)
 			}
 		}
-		b := baseline.Band{Lower: math.NaN(), Expected: math.NaN(), Upper: math.NaN()}
+		b := baseline.Band{Lower: math.NaN(), Expected: math.NaN(), Upper: math.NaN(), SpikeLower: math.NaN(), SpikeUpper: math.NaN()}
 		if model != nil {
 			b = envelope(model, p.T, step)
 		}
 		res.Bands[i] = b
+		// Between a sample and the next one more than a step later the
+		// signal has no value: Prometheus drops a pending alert then, so
+		// two outside samples hours apart are not a deviation that lasted hours.
+		if !lastSample.IsZero() && p.T.Sub(lastSample) > step {
+			st.absent()
+			stLow.absent()
+		}
+		if !math.IsNaN(p.V) {
+			lastSample = p.T
+		}
 		v := res.Signal[i]
-		outside := !math.IsNaN(v) && ((!math.IsNaN(b.Upper) && v > b.Upper) || (!math.IsNaN(b.Lower) && v < b.Lower))
-		if e, ok := st.observe(p.T, outside, math.IsNaN(v), policy); ok {
+		up, low := judge(v, long[i], b, cfg.Confirm > 0)
+		if e, ok := st.observe(p.T, up.outside, up.spike, policy); ok {
+			res.Alerts = append(res.Alerts, e)
+		}
+		if e, ok := stLow.observe(p.T, low.outside, low.spike, policy); ok {
 			res.Alerts = append(res.Alerts, e)
 		}
 	}
-	if e, ok := st.close(pts[len(pts)-1].T); ok {
-		res.Alerts = append(res.Alerts, e)
+	for _, s := range []*alertState{&st, &stLow} {
+		if e, ok := s.close(pts[len(pts)-1].T); ok {
+			res.Alerts = append(res.Alerts, e)
+		}
 	}
+	slices.SortFunc(res.Alerts, func(a, b Episode) int { return a.Start.Compare(b.Start) })
 	best := 0
 	for n, c := range names {
 		if c > best || (c == best && n < res.Model) {
@@ -184,7 +214,9 @@ type alertState struct {
 	lastOutside  time.Time
 }
 
-func (s *alertState) observe(t time.Time, outside, missing bool, p baseline.Policy) (Episode, bool) {
+// spike is a value beyond the spike band: the second rule (for: 0) fires at
+// once, and both rules share one alert, so keep_firing_for merges them.
+func (s *alertState) observe(t time.Time, outside, spike bool, p baseline.Policy) (Episode, bool) {
 	if outside {
 		s.lastOutside = t
 		if s.firing {
@@ -193,7 +225,7 @@ func (s *alertState) observe(t time.Time, outside, missing bool, p baseline.Poli
 		if !s.pending {
 			s.pending, s.pendingSince = true, t
 		}
-		if t.Sub(s.pendingSince) >= p.For {
+		if spike || t.Sub(s.pendingSince) >= p.For {
 			s.firing, s.pending, s.start = true, false, t
 		}
 		return Episode{}, false
@@ -205,6 +237,35 @@ func (s *alertState) observe(t time.Time, outside, missing bool, p baseline.Poli
 	}
 	return Episode{}, false
 }
+
+// verdict is what the rules of one bound see at an evaluation: outside is
+// either rule's condition, spike the one of the spike twin (for: 0).
+type verdict struct{ outside, spike bool }
+
+// judge applies the generated rules of both bounds to the signal v: the
+// main rule needs v beyond the band and, with confirm, the long-window mean
+// on the same side of the expected value (unknown expectation: no
+// condition); the spike twin needs v beyond the spike band only. Upper and
+// lower are separate alerts, as in the rule files.
+func judge(v, long float64, b baseline.Band, confirm bool) (up, low verdict) {
+	if math.IsNaN(v) {
+		return verdict{}, verdict{}
+	}
+	above, below := true, true
+	if confirm && !math.IsNaN(b.Expected) {
+		above, below = long > b.Expected, long < b.Expected
+	}
+	up.spike = !math.IsNaN(b.SpikeUpper) && v > b.SpikeUpper
+	low.spike = !math.IsNaN(b.SpikeLower) && v < b.SpikeLower
+	up.outside = up.spike || (!math.IsNaN(b.Upper) && v > b.Upper && above)
+	low.outside = low.spike || (!math.IsNaN(b.Lower) && v < b.Lower && below)
+	return up, low
+}
+
+// absent is an evaluation at which the signal has no sample in its
+// window: Prometheus drops a pending alert whose series vanished, while a
+// firing one stays firing through keep_firing_for.
+func (s *alertState) absent() { s.pending = false }
 
 func (s *alertState) close(t time.Time) (Episode, bool) {
 	if !s.firing {
@@ -226,6 +287,12 @@ func envelope(m baseline.Model, t time.Time, step time.Duration) baseline.Band {
 	}
 	if !math.IsNaN(b.Lower) && !math.IsNaN(p.Lower) {
 		b.Lower = math.Min(b.Lower, p.Lower)
+	}
+	if !math.IsNaN(b.SpikeUpper) && !math.IsNaN(p.SpikeUpper) {
+		b.SpikeUpper = math.Max(b.SpikeUpper, p.SpikeUpper)
+	}
+	if !math.IsNaN(b.SpikeLower) && !math.IsNaN(p.SpikeLower) {
+		b.SpikeLower = math.Min(b.SpikeLower, p.SpikeLower)
 	}
 	return b
 }

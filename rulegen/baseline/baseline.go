@@ -54,6 +54,10 @@ type Options struct {
 // Band is the range of normal values at one instant. A NaN bound means "no bound on that side".
 type Band struct {
 	Lower, Expected, Upper float64
+	// SpikeLower and SpikeUpper are the wider spike band: a value beyond
+	// it fires at once (`for: 0`), while the main band waits for the
+	// policy's For. NaN means no spike rule on that side.
+	SpikeLower, SpikeUpper float64
 }
 
 // Model is a fitted baseline.

@@ -67,6 +67,58 @@ func calibrate(z []float64, tr transform, k0, days float64) (float64, int) {
 	return best, steps
 }
 
+// minSpikeFactor keeps the spike band clearly outside the main band: a
+// value just past the main band must still wait for confirmation.
+const minSpikeFactor = 1.5
+
+// spikeMargin is how far beyond the largest training residual the spike
+// band lies. Training residuals are in-sample (against the day's level), so
+// live ones are somewhat wider; a budget of one training episode (as for the
+// main band) put the band between the two largest residuals and fired on
+// every new record of heavy-tailed series (+37 false episodes on nab-dev).
+const spikeMargin = 1.1
+
+// minSpikeDays is the least training (days of data seen) a spike band is
+// set from: the largest residual of a shorter history says little about
+// the tail (on llm-sli-dev the first week's spike bands fired on ordinary
+// peaks).
+const minSpikeDays = 3
+
+// calibrateSpike returns the half-width (in the units of z) of the spike
+// band, 0 (none) on less than minSpikeDays of data. A value beyond it fires
+// at once, without the confirmation time of the main band, because `for`
+// cannot catch an anomaly that lasts a single bucket (a drop to near zero,
+// a sensor glitch) however extreme it is.
+func calibrateSpike(z []float64, tr transform, k, days float64) float64 {
+	if days < minSpikeDays {
+		return 0
+	}
+	var largest float64
+	for _, x := range z {
+		if !math.IsNaN(x) {
+			largest = math.Max(largest, excess(x, tr))
+		}
+	}
+	return spikeWidth(largest, k)
+}
+
+// excess is how far z lies outside in the directions tr alerts on (0 inside).
+func excess(z float64, tr transform) float64 {
+	switch {
+	case tr.upper && z > 0:
+		return z
+	case tr.lower && z < 0:
+		return -z
+	}
+	return 0
+}
+
+// spikeWidth lies beyond the largest training residual, and at least
+// minSpikeFactor times the main band's k.
+func spikeWidth(largest, k float64) float64 {
+	return math.Max(minSpikeFactor*k, spikeMargin*largest)
+}
+
 // maxForSteps bounds the confirmation time (in buckets) of spiky series.
 const maxForSteps = 6
 

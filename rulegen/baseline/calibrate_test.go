@@ -79,3 +79,19 @@ func TestFitPolicyFollowsSpikes(t *testing.T) {
 		})
 	}
 }
+
+// The spike band lies beyond everything the training did, never inside the
+// main band, and is absent on too little history.
+func TestCalibrateSpike(t *testing.T) {
+	tr := transform{upper: true}
+	z := []float64{1, -30, 2, math.NaN(), 9, 3}
+	if got := calibrateSpike(z, tr, 4, 14); got != spikeMargin*9 {
+		t.Errorf("upper-only spike band %.2f, want %.2f (the −30 is not alerted on)", got, spikeMargin*9)
+	}
+	if got := calibrateSpike([]float64{1, 2}, tr, 4, 14); got != minSpikeFactor*4 {
+		t.Errorf("clean series: spike band %.2f, want %.2f", got, minSpikeFactor*4)
+	}
+	if got := calibrateSpike(z, tr, 4, minSpikeDays/2); got != 0 {
+		t.Errorf("short history: spike band %.2f, want none", got)
+	}
+}

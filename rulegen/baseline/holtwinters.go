@@ -23,6 +23,8 @@ type hwModel struct {
 	sigma, floor, clip float64
 	// forSteps is how many alerting buckets a value must stay outside before firing.
 	forSteps int
+	// spikeK is the half-width of the spike band, in robust σ like k (0: none).
+	spikeK float64
 }
 
 const hwStep = 15 * time.Minute
@@ -40,7 +42,8 @@ func (m *hwModel) expected(t time.Time) float64 {
 }
 
 func (m *hwModel) Band(t time.Time) Band {
-	return m.tr.band(m.expected(t), m.k*math.Max(m.sigma, m.floor))
+	exp, scale := m.expected(t), math.Max(m.sigma, m.floor)
+	return m.tr.withSpike(m.tr.band(exp, m.k*scale), exp, m.spikeK*scale)
 }
 
 // hwRun runs the recursions over y (bucket i has epoch slot (phase+i) % len(season)),
@@ -181,14 +184,14 @@ func fitHoltWinters(s *series, upto int) Model {
 	m.sigma = mad(buf, 0)
 	m.floor = math.Max(math.Max(0.5*noise, 0.01*s.spread), 1e-9)
 	m.next = start.Add(time.Duration(len(y)) * step)
-	m.k, m.forSteps = calibrateHW(s, upto, y, resid, period, m.k, math.Max(m.sigma, m.floor), start, step)
+	m.k, m.forSteps, m.spikeK = calibrateHW(s, upto, y, resid, period, m.k, math.Max(m.sigma, m.floor), start, step)
 	return m
 }
 
 // calibrateHW sizes the band on the alerting buckets (finer than the
 // Holt-Winters ones): each is compared with the one-step forecast of the
 // bucket it falls in, as the rule compares the recent signal with the band.
-func calibrateHW(s *series, upto int, y, resid []float64, period int, k0, scale float64, start time.Time, step time.Duration) (float64, int) {
+func calibrateHW(s *series, upto int, y, resid []float64, period int, k0, scale float64, start time.Time, step time.Duration) (k float64, forSteps int, spikeK float64) {
 	f := int64(step/time.Second) / s.stepSec
 	off := (s.t0 - start.Unix()) / s.stepSec
 	z := make([]float64, upto)
@@ -202,7 +205,9 @@ func calibrateHW(s *series, upto int, y, resid []float64, period int, k0, scale 
 		z[j] = (s.y[j] - (y[i] - resid[i])) / scale
 		seen++
 	}
-	return calibrate(z, s.tr, k0, float64(seen)*s.step.Hours()/24)
+	days := float64(seen) * s.step.Hours() / 24
+	k, forSteps = calibrate(z, s.tr, k0, days)
+	return k, forSteps, calibrateSpike(z, s.tr, k, days)
 }
 
 // advance consumes complete buckets of recent that the model has not seen.

@@ -22,6 +22,8 @@ type profileModel struct {
 	floor   float64 // smallest half-width/k, in transformed space
 	// forSteps is how many buckets a value must stay outside before firing.
 	forSteps int
+	// spikeK is the half-width of the spike band, in robust σ like k (0: none).
+	spikeK float64
 
 	// State refreshed from recent observations.
 	level    float64
@@ -51,7 +53,17 @@ func (m *profileModel) half(t time.Time) float64 {
 	return m.k * math.Max(m.scale[t.UTC().Hour()], m.floor)
 }
 
-func (m *profileModel) Band(t time.Time) Band { return m.tr.band(m.expected(t), m.half(t)) }
+func (m *profileModel) Band(t time.Time) Band {
+	exp, half := m.expected(t), m.half(t)
+	b := m.tr.band(exp, half)
+	// The first bucket of a day may open at another day type's level (a
+	// weekend), which the level only adopts at the next refresh; the main
+	// band's `for` bridges that, a single-bucket spike rule would not.
+	if m.period > 1 && time.Duration(t.Unix()-floorDiv(t.Unix(), 86400)*86400)*time.Second <= m.step {
+		return b
+	}
+	return m.tr.withSpike(b, exp, half*m.spikeK/m.k)
+}
 
 // profileSlots computes per-slot medians of v over all cycles, pooling
 // ±halfWidth neighbouring slots so a few weeks of history give stable values.
@@ -246,7 +258,9 @@ func fitProfile(s *series, upto int, period int, name string) *profileModel {
 			seen++
 		}
 	}
-	m.k, m.forSteps = calibrate(resid, s.tr, s.k, float64(seen)*s.step.Hours()/24)
+	days := float64(seen) * s.step.Hours() / 24
+	m.k, m.forSteps = calibrate(resid, s.tr, s.k, days)
+	m.spikeK = calibrateSpike(resid, s.tr, m.k, days)
 	m.refreshFrom(s, upto)
 	return m
 }
@@ -353,9 +367,25 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 	}
 	if m.period > 1 && m.period < 7*m.slotsPerDay() && end.Sub(dayStart) < 6*time.Hour {
 		// A daily profile cannot know weekends: when today opened at a level
-		// the band rejects, today's own level is the better guess.
+		// the band rejects, today's own level is the better guess. Only when
+		// today sits there, not around the old level: a burst of a few
+		// buckets after midnight (a backup, a batch job) moves the median
+		// of a short day as much, and adopting it would page when the
+		// series returns to normal.
 		if today := levelOver(dayStart, end, 0, nan(), 0); !math.IsNaN(today) && math.Abs(today-long) > tol {
-			long = today
+			var n, agree int
+			for j := max(0, int((dayStart.Unix()-s.t0)/s.stepSec)); j < upto; j++ {
+				if math.IsNaN(s.y[j]) || s.timeOf(j).Before(dayStart) {
+					continue
+				}
+				n++
+				if d := resid(j, 0) - long; math.Abs(d) > tol && (d > 0) == (today > long) {
+					agree++
+				}
+			}
+			if float64(agree) >= dayOpenAgreement*float64(n) {
+				long = today
+			}
 		}
 	}
 	short := levelOver(end.Add(-2*time.Hour), end, m.dayShift, long, tol)
@@ -376,6 +406,11 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 	}
 	m.level = short
 }
+
+// dayOpenAgreement is the share of today's buckets that must lie beyond
+// the band, on the same side, before a daily profile takes today's level
+// at once.
+const dayOpenAgreement = 0.75
 
 // Level tracking horizons: the window the level is rebuilt from at every
 // refresh, and how long a level outside the band must hold before it is

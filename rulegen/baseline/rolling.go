@@ -16,12 +16,15 @@ type rollingModel struct {
 	mean   float64
 	sd     float64
 	floor  float64
+	// spikeK is the half-width of the spike band in units of sd (0: none).
+	spikeK float64
 }
 
 func (m *rollingModel) Name() string { return NameRolling }
 
 func (m *rollingModel) Band(time.Time) Band {
-	return m.tr.band(m.mean, m.k*math.Max(m.sd, m.floor))
+	scale := math.Max(m.sd, m.floor)
+	return m.tr.withSpike(m.tr.band(m.mean, m.k*scale), m.mean, m.spikeK*scale)
 }
 
 func fitRolling(s *series, upto int, window time.Duration) *rollingModel {
@@ -44,6 +47,19 @@ func (m *rollingModel) refreshFrom(s *series, upto int) {
 		return
 	}
 	m.mean, m.sd = mean, sd
+	// The spike band lies beyond everything the last day did, as for the
+	// calibrated models. It is refreshed with the mean, so its one day of
+	// data is always the most recent one (no minSpikeDays: the rolling
+	// model is what short histories get, and a drop far below a whole day's
+	// range is an incident whatever came before).
+	scale := math.Max(sd, m.floor)
+	var largest float64
+	for _, v := range y {
+		if !math.IsNaN(v) {
+			largest = math.Max(largest, excess((v-mean)/scale, m.tr))
+		}
+	}
+	m.spikeK = spikeWidth(largest, m.k)
 }
 
 // meanSD of the finite values of y, restricted to |v-center| <= tol when center is a number.

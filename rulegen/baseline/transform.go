@@ -97,7 +97,7 @@ func (tr transform) inv(y float64) float64 {
 
 // band turns an expectation and half-width in transformed space into a Band.
 func (tr transform) band(exp, half float64) Band {
-	b := Band{Lower: nan(), Expected: tr.inv(exp), Upper: nan()}
+	b := Band{Lower: nan(), Expected: tr.inv(exp), Upper: nan(), SpikeLower: nan(), SpikeUpper: nan()}
 	if tr.lower {
 		b.Lower = tr.inv(exp - half)
 		if tr.fn == trLog && b.Lower <= 0 {
@@ -107,5 +107,16 @@ func (tr transform) band(exp, half float64) Band {
 	if tr.upper {
 		b.Upper = tr.inv(exp + half)
 	}
+	return b
+}
+
+// withSpike adds the spike band of half-width spikeHalf (transformed space)
+// to b; spikeHalf ≤ 0 means the model has none.
+func (tr transform) withSpike(b Band, exp, spikeHalf float64) Band {
+	if spikeHalf <= 0 {
+		return b
+	}
+	s := tr.band(exp, spikeHalf)
+	b.SpikeLower, b.SpikeUpper = s.Lower, s.Upper
 	return b
 }

@@ -30,6 +30,17 @@ const (
 	BoundUpper    = "upper"
 	BoundLower    = "lower"
 	BoundExpected = "expected"
+	// The spike band: a value beyond it fires at once (for: 0).
+	BoundSpikeUpper = "spike_upper"
+	BoundSpikeLower = "spike_lower"
+)
+
+// LabelTrigger marks the spike twin of a baseline alert (TriggerSpike). The
+// twin needs a label of its own: two rules yielding the same alert labels
+// would write clashing ALERTS_FOR_STATE samples.
+const (
+	LabelTrigger = "trigger"
+	TriggerSpike = "spike"
 )
 
 // RunbookBase is where every alert's runbook_url points (plus an anchor).
@@ -63,6 +74,8 @@ type Series struct {
 	Labels map[string]string
 	// Lower, Expected, Upper over the coming refit interval; NaN means none.
 	Lower, Expected, Upper float64
+	// SpikeLower, SpikeUpper bound the spike band over the same interval; NaN means no spike rule.
+	SpikeLower, SpikeUpper float64
 	// Fitted is false when the series had no usable history (static limits apply).
 	Fitted bool
 	Policy Policy
@@ -256,16 +269,24 @@ func (in Input) seriesExpr(s SLI, d alertDef) string {
 	// value, so a single 5m blip inside a quiet hour does not page.
 	fmt.Fprintf(&b, "\nand %s\n(avg_over_time(%s[%s]) %s %s %s(%s) or %s (%s unless %s %s))",
 		on, s.Record, in.confirm(), op(d.bound), on, by, expected, on, s.Record, on, expected)
-	if in.MinTraffic > 0 {
-		if d.bound == BoundLower {
-			// A drop is judged by the traffic it should have had.
-			fmt.Fprintf(&b, "\nand %s\n(%s(%s) >= %s or %s (%s unless %s %s))",
-				on, by, baselineSel(s.Name, BoundExpected), fmtFloat(in.MinTraffic), on, s.Record, on, expected)
-		} else {
-			fmt.Fprintf(&b, "\nand %s\n%s >= %s", on, s.Traffic, fmtFloat(in.MinTraffic))
-		}
-	}
+	b.WriteString(in.seriesTrafficGuard(s, d, on, by))
 	return b.String()
+}
+
+// seriesTrafficGuard is the minimum-traffic condition of a series-mode
+// rule ("" without min_traffic). A drop is judged by the traffic the series
+// should have had; a series without an expected gauge passes (the static
+// fallback decides).
+func (in Input) seriesTrafficGuard(s SLI, d alertDef, on, by string) string {
+	if in.MinTraffic <= 0 {
+		return ""
+	}
+	if d.bound == BoundLower {
+		expected := baselineSel(s.Name, BoundExpected)
+		return fmt.Sprintf("\nand %s\n(%s(%s) >= %s or %s (%s unless %s %s))",
+			on, by, expected, fmtFloat(in.MinTraffic), on, s.Record, on, expected)
+	}
+	return fmt.Sprintf("\nand %s\n%s >= %s", on, s.Traffic, fmtFloat(in.MinTraffic))
 }
 
 // literalExpr is one rule for one series with its thresholds baked in.
@@ -299,6 +320,61 @@ func (in Input) literalExpr(s SLI, d alertDef, ser Series) (string, bool) {
 	return b.String(), true
 }
 
+// seriesSpikeExpr compares against the spike band gauges: no confirmation
+// window and no static fallback, only the minimum-traffic guard. A series
+// without a spike gauge (short history, the first bucket of a day) cannot
+// match.
+func (in Input) seriesSpikeExpr(s SLI, d alertDef) string {
+	on := onClause(s.By)
+	by := "max by (" + strings.Join(s.By, ", ") + ") "
+	bound := BoundSpikeUpper
+	if d.bound == BoundLower {
+		bound = BoundSpikeLower
+	}
+	return fmt.Sprintf("%s %s %s %s(%s)", s.Record, op(d.bound), on, by, baselineSel(s.Name, bound)) +
+		in.seriesTrafficGuard(s, d, on, by)
+}
+
+// literalSpikeExpr is seriesSpikeExpr with the series' spike limit baked in.
+func (in Input) literalSpikeExpr(s SLI, d alertDef, ser Series) (string, bool) {
+	limit := ser.SpikeUpper
+	if d.bound == BoundLower {
+		limit = ser.SpikeLower
+	}
+	// A spike limit inside the main band would turn the main rule's
+	// confirmation off; such a series gets no spike rule.
+	main := ser.Upper
+	beyond := limit > main
+	if d.bound == BoundLower {
+		main = ser.Lower
+		beyond = limit < main
+	}
+	if !ser.Fitted || !finite(limit) || (finite(main) && !beyond) {
+		return "", false
+	}
+	if d.bound == BoundLower && (!finite(ser.Expected) || ser.Expected < in.MinTraffic) {
+		return "", false
+	}
+	on := onClause(s.By)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s %s", selector(s.Record, s.By, ser.Labels), op(d.bound), fmtFloat(limit))
+	if in.MinTraffic > 0 && d.bound == BoundUpper {
+		fmt.Fprintf(&b, "\nand %s\n%s >= %s", on, selector(s.Traffic, s.By, ser.Labels), fmtFloat(in.MinTraffic))
+	}
+	return b.String(), true
+}
+
+// spikeRule is the twin of a baseline alert for values beyond the spike
+// band: it fires at the first evaluation, because a single-interval
+// anomaly (a drop to near zero, a burst of errors) is over before any
+// `for` would let the main rule fire.
+func spikeRule(d alertDef, sliName, expr string, p Policy) rulefmt.Rule {
+	r := alertRule(d, sliName, expr, Policy{KeepFiringFor: p.KeepFiringFor})
+	r.Labels[LabelTrigger] = TriggerSpike
+	r.Annotations["summary"] = d.summary + " The value is far beyond anything in its history."
+	return r
+}
+
 func alertRule(d alertDef, sliName, expr string, p Policy) rulefmt.Rule {
 	return rulefmt.Rule{
 		Alert:         d.name,
@@ -320,7 +396,8 @@ func (in Input) baselineRules() ([]rulefmt.Rule, int) {
 	for _, s := range in.SLIs {
 		for _, d := range alertsFor(s.SLI) {
 			if in.Mode == ModeSeries {
-				out = append(out, alertRule(d, s.Name, in.seriesExpr(s, d), in.policy(s.Policy)))
+				out = append(out, alertRule(d, s.Name, in.seriesExpr(s, d), in.policy(s.Policy)),
+					spikeRule(d, s.Name, in.seriesSpikeExpr(s, d), in.policy(s.Policy)))
 				continue
 			}
 			for _, ser := range s.Series {
@@ -328,15 +405,20 @@ func (in Input) baselineRules() ([]rulefmt.Rule, int) {
 				if !ok {
 					continue
 				}
-				r := alertRule(d, s.Name, expr, in.policy(ser.Policy))
-				// The series' own labels make each rule distinct (promtool's
-				// duplicate-rule lint) without changing the alert's identity:
-				// the expression yields the same values.
-				for _, l := range s.By {
-					r.Labels[l] = ser.Labels[l]
+				rs := []rulefmt.Rule{alertRule(d, s.Name, expr, in.policy(ser.Policy))}
+				if expr, ok := in.literalSpikeExpr(s, d, ser); ok {
+					rs = append(rs, spikeRule(d, s.Name, expr, in.policy(ser.Policy)))
 				}
-				out = append(out, r)
-				n++
+				for _, r := range rs {
+					// The series' own labels make each rule distinct (promtool's
+					// duplicate-rule lint) without changing the alert's identity:
+					// the expression yields the same values.
+					for _, l := range s.By {
+						r.Labels[l] = ser.Labels[l]
+					}
+					out = append(out, r)
+					n++
+				}
 			}
 		}
 		if in.Mode == ModeSeries {

@@ -48,11 +48,12 @@ func fixture(mode string) Input {
 			chat[sli.LabelModel], gen[sli.LabelModel] = "glm-4", "glm-4"
 		}
 		st.Series = []Series{
-			{Labels: chat, Fitted: true, Lower: 10, Expected: 20, Upper: 35, Policy: Policy{For: 5 * time.Minute, KeepFiringFor: 10 * time.Minute}},
-			{Labels: gen, Lower: math.NaN(), Expected: math.NaN(), Upper: math.NaN()},
+			{Labels: chat, Fitted: true, Lower: 10, Expected: 20, Upper: 35, SpikeLower: 4, SpikeUpper: 60, Policy: Policy{For: 5 * time.Minute, KeepFiringFor: 10 * time.Minute}},
+			{Labels: gen, Lower: math.NaN(), Expected: math.NaN(), Upper: math.NaN(), SpikeLower: math.NaN(), SpikeUpper: math.NaN()},
 		}
 		if s.Kind == sli.KindRatio {
 			st.Series[0].Lower, st.Series[0].Expected, st.Series[0].Upper = math.NaN(), 0.01, 0.03
+			st.Series[0].SpikeLower, st.Series[0].SpikeUpper = math.NaN(), 0.08
 		}
 		in.SLIs = append(in.SLIs, st)
 	}
@@ -208,6 +209,7 @@ func TestAlertIdentitySurvivesRefits(t *testing.T) {
 				for j := range in.SLIs[i].Series {
 					s := &in.SLIs[i].Series[j]
 					s.Lower, s.Expected, s.Upper = s.Lower*1.7, s.Expected*1.3, s.Upper*2.9
+					s.SpikeLower, s.SpikeUpper = s.SpikeLower*1.7, s.SpikeUpper*2.9
 				}
 			}
 			b, err := Build(in)

@@ -224,18 +224,18 @@ func TestQualityReport(t *testing.T) {
 	t.Log(b.String())
 	t.Logf("rulegen false alerts on the holiday / planned ramp: %v", benignFalse(results["llm-sli-dev"]["rulegen"].files))
 	// Targets as measured minus a margin (see rulegen/baseline/README.md).
-	// nab-dev measures about 60 but moves by about ±2 with the model-selection
-	// priors, so its floor sits below the 60 goal; the holiday/ramp count is
-	// asserted at its measured level, not at zero.
+	// nab-dev measures about 72 and moves by about ±2 with the model-selection
+	// priors; the holiday/ramp count is asserted at its measured level (one
+	// latency alert on the ramp), not at zero.
 	llm := results["llm-sli-dev"]["rulegen"].summary
-	if llm.NAB < 94 || llm.Recall < 0.95 || llm.FalsePerDay > 0.06 || llm.MedianDelay > 10*time.Minute {
+	if llm.NAB < 96 || llm.Recall < 0.95 || llm.FalsePerDay > 0.045 || llm.MedianDelay > 10*time.Minute {
 		t.Errorf("llm-sli-dev below target: %+v", llm)
 	}
 	if n := len(benignFalse(results["llm-sli-dev"]["rulegen"].files)); n > 1 {
 		t.Errorf("%d false alerts on the holiday and planned ramps, want at most 1", n)
 	}
 	nab := results["nab-dev"]["rulegen"].summary
-	if nab.NAB < 57 || nab.Recall < 0.72 || nab.FalsePerDay > 0.2 {
+	if nab.NAB < 66 || nab.Recall < 0.8 || nab.FalsePerDay > 0.15 {
 		t.Errorf("nab-dev below asserted floor: %+v", nab)
 	}
 	for _, ds := range []string{"llm-sli-dev", "nab-dev"} {

@@ -81,7 +81,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 // bandSample is one series' band at the last gauge update.
 type bandSample struct {
 	fitted
-	band [3]float64 // lower, expected, upper
+	band [5]float64 // lower, expected, upper, spike_lower, spike_upper
 }
 
 // UpdateBands recomputes the autoglm_rulegen_baseline values for now.
@@ -92,10 +92,11 @@ func (s *Service) UpdateBands() {
 	now := s.opts.Now()
 	out := make([]bandSample, 0, len(series))
 	for _, fi := range series {
-		bs := bandSample{fitted: fi, band: [3]float64{math.NaN(), math.NaN(), math.NaN()}}
+		nan := math.NaN()
+		bs := bandSample{fitted: fi, band: [5]float64{nan, nan, nan, nan, nan}}
 		if fi.model != nil {
 			b := fi.model.Band(now)
-			bs.band = [3]float64{b.Lower, b.Expected, b.Upper}
+			bs.band = [5]float64{b.Lower, b.Expected, b.Upper, b.SpikeLower, b.SpikeUpper}
 		}
 		out = append(out, bs)
 	}
@@ -112,7 +113,7 @@ type bandCollector struct {
 func (c *bandCollector) descs() (baseline, history, info, series *prometheus.Desc) {
 	l := append([]string{sli.LabelSLI}, c.labels...)
 	baseline = prometheus.NewDesc(sli.RulegenBaseline,
-		"Current band of an SLI series (bound lower, expected or upper); alert rules compare against it.",
+		"Current band of an SLI series (bound lower, expected, upper, or spike_lower/spike_upper beyond which an alert fires at once); alert rules compare against it.",
 		append(append([]string{}, l...), sli.LabelBound), nil)
 	history = prometheus.NewDesc("autoglm_rulegen_history_seconds",
 		"Span of the history the series' last fit used.", l, nil)
@@ -142,7 +143,7 @@ func (c *bandCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range sli.SLIs() {
 		counts[s.Name] = 0
 	}
-	bounds := [3]string{rules.BoundLower, rules.BoundExpected, rules.BoundUpper}
+	bounds := [5]string{rules.BoundLower, rules.BoundExpected, rules.BoundUpper, rules.BoundSpikeLower, rules.BoundSpikeUpper}
 	for _, b := range bands {
 		counts[b.sli.Name]++
 		values := make([]string, 0, len(c.labels)+2)

@@ -437,10 +437,11 @@ func (s *Service) input(f *config.File, all []fitted, now time.Time) rules.Input
 			if fi.sli.Name != def.Name {
 				continue
 			}
-			ser := rules.Series{Labels: fi.labels, Lower: math.NaN(), Expected: math.NaN(), Upper: math.NaN()}
+			ser := rules.Series{Labels: fi.labels, Lower: math.NaN(), Expected: math.NaN(), Upper: math.NaN(), SpikeLower: math.NaN(), SpikeUpper: math.NaN()}
 			if fi.model != nil {
 				ser.Fitted = true
-				ser.Lower, ser.Expected, ser.Upper = horizon(fi.model, now, c.RefitInterval.D(), c.Step.D())
+				h := horizon(fi.model, now, c.RefitInterval.D(), c.Step.D())
+				ser.Lower, ser.Expected, ser.Upper, ser.SpikeLower, ser.SpikeUpper = h.Lower, h.Expected, h.Upper, h.SpikeLower, h.SpikeUpper
 				ser.Policy = rules.Policy{For: fi.policy.For, KeepFiringFor: fi.policy.KeepFiringFor}
 				fors, keeps = append(fors, fi.policy.For), append(keeps, fi.policy.KeepFiringFor)
 			}
@@ -456,9 +457,10 @@ func (s *Service) input(f *config.File, all []fitted, now time.Time) rules.Input
 
 // horizon folds the band over the next refit interval into one threshold
 // per side: literal rules must hold until they are rewritten, so they take
-// the widest band of that interval.
-func horizon(m baseline.Model, now time.Time, interval, step time.Duration) (lower, expected, upper float64) {
-	lower, expected, upper = math.Inf(1), 0, math.Inf(-1)
+// the widest band of that interval (spike band included).
+func horizon(m baseline.Model, now time.Time, interval, step time.Duration) baseline.Band {
+	out := baseline.Band{Lower: math.Inf(1), Upper: math.Inf(-1), SpikeLower: math.Inf(1), SpikeUpper: math.Inf(-1)}
+	var expected float64
 	n := 0
 	if step <= 0 {
 		step = time.Minute
@@ -466,29 +468,32 @@ func horizon(m baseline.Model, now time.Time, interval, step time.Duration) (low
 	if interval/step > 240 {
 		step = interval / 240
 	}
+	widen := func(lo *float64, v float64, f func(a, b float64) float64) {
+		if !math.IsNaN(v) {
+			*lo = f(*lo, v)
+		}
+	}
 	for t := now; !t.After(now.Add(interval)); t = t.Add(step) {
 		b := m.Band(t)
-		if !math.IsNaN(b.Lower) {
-			lower = math.Min(lower, b.Lower)
-		}
-		if !math.IsNaN(b.Upper) {
-			upper = math.Max(upper, b.Upper)
-		}
+		widen(&out.Lower, b.Lower, math.Min)
+		widen(&out.Upper, b.Upper, math.Max)
+		widen(&out.SpikeLower, b.SpikeLower, math.Min)
+		widen(&out.SpikeUpper, b.SpikeUpper, math.Max)
 		if !math.IsNaN(b.Expected) {
 			expected += b.Expected
 			n++
 		}
 	}
-	if math.IsInf(lower, 1) {
-		lower = math.NaN()
+	for _, v := range []*float64{&out.Lower, &out.Upper, &out.SpikeLower, &out.SpikeUpper} {
+		if math.IsInf(*v, 0) {
+			*v = math.NaN()
+		}
 	}
-	if math.IsInf(upper, -1) {
-		upper = math.NaN()
+	out.Expected = math.NaN()
+	if n > 0 {
+		out.Expected = expected / float64(n)
 	}
-	if n == 0 {
-		return lower, math.NaN(), upper
-	}
-	return lower, expected / float64(n), upper
+	return out
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -60,7 +60,7 @@ type flat struct{ v, k float64 }
 func (f flat) Name() string { return "test_flat" }
 func (f flat) Band(time.Time) baseline.Band {
 	w := f.v * f.k / 8
-	return baseline.Band{Lower: f.v - w, Expected: f.v, Upper: f.v + w}
+	return baseline.Band{Lower: f.v - w, Expected: f.v, Upper: f.v + w, SpikeLower: f.v - 1.5*w, SpikeUpper: f.v + 3*w}
 }
 
 // fakeFit fits the mean of finite points and refuses fewer than 10.
@@ -124,10 +124,12 @@ func TestRefitSeriesModeExposesBands(t *testing.T) {
 		t.Fatal("series-mode alerts do not compare against the gauges")
 	}
 	want := `
-# HELP autoglm_rulegen_baseline Current band of an SLI series (bound lower, expected or upper); alert rules compare against it.
+# HELP autoglm_rulegen_baseline Current band of an SLI series (bound lower, expected, upper, or spike_lower/spike_upper beyond which an alert fires at once); alert rules compare against it.
 # TYPE autoglm_rulegen_baseline gauge
 autoglm_rulegen_baseline{bound="expected",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 2
 autoglm_rulegen_baseline{bound="lower",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 1
+autoglm_rulegen_baseline{bound="spike_lower",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 0.5
+autoglm_rulegen_baseline{bound="spike_upper",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 5
 autoglm_rulegen_baseline{bound="upper",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 3
 `
 	var buf strings.Builder
@@ -146,8 +148,8 @@ autoglm_rulegen_baseline{bound="upper",gen_ai_request_model="",http_route="/v1/c
 			t.Errorf("metric %s not exposed", name)
 		}
 	}
-	if n, err := testutil.GatherAndCount(e.reg, "autoglm_rulegen_baseline"); err != nil || n != 5*3 {
-		t.Errorf("baseline series = %d, %v; want 15 (5 SLIs × 3 bounds)", n, err)
+	if n, err := testutil.GatherAndCount(e.reg, "autoglm_rulegen_baseline"); err != nil || n != 5*5 {
+		t.Errorf("baseline series = %d, %v; want 25 (5 SLIs × 5 bounds)", n, err)
 	}
 	if problems, err := testutil.GatherAndLint(e.reg); err != nil || len(problems) > 0 {
 		t.Errorf("lint: %v %v", problems, err)
@@ -284,9 +286,13 @@ func TestRefitFailuresKeepLastGoodRules(t *testing.T) {
 }
 
 func TestHorizonTakesTheWidestBand(t *testing.T) {
-	lo, ex, up := horizon(ramp{}, now, time.Hour, time.Minute)
-	if lo != 0 || up != 62 || math.Abs(ex-31) > 1e-9 {
-		t.Fatalf("horizon = %g %g %g", lo, ex, up)
+	b := horizon(ramp{}, now, time.Hour, time.Minute)
+	if b.Lower != 0 || b.Upper != 62 || math.Abs(b.Expected-31) > 1e-9 {
+		t.Fatalf("horizon = %+v", b)
+	}
+	// Instants without a spike band (NaN) do not count; the others widen it.
+	if b.SpikeLower != -9 || b.SpikeUpper != 80 {
+		t.Fatalf("spike band over the horizon = %g %g, want -9 80", b.SpikeLower, b.SpikeUpper)
 	}
 }
 
@@ -296,7 +302,11 @@ type ramp struct{}
 func (ramp) Name() string { return "ramp" }
 func (ramp) Band(t time.Time) baseline.Band {
 	m := t.Sub(now).Minutes()
-	return baseline.Band{Lower: m, Expected: m + 1, Upper: m + 2}
+	b := baseline.Band{Lower: m, Expected: m + 1, Upper: m + 2, SpikeLower: m - 10, SpikeUpper: m + 20}
+	if m == 0 {
+		b.SpikeLower, b.SpikeUpper = math.NaN(), math.NaN()
+	}
+	return b
 }
 
 func TestFirstStartWithPrometheusDownWritesStaticRulesOnly(t *testing.T) {
