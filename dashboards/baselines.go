@@ -56,18 +56,22 @@ func bandPanel(s sli.SLI) *timeseries.PanelBuilder {
 		return sel(sli.RulegenBaseline, append([]string{mJob, `instance=~"$instance"`, mRoute,
 			sli.LabelSLI + `="` + s.Name + `"`, sli.LabelBound + `="` + b + `"`}, extra...)...)
 	}
+	queries := []query{
+		q(record, legend+" actual"),
+		q(bound("expected"), legend+" expected"),
+		q(bound("upper"), legend+" upper"),
+		q(bound("lower"), legend+" lower"),
+		q(bound("spike_upper"), legend+" spike upper"),
+	}
+	if s.Kind == sli.KindRate {
+		// Only traffic alerts below its band; the other SLIs have no lower spike bound.
+		queries = append(queries, q(bound("spike_lower"), legend+" spike lower"))
+	}
 	title := strings.ReplaceAll(s.Name, "_", " ")
 	return timeSeries(panel{title: "SLI " + title + " and its baseline", unit: unitOf(s.Kind),
 		description: fmt.Sprintf("The %s SLI (recording rule %s) with the lower, expected and upper bounds rulegen fitted to its history. "+
 			"Values outside the dashed bounds for long enough raise the baseline alerts; a value beyond the dotted spike bounds (beyond anything in the training history) raises them at once.", s.Name, s.Record),
-		queries: []query{
-			q(record, legend+" actual"),
-			q(bound("expected"), legend+" expected"),
-			q(bound("upper"), legend+" upper"),
-			q(bound("lower"), legend+" lower"),
-			q(bound("spike_upper"), legend+" spike upper"),
-			q(bound("spike_lower"), legend+" spike lower"),
-		}}).
+		queries: queries}).
 		FillOpacity(0).
 		OverrideByRegexp(".* (upper|lower)$", []dashboard.DynamicConfigValue{
 			{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},

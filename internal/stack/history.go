@@ -27,9 +27,15 @@ type HistorySeries struct {
 	Now float64
 	// Amplitude is the relative daily swing (0.3 = ±30%).
 	Amplitude float64
-	// Noise is the relative standard deviation of the point-to-point noise.
+	// Noise is the relative standard deviation of the noise. It is
+	// autocorrelated from minute to minute like the 5-minute windows of a
+	// recording rule, so 5-minute means keep most of it, as live ones do.
 	Noise float64
 }
+
+// noiseCorrelation is the minute-to-minute correlation of the noise: rate
+// windows of 5 minutes that overlap by 4.
+const noiseCorrelation = 0.8
 
 // seasonal is 1 on average, higher in the working day and lower at night and on weekends.
 func seasonal(t time.Time, amplitude float64) float64 {
@@ -62,9 +68,11 @@ func WriteHistory(w io.Writer, series []HistorySeries, from, to, end time.Time, 
 		for _, s := range byName[name] {
 			labels := formatLabels(s.Labels)
 			ref := seasonal(end, s.Amplitude)
+			e := rng.NormFloat64()
 			for t := from; t.Before(to); t = t.Add(step) {
+				e = noiseCorrelation*e + math.Sqrt(1-noiseCorrelation*noiseCorrelation)*rng.NormFloat64()
 				v := s.Now * seasonal(t, s.Amplitude) / ref
-				v = math.Max(v*(1+s.Noise*rng.NormFloat64()), 0)
+				v = math.Max(v*(1+s.Noise*e), 0)
 				if _, err := fmt.Fprintf(bw, "%s%s %g %d\n", name, labels, v, t.Unix()); err != nil {
 					return fmt.Errorf("write history: %w", err)
 				}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -58,6 +60,10 @@ func (s *Stack) Scalar(ctx context.Context, q string) (float64, bool) {
 // week of history around those levels as TSDB blocks that Prometheus loads
 // on its next block reload, so rulegen has a baseline to fit from the start.
 func (s *Stack) backfill(ctx context.Context) error {
+	counts, err := s.calibrationCounts(ctx)
+	if err != nil {
+		return err
+	}
 	var series []HistorySeries
 	for _, r := range sli.RecordingRules() {
 		vec, err := s.Query(ctx, r.Record)
@@ -74,6 +80,10 @@ func (s *Stack) backfill(ctx context.Context) error {
 			if v != v { // NaN: no requests in the window
 				continue
 			}
+			count, ok := counts[string(smp.Metric["job"])+"\x00"+string(smp.Metric[sli.LabelRoute])]
+			if ok && !(count >= minCalibrationRequests) {
+				continue
+			}
 			labels := map[string]string{}
 			for k, lv := range smp.Metric {
 				if k != model.MetricNameLabel {
@@ -83,7 +93,18 @@ func (s *Stack) backfill(ctx context.Context) error {
 			if strings.Contains(r.Record, "ratio") && v < 0.001 {
 				v = 0.001
 			}
-			series = append(series, HistorySeries{Name: r.Record, Labels: labels, Now: v, Amplitude: amp, Noise: noise})
+			n := noise
+			if strings.HasSuffix(r.Record, "requests:rate5m") && v > 0 {
+				// A quiet route's rate is mostly counting noise: a 5-minute
+				// window of v req/s holds about 300·v requests (Poisson).
+				n = math.Max(n, 1/math.Sqrt(300*v))
+			}
+			if strings.Contains(r.Record, ":p") && ok {
+				// A tail quantile of a few dozen LLM requests, most of them
+				// still streaming, is a rough guess: the history says so.
+				n = math.Max(n, 2/math.Sqrt(count))
+			}
+			series = append(series, HistorySeries{Name: r.Record, Labels: labels, Now: v, Amplitude: amp, Noise: n})
 		}
 	}
 	if len(series) == 0 {
@@ -147,6 +168,39 @@ var rateWindow = regexp.MustCompile(`:rate(\d+[smhdw])$`)
 // covers only in part divides by the whole window, so a 5m rate measured
 // after 45s of traffic reads about 15% of the real rate. Ratios and
 // quantiles need no correction.
+// minCalibrationRequests is the least number of requests a route must have
+// served during calibration for its live level to be worth a history.
+const minCalibrationRequests = 20
+
+// calibrationCounts estimates, per job and route, the requests served since
+// the load began. Routes with fewer than minCalibrationRequests get no
+// history: a history built around a guess would give them a band the live
+// traffic contradicts at once, so they start on the static limits until
+// rulegen has seen enough.
+func (s *Stack) calibrationCounts(ctx context.Context) (map[string]float64, error) {
+	vec, err := s.Query(ctx, sli.RouteRequestRate)
+	if err != nil {
+		return nil, err
+	}
+	age := time.Since(s.loadStarted)
+	scale := youngRateScale(sli.RouteRequestRate, age)
+	counts := map[string]float64{}
+	var names []string
+	for _, smp := range vec {
+		route := string(smp.Metric[sli.LabelRoute])
+		n := float64(smp.Value) * scale * age.Seconds()
+		counts[string(smp.Metric["job"])+"\x00"+route] = n
+		if !(n >= minCalibrationRequests) {
+			names = append(names, fmt.Sprintf("%s (%.0f)", route, n))
+		}
+	}
+	if len(names) > 0 {
+		sort.Strings(names)
+		s.opts.Say("no history for routes with fewer than %d requests so far (static limits until rulegen has seen enough): %s", minCalibrationRequests, strings.Join(names, ", "))
+	}
+	return counts, nil
+}
+
 func youngRateScale(record string, age time.Duration) float64 {
 	m := rateWindow.FindStringSubmatch(record)
 	if m == nil || strings.Contains(record, "ratio") || age <= 0 {
