@@ -99,10 +99,16 @@ func (s *Stack) backfill(ctx context.Context) error {
 				// window of v req/s holds about 300·v requests (Poisson).
 				n = math.Max(n, 1/math.Sqrt(300*v))
 			}
-			if strings.Contains(r.Record, ":p") && ok {
-				// A tail quantile of a few dozen LLM requests, most of them
-				// still streaming, is a rough guess: the history says so.
+			if ok && !strings.Contains(r.Record, "ratio") {
+				// A level measured on a few dozen requests of a bursty
+				// trace is a rough guess; the history's spread says so.
 				n = math.Max(n, 2/math.Sqrt(count))
+			}
+			if strings.Contains(r.Record, ":p") && time.Since(s.loadStarted) < youngQuantileWindow {
+				// Long streams have not finished yet, so a young tail
+				// quantile is biased low by an unknown factor: only wide
+				// bands are honest until rulegen has seen real history.
+				n = math.Max(n, youngQuantileNoise)
 			}
 			series = append(series, HistorySeries{Name: r.Record, Labels: labels, Now: v, Amplitude: amp, Noise: n})
 		}
@@ -168,6 +174,13 @@ var rateWindow = regexp.MustCompile(`:rate(\d+[smhdw])$`)
 // covers only in part divides by the whole window, so a 5m rate measured
 // after 45s of traffic reads about 15% of the real rate. Ratios and
 // quantiles need no correction.
+// A tail-latency quantile measured before youngQuantileWindow of load gets
+// a history with youngQuantileNoise relative spread.
+const (
+	youngQuantileWindow = 5 * time.Minute
+	youngQuantileNoise  = 0.35
+)
+
 // minCalibrationRequests is the least number of requests a route must have
 // served during calibration for its live level to be worth a history.
 const minCalibrationRequests = 20
