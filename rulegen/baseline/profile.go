@@ -305,8 +305,10 @@ func (m *profileModel) refreshFrom(s *series, upto int) {
 	}
 	// Today is compared with the level established before midnight, not
 	// with yesterday evening: after a holiday, yesterday is the odd one.
+	// Only the day-type check (weekly profiles) and the opening step
+	// (request rates) use it; it replays 42 hours, so skip it otherwise.
 	ref := nan()
-	if m.period > 1 && !end.Before(dayStart) {
+	if m.period >= 7*m.slotsPerDay() || (m.period > 1 && m.tr.kind == sli.KindRate) {
 		ref = m.anchoredLevel(dayStart.Add(-time.Nanosecond), time.Time{}, time.Time{}, tolOf(m), func(from, to time.Time) float64 {
 			return levelOver(from, to, 0, nan(), 0)
 		})

@@ -230,16 +230,15 @@ func recentSeries(h []Point, step time.Duration, tr transform, opts Options) *se
 	return &series{step: step, stepSec: stepSec, t0: t0, y: sum, tr: tr, end: h[len(h)-1].T}
 }
 
-// seasonalStrength is how much of the within-day variation of s.y[:upto]
-// a time-of-day profile explains (Hyndman's strength of seasonality,
-// 1 − Var(remainder)/Var(season+remainder), with robust scales): near 1 for
-// traffic with a daily rhythm, near 0 for noise around a level. Day levels
-// are removed first, so growth and weekday/weekend differences in level do
-// not count as season.
 // minSeasonalStrength is the share of within-day variance a time-of-day
 // profile must explain for a series to count as seasonal.
 const minSeasonalStrength = 0.5
 
+// seasonalStrength is how much of the within-day variation of s.y[:upto]
+// an hour-of-day profile explains (Hyndman's strength of seasonality,
+// 1 − Var(remainder)/Var(season+remainder)): near 1 for traffic with a daily
+// rhythm, near 0 for noise around a level. Day levels are removed first, so
+// growth and weekday/weekend differences in level do not count as season.
 func (s *series) seasonalStrength(upto int) float64 {
 	spd := int(int64(day/time.Second) / s.stepSec)
 	if spd < 24 || upto < 2*spd {
@@ -247,66 +246,55 @@ func (s *series) seasonalStrength(upto int) float64 {
 	}
 	day0 := floorDiv(s.t0, 86400)
 	dayOf := func(j int) int { return int(floorDiv(s.t0+int64(j)*s.stepSec, 86400) - day0) }
-	nDays := dayOf(upto-1) + 1
-	byDay := make([][]float64, nDays)
+	hourOf := func(j int) int { return int((s.t0+int64(j)*s.stepSec)%86400+86400) % 86400 / 3600 }
+	byDay := make([][]float64, dayOf(upto-1)+1)
 	for j, x := range s.y[:upto] {
 		if !math.IsNaN(x) {
 			byDay[dayOf(j)] = append(byDay[dayOf(j)], x)
 		}
 	}
-	levels := make([]float64, nDays)
+	levels := make([]float64, len(byDay))
 	for d, v := range byDay {
 		levels[d] = median(v)
 	}
 	var byHour [24][]float64
-	d := make([]float64, 0, upto)
 	for j, x := range s.y[:upto] {
-		if math.IsNaN(x) || math.IsNaN(levels[dayOf(j)]) {
-			continue
+		if lv := levels[dayOf(j)]; !math.IsNaN(x) && !math.IsNaN(lv) {
+			byHour[hourOf(j)] = append(byHour[hourOf(j)], x-lv)
 		}
-		v := x - levels[dayOf(j)]
-		byHour[s.timeOf(j).Hour()] = append(byHour[s.timeOf(j).Hour()], v)
-		d = append(d, v)
 	}
 	var season [24]float64
-	for h := range byHour {
-		season[h] = median(append([]float64(nil), byHour[h]...))
-	}
-	r := make([]float64, 0, len(d))
-	for h := range byHour {
-		for _, v := range byHour[h] {
-			if !math.IsNaN(season[h]) {
-				r = append(r, v-season[h])
-			}
+	r := make([]float64, 0, upto)
+	for h, vs := range byHour {
+		if len(vs) == 0 {
+			// An hour of day never seen: too gappy to call the series
+			// seasonal, so every candidate stays allowed.
+			return 0
+		}
+		season[h] = median(slices.Clone(vs))
+		for _, v := range vs {
+			r = append(r, v-season[h])
 		}
 	}
 	// Variances, not MADs: a peak of a few hours is most of the season
 	// and a median-based scale would ignore it. The remainder is clipped so
 	// an incident in the history does not make a rhythm look like noise.
-	clip := 5 * mad(append([]float64(nil), r...), median(append([]float64(nil), r...)))
-	var total, rest float64
-	for _, v := range r {
-		v = math.Max(-clip, math.Min(clip, v))
-		rest += v * v
-	}
-	for h := range byHour {
-		for _, v := range byHour[h] {
-			e := v - season[h]
-			e = math.Max(-clip, math.Min(clip, e))
-			v = season[h] + e
-			total += v * v
+	clip := 5 * mad(slices.Clone(r), median(slices.Clone(r)))
+	// Both variances are about the seasonal mean (the remainder's own mean
+	// is noise, not season).
+	var mean, sq, rest float64
+	for h, vs := range byHour {
+		for _, v := range vs {
+			e := math.Max(-clip, math.Min(clip, v-season[h]))
+			rest += e * e
+			mean += season[h]
+			sq += (season[h] + e) * (season[h] + e)
 		}
 	}
 	n := float64(len(r))
-	mean := 0.0
-	for h := range byHour {
-		mean += season[h] * float64(len(byHour[h]))
-	}
-	mean /= n
-	total = total/n - mean*mean
-	rest /= n
+	total := sq/n - (mean/n)*(mean/n)
 	if !(total > 0) {
 		return 0
 	}
-	return math.Max(0, 1-rest/total)
+	return math.Max(0, 1-rest/n/total)
 }
