@@ -24,7 +24,7 @@ func main() {
 		repo   = app.Flag("repo", "Repository root (deploy/ and mixins/ are read from it).").Default(".").String()
 		work   = app.Flag("work-dir", "Working directory to create for configs, data and logs.").Default(".demo").String()
 		bin    = app.Flag("bin-dir", "Directory of the built binaries (make build).").Default("bin").String()
-		trace  = app.Flag("trace", "Azure LLM inference trace directory to replay.").Default("../shared/data/azure-llm-trace").String()
+		trace  = app.Flag("trace", "Azure LLM inference trace directory to replay (default: the trace built into autoglm-llmsim).").Default("").String()
 		source = app.Flag("exporter.source", "Force the exporter source: ebpf or accesslog (default: ebpf when root).").Default("").Enum("", "ebpf", "accesslog")
 		speed  = app.Flag("speed", "Replay the trace this many times faster than recorded.").Default("1").Float64()
 		dur    = app.Flag("duration", "Stop by itself after this long (0: run until Ctrl-C).").Default("0s").Duration()
@@ -52,7 +52,7 @@ func main() {
 	}
 	say("starting the Open-AutoGLM quickstart in %s (Ctrl-C stops everything)", abs(*work))
 	st, err := stack.Start(ctx, stack.Options{
-		Repo: abs(*repo), Work: abs(*work), Bin: abs(*bin), Trace: abs(*trace),
+		Repo: abs(*repo), Work: abs(*work), Bin: abs(*bin), Trace: *trace,
 		Source: *source, Speed: *speed, Calibration: *calib, Say: say,
 		Logger: promslog.New(&promslog.Config{}),
 	})

@@ -56,7 +56,7 @@ func main() {
 	var (
 		target      = load.Flag("target", "Base URL of the API.").Default("http://127.0.0.1:8000").String()
 		mode        = load.Flag("mode", "trace (replay the Azure trace), open (constant rate) or closed (N workers).").Default(llmsim.ModeTrace).Enum(llmsim.ModeTrace, llmsim.ModeOpen, llmsim.ModeClosed)
-		tracePath   = load.Flag("trace.path", "Azure LLM inference trace: a directory of CSV files or one file.").Default("../shared/data/azure-llm-trace").String()
+		tracePath   = load.Flag("trace.path", "Azure LLM inference trace to replay: a directory of CSV (or .csv.gz) files or one file; empty replays the trace built into the binary.").Default("").String()
 		speed       = load.Flag("trace.speed", "Replay this many times faster than recorded.").Default("1").Float64()
 		rate        = load.Flag("rate", "Open loop arrival rate, requests per second.").Default("100").Float64()
 		concurrency = load.Flag("concurrency", "Closed loop workers.").Default("16").Int()
@@ -246,7 +246,11 @@ func runLoad(ctx context.Context, o llmsim.LoadOptions, tracePath, routes, outpu
 			return err
 		}
 		o.Trace = recs
-		logger.Info("trace loaded", "path", tracePath, "requests", len(recs),
+		name := tracePath
+		if name == "" {
+			name = llmsim.EmbeddedTrace
+		}
+		logger.Info("trace loaded", "path", name, "requests", len(recs),
 			"span", recs[len(recs)-1].Offset, "replay_span", time.Duration(float64(recs[len(recs)-1].Offset)/o.Speed))
 	}
 	sum, err := llmsim.Run(ctx, o)

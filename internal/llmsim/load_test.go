@@ -2,6 +2,7 @@ package llmsim
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"os"
 	"path/filepath"
@@ -22,8 +23,12 @@ func countLines(t *testing.T, path string) int {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := 0
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(zr)
 	for sc.Scan() {
 		if strings.TrimSpace(sc.Text()) != "" {
 			n++
@@ -33,15 +38,22 @@ func countLines(t *testing.T, path string) int {
 }
 
 func TestLoadTraceRealData(t *testing.T) {
-	dir := filepath.Join(testenv.SharedData(t), "azure-llm-trace")
-	recs, err := LoadTrace(dir)
+	recs, err := LoadTrace("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*.csv"))
+	files, _ := filepath.Glob(filepath.Join("trace", "*.csv.gz"))
 	want := 0
 	for _, f := range files {
 		want += countLines(t, f)
+	}
+	// The same files given as a directory read the same.
+	fromDir, err := LoadTrace("trace")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fromDir) != len(recs) {
+		t.Fatalf("trace directory: %d records, embedded: %d", len(fromDir), len(recs))
 	}
 	if len(recs) != want || want == 0 {
 		t.Fatalf("parsed %d records, the files hold %d", len(recs), want)
@@ -156,7 +168,7 @@ func TestLoadCountsMatchServer(t *testing.T) {
 		{"open new connections", LoadOptions{Mode: ModeOpen, Rate: 400, Duration: 500 * time.Millisecond, StreamRatio: 0.5, MaxTokens: 3}, 200},
 		{"trace", LoadOptions{Mode: ModeTrace, Speed: 50, Count: 150, StreamRatio: 0.7, KeepAlive: true, MaxPromptTokens: 256}, 150},
 	}
-	trace, err := LoadTrace(filepath.Join(testenv.SharedData(t), "azure-llm-trace"))
+	trace, err := LoadTrace("")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,15 @@ package llmsim
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
+	"embed"
 	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -85,36 +89,58 @@ func ReadTrace(r io.Reader, name, service string) ([]TraceRecord, error) {
 	return out, nil
 }
 
-// LoadTrace reads every AzureLLMInferenceTrace_*.csv in dir (or the single
-// file dir names) and merges them into one arrival sequence sorted by time.
-// Each file's clock is kept, so the services interleave as they did.
-func LoadTrace(path string) ([]TraceRecord, error) {
-	files := []string{path}
-	if st, err := os.Stat(path); err != nil {
+// embeddedTrace is the Azure LLM inference trace 2023 (conversation and code
+// services, one hour; © Microsoft, Azure Public Dataset, CC-BY 4.0, see
+// trace/LICENSE), so the load generator replays real arrivals with no file
+// beside the binary.
+//
+//go:embed trace/*.csv.gz
+var embeddedTrace embed.FS
+
+// EmbeddedTrace names the built-in trace in logs and summaries.
+const EmbeddedTrace = "embedded Azure LLM inference trace 2023"
+
+// LoadTrace reads every AzureLLMInferenceTrace_*.csv (or .csv.gz) in the
+// directory path names, or the single file it names, and merges them into one
+// arrival sequence sorted by time. Each file's clock is kept, so the services
+// interleave as they did. An empty path loads the trace built into the binary.
+func LoadTrace(location string) ([]TraceRecord, error) {
+	if location == "" {
+		return loadTraceFS(embeddedTrace, "trace", "trace")
+	}
+	st, err := os.Stat(location)
+	if err != nil {
 		return nil, fmt.Errorf("trace: %w", err)
-	} else if st.IsDir() {
-		files, err = filepath.Glob(filepath.Join(path, "*.csv"))
-		if err != nil {
-			return nil, fmt.Errorf("trace: %w", err)
+	}
+	if !st.IsDir() {
+		dir := filepath.Dir(location)
+		return loadTraceFS(os.DirFS(dir), dir, ".", filepath.Base(location))
+	}
+	return loadTraceFS(os.DirFS(location), location, ".")
+}
+
+// loadTraceFS reads files (or every *.csv and *.csv.gz in dir) from fsys;
+// root is what errors call fsys's root.
+func loadTraceFS(fsys fs.FS, root, dir string, files ...string) ([]TraceRecord, error) {
+	if len(files) == 0 {
+		for _, pat := range []string{"*.csv", "*.csv.gz"} {
+			m, err := fs.Glob(fsys, path.Join(dir, pat))
+			if err != nil {
+				return nil, fmt.Errorf("trace: %w", err)
+			}
+			files = append(files, m...)
 		}
 		if len(files) == 0 {
-			return nil, fmt.Errorf("trace: no .csv files in %s", path)
+			return nil, fmt.Errorf("trace: no .csv or .csv.gz files in %s", root)
+		}
+	} else {
+		for i, f := range files {
+			files[i] = path.Join(dir, f)
 		}
 	}
 	var all []TraceRecord
 	for _, f := range files {
-		fh, err := os.Open(f)
-		if err != nil {
-			return nil, fmt.Errorf("trace: %w", err)
-		}
-		service := strings.TrimSuffix(filepath.Base(f), ".csv")
-		if i := strings.LastIndexByte(service, '_'); i >= 0 {
-			service = service[i+1:]
-		}
-		recs, err := ReadTrace(fh, f, service)
-		if cerr := fh.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("close %s: %w", f, cerr)
-		}
+		recs, err := readTraceFile(fsys, f, filepath.Join(root, f))
 		if err != nil {
 			return nil, err
 		}
@@ -131,6 +157,36 @@ func LoadTrace(path string) ([]TraceRecord, error) {
 	}
 	slices.SortStableFunc(all, func(a, b TraceRecord) int { return int(a.Offset - b.Offset) })
 	return all, nil
+}
+
+// readTraceFile reads one trace file, gunzipping names that end in .gz. The
+// service is the part of the name after the last underscore ("conv", "code").
+func readTraceFile(fsys fs.FS, name, display string) (recs []TraceRecord, err error) {
+	fh, err := fsys.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	defer func() {
+		if cerr := fh.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("trace: close %s: %w", display, cerr)
+		}
+	}()
+	var r io.Reader = fh
+	base := path.Base(name)
+	if strings.HasSuffix(base, ".gz") {
+		zr, err := gzip.NewReader(fh)
+		if err != nil {
+			return nil, fmt.Errorf("trace: %s: %w", display, err)
+		}
+		defer zr.Close()
+		r = zr
+		base = strings.TrimSuffix(base, ".gz")
+	}
+	service := strings.TrimSuffix(base, ".csv")
+	if i := strings.LastIndexByte(service, '_'); i >= 0 {
+		service = service[i+1:]
+	}
+	return ReadTrace(r, display, service)
 }
 
 func counterValue(c prometheus.Counter) float64 {

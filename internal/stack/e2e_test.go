@@ -143,7 +143,6 @@ func TestEndToEnd(t *testing.T) {
 	testenv.Prometheus(t)
 	testenv.Alertmanager(t)
 	testenv.Promtool(t)
-	data := testenv.SharedData(t)
 	repo := testenv.RepoRoot(t)
 	binDir := bins(t)
 
@@ -162,7 +161,7 @@ func TestEndToEnd(t *testing.T) {
 	start := time.Now()
 	s, err := Start(ctx, Options{
 		Repo: repo, Work: filepath.Join(work, "stack"), Bin: binDir,
-		Trace: filepath.Join(data, "azure-llm-trace"), Ports: freePorts(t),
+		Ports:      freePorts(t),
 		FaultsFile: faults, Speed: 4, Calibration: 15 * time.Second, LoadDuration: 10 * time.Minute,
 		Rewrite: func(file string, b []byte) []byte {
 			if file == "autoglm.yml" {

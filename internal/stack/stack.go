@@ -41,7 +41,8 @@ type Options struct {
 	Work string
 	// Bin holds our binaries (make build).
 	Bin string
-	// Trace is the Azure LLM trace directory replayed as traffic.
+	// Trace is the Azure LLM trace directory replayed as traffic; empty
+	// replays the trace built into autoglm-llmsim.
 	Trace string
 	// Ports; zero means DefaultPorts.
 	Ports Ports
@@ -279,15 +280,18 @@ func (s *Stack) Tails(n int64) string {
 
 func (s *Stack) startLoad() error {
 	o := s.opts
-	load, err := start(o.Work, "loadgen", s.bin("autoglm-llmsim"), []string{"load",
+	args := []string{"load",
 		"--target=" + URL(o.Ports.LLMSim),
 		"--mode=trace",
-		"--trace.path=" + o.Trace,
 		"--trace.speed=" + strconv.FormatFloat(o.Speed, 'f', -1, 64),
 		"--duration=" + o.LoadDuration.String(),
 		"--max-prompt-tokens=2048",
 		"--output=" + s.path("loadgen-summary.json"),
-	}, nil)
+	}
+	if o.Trace != "" {
+		args = append(args, "--trace.path="+o.Trace)
+	}
+	load, err := start(o.Work, "loadgen", s.bin("autoglm-llmsim"), args, nil)
 	if err != nil {
 		return err
 	}

@@ -87,12 +87,14 @@ func RepoRoot(t testing.TB) string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// SharedData returns ../shared/data next to the repository.
-func SharedData(t testing.TB) string {
+// Dataset returns the directory of a labelled data set the repository
+// carries (rulegen/score/testdata/<name>: "nab-dev", "llm-sli-dev"), whose
+// series are gzipped CSV files under data/<category>/.
+func Dataset(t testing.TB, name string) string {
 	t.Helper()
-	p := filepath.Join(RepoRoot(t), "..", "shared", "data")
+	p := filepath.Join(RepoRoot(t), "rulegen", "score", "testdata", name)
 	if _, err := os.Stat(p); err != nil {
-		missing(t, "shared data not found at %s", p)
+		t.Fatalf("data set %s: %v", name, err)
 	}
 	return p
 }

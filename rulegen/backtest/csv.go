@@ -1,6 +1,8 @@
 package backtest
 
 import (
+	"bufio"
+	"compress/gzip"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -30,17 +32,33 @@ func parseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("timestamp %q is neither \"YYYY-MM-DD HH:MM:SS[.ffffff]\" (UTC) nor RFC 3339", s)
 }
 
-// ReadCSV reads a `timestamp,value` file. Empty and NaN values are kept as
-// NaN points (gaps are fine); anything else that does not parse is an error
-// naming the file and line.
+// ReadCSV reads a `timestamp,value` file, gzipped or not (told by its first
+// bytes, not its name). Empty and NaN values are kept as NaN points (gaps are
+// fine); anything else that does not parse is an error naming the file and line.
 func ReadCSV(path string) ([]baseline.Point, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open input: %w", err)
 	}
-	pts, err := parseCSV(f, path)
+	pts, err := readMaybeGzip(f, path)
 	if cerr := f.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close %s: %w", path, cerr)
+	}
+	return pts, err
+}
+
+func readMaybeGzip(f io.Reader, name string) ([]baseline.Point, error) {
+	br := bufio.NewReader(f)
+	if magic, err := br.Peek(2); err != nil || magic[0] != 0x1f || magic[1] != 0x8b {
+		return parseCSV(br, name)
+	}
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	pts, err := parseCSV(zr, name)
+	if cerr := zr.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("%s: %w", name, cerr)
 	}
 	return pts, err
 }

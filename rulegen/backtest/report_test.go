@@ -11,15 +11,15 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
 )
 
-// TestReportOnSharedData writes alerts.json and report.html for the
+// TestReportOnDataset writes alerts.json and report.html for the
 // llm-sli-dev series into $AUTOGLM_REPORT_DIR, for looking at the bands
 // before trusting them. It does nothing unless that variable is set.
-func TestReportOnSharedData(t *testing.T) {
+func TestReportOnDataset(t *testing.T) {
 	dir := os.Getenv("AUTOGLM_REPORT_DIR")
 	if dir == "" {
-		t.Skip("set AUTOGLM_REPORT_DIR to write a report of the shared data")
+		t.Skip("set AUTOGLM_REPORT_DIR to write a report of the llm-sli-dev series")
 	}
-	inputs, err := filepath.Glob(filepath.Join(testenv.SharedData(t), "llm-sli-dev", "data", "*", "*.csv"))
+	inputs, err := filepath.Glob(filepath.Join(testenv.Dataset(t, "llm-sli-dev"), "data", "*", "*.csv.gz"))
 	if err != nil || len(inputs) == 0 {
 		t.Fatalf("no inputs: %v", err)
 	}

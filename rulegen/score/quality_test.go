@@ -120,7 +120,7 @@ type dataset struct {
 }
 
 func loadDataset(t *testing.T, name string) dataset {
-	dir := filepath.Join(testenv.SharedData(t), name)
+	dir := testenv.Dataset(t, name)
 	ws, err := score.LoadWindows(filepath.Join(dir, "combined_windows.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +155,8 @@ func evaluate(t *testing.T, ds dataset, d detector) run {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			pts, err := backtest.ReadCSV(filepath.Join(ds.dir, "data", n))
+			// The repository keeps the series gzipped; window names are NAB's.
+			pts, err := backtest.ReadCSV(filepath.Join(ds.dir, "data", n+".gz"))
 			if err != nil {
 				t.Error(err)
 				return
