@@ -2,8 +2,6 @@ package exporter
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,59 +10,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/open-autoglm/autoglm-monitor/exporter/testdata/llmapi"
 	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
 	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
 )
 
 // llmHandler is a tiny OpenAI-style API: streaming and plain chat
 // completions with usage, a model route, an error route and 404 for the rest.
-func llmHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			Model  string `json:"model"`
-			Stream bool   `json:"stream"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if !body.Stream {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"id":"c","model":%q,"choices":[{"message":{"content":"hello"}}],"usage":{"prompt_tokens":11,"completion_tokens":3}}`, body.Model)
-			return
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		f := w.(http.Flusher)
-		for i := 0; i < 4; i++ {
-			fmt.Fprintf(w, "data: {\"model\":%q,\"choices\":[{\"delta\":{\"content\":\"t%d\"}}]}\n\n", body.Model, i)
-			f.Flush()
-			time.Sleep(2 * time.Millisecond)
-		}
-		fmt.Fprint(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":4}}\n\ndata: [DONE]\n\n")
-	})
-	// A large body written without a length goes out chunked, in writes longer than the capture.
-	mux.HandleFunc("POST /v1/embeddings", func(w http.ResponseWriter, r *http.Request) {
-		drain(r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"model":"emb-1","data":[{"embedding":[%s0]}],"usage":{"prompt_tokens":5}}`, strings.Repeat("0.123456,", 6000))
-	})
-	mux.HandleFunc("GET /v1/models/{model}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"id":%q}`, r.PathValue("model"))
-	})
-	mux.HandleFunc("/fail", func(w http.ResponseWriter, _ *http.Request) {
-		http.Error(w, "overloaded", http.StatusServiceUnavailable)
-	})
-	return mux
-}
+func llmHandler() http.Handler { return llmapi.Handler() }
 
 // startGoServer serves llmHandler on a free loopback port.
 func startGoServer(t testing.TB) uint16 {
@@ -124,11 +83,18 @@ class H(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+srv = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+if len(sys.argv) > 3:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
 `
 
-// startPythonServer runs a Python standard-library HTTP/1.1 keep-alive server.
-func startPythonServer(t testing.TB) uint16 {
+// startPythonServer runs a Python standard-library HTTP/1.1 keep-alive
+// server; given a certificate and key file it serves HTTPS (the ssl module).
+func startPythonServer(t testing.TB, certKey ...string) uint16 {
 	t.Helper()
 	py := testenv.Tool(t, "python3")
 	script := filepath.Join(t.TempDir(), "server.py")
@@ -136,7 +102,7 @@ func startPythonServer(t testing.TB) uint16 {
 		t.Fatal(err)
 	}
 	port := testenv.FreePort(t)
-	cmd := exec.Command(py, script, strconv.Itoa(port))
+	cmd := exec.Command(py, append([]string{script, strconv.Itoa(port)}, certKey...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -103,12 +103,12 @@ func BenchmarkCaptureOverhead(b *testing.B) {
 			t, n := progRuntime(b, src)
 			bpfTime += t
 			bpfRuns += n
-			for name := range src.coll.Programs {
-				t, n := progRuntime(b, src, name)
-				c := perProg[name]
+			for _, p := range src.objs.programs() {
+				t, n := progRuntime(b, src, p)
+				c := perProg[p.String()]
 				c.time += t
 				c.runs += n
-				perProg[name] = c
+				perProg[p.String()] = c
 			}
 			st, err := src.Stats()
 			if err != nil {
@@ -220,16 +220,12 @@ func BenchmarkUnrelatedSyscall(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		te0, ne0 := progRuntime(b, src, "enter_write")
-		tx0, nx0 := progRuntime(b, src, "exit_data")
+		tx0, nx0 := progRuntime(b, src, src.objs.ExitWrite)
 		attached = measure()
-		te1, ne1 := progRuntime(b, src, "enter_write")
-		tx1, nx1 := progRuntime(b, src, "exit_data")
-		// Both programs run once per write(2) anywhere on the machine
-		// (exit_data also after the other data syscalls); the sum of
-		// their mean run times is what one unrelated write pays.
-		bpfPerWrite = float64((te1-te0).Nanoseconds())/float64(max(ne1-ne0, 1)) +
-			float64((tx1-tx0).Nanoseconds())/float64(max(nx1-nx0, 1))
+		tx1, nx1 := progRuntime(b, src, src.objs.ExitWrite)
+		// exit_write runs once per write(2) anywhere on the machine: its
+		// mean run time is what one unrelated write pays.
+		bpfPerWrite = float64((tx1 - tx0).Nanoseconds()) / float64(max(nx1-nx0, 1))
 		if err := src.Close(); err != nil {
 			b.Fatal(err)
 		}
@@ -241,17 +237,17 @@ func BenchmarkUnrelatedSyscall(b *testing.B) {
 	fmt.Printf("%-20.0f %-20.0f %-10.0f %.0f\n", detached, attached, attached-detached, bpfPerWrite)
 }
 
-// progRuntime sums the kernel's run time accounting of the named programs
-// (all when none are named).
-func progRuntime(b *testing.B, src *Source, names ...string) (time.Duration, uint64) {
+// progRuntime sums the kernel's run time accounting of the given programs
+// (all when none are given).
+func progRuntime(b *testing.B, src *Source, progs ...*cebpf.Program) (time.Duration, uint64) {
 	var (
 		total time.Duration
 		runs  uint64
 	)
-	for name, p := range src.coll.Programs {
-		if len(names) > 0 && !slices.Contains(names, name) {
-			continue
-		}
+	if len(progs) == 0 {
+		progs = src.objs.programs()
+	}
+	for _, p := range progs {
 		ps, err := p.Stats()
 		if err != nil {
 			b.Fatal(err)

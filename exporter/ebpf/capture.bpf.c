@@ -2,17 +2,24 @@
 
 // SPDX-License-Identifier: (GPL-2.0-only OR MIT)
 //
-// Socket capture for HTTP/1.x servers, built on syscall tracepoints only
-// (no kprobes). The expensive part, deciding whether an fd is a server
-// socket on an observed port, runs once per (process, fd); every other
-// read or write of an unrelated process costs a cgroup check, an array
-// lookup and one hash lookup on enter and a thread-local storage lookup on
-// exit.
+// Socket capture for HTTP servers, built on syscall tracepoints and uprobes
+// only (no kprobes), for x86-64.
+//
+// Data syscalls are watched at their exit only: the arguments are read back
+// from the thread's saved user registers (bpf_task_pt_regs), which halves
+// the programs run per syscall. A read or write of a process that never
+// served an observed port costs one array load; the expensive decision,
+// whether an fd is a server socket on an observed port, runs once per
+// (process, fd). TLS plaintext comes from uprobes on OpenSSL and Go's
+// crypto/tls and is emitted on the connection of the socket it belongs to;
+// the ciphertext on that socket is not emitted.
 
+#define __TARGET_ARCH_x86
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -48,15 +55,23 @@ enum capture_stat {
 	STAT_CONNS_CLOSED = 4,
 	STAT_NEXT_ID = 5,
 	STAT_UNWOKEN_BYTES = 6, // bytes this CPU wrote since it last woke the reader
-	STAT_MAX = 7,
+	STAT_TLS_PLAINTEXT = 7, // Data events from TLS probes
+	STAT_TLS_CIPHERTEXT = 8, // syscalls on TLS connections not emitted (their plaintext is)
+	STAT_TLS_NO_SOCKET = 9, // TLS calls whose socket could not be found
+	STAT_TLS_UNDECRYPTED = 10, // TLS connections first seen in a process without TLS probes
+	STAT_MAX = 11,
 };
 
 enum call_op {
-	CALL_BUF = 1,  // read/write/recvfrom/sendto: args[1] is the buffer
-	CALL_IOV = 2,  // readv/writev: args[1] is an iovec array, args[2] its length
-	CALL_MSG = 3,  // recvmsg/sendmsg: args[1] is a user_msghdr
+	CALL_BUF = 1,  // read/write/sendto: arg 1 is the buffer
+	CALL_IOV = 2,  // readv/writev: arg 1 is an iovec array, arg 2 its length
+	CALL_MSG = 3,  // sendmsg: arg 1 is a user_msghdr
 	CALL_NONE = 4, // sendfile: bytes come from a file, nothing to copy
+	CALL_RECV = 5, // recvfrom: as CALL_BUF, with flags in arg 3
+	CALL_RECVMSG = 6, // recvmsg: as CALL_MSG, with flags in arg 2
 };
+
+#define MSG_PEEK 2
 
 // Fixed header of every ring buffer record; Data events are followed by
 // len captured bytes, Open events by a struct open_info.
@@ -80,21 +95,83 @@ struct open_info {
 	__u8 raddr[16];
 };
 
+// Key of the fds map. fd FD_PROCESS marks a process that serves (or
+// served) an observed port: only such processes classify unknown fds.
 struct conn_key {
 	__u32 tgid;
 	__u32 fd;
 };
+#define FD_PROCESS 0xffffffff
 
-// A syscall in flight on a tracked connection, kept in the thread's local
-// storage from enter to exit. op is 0 when nothing is in flight.
-struct call {
-	__u64 conn_id;
-	__u64 arg;
-	__u32 fd;
-	__u32 cnt;
-	__s32 nr;
-	__u8 op;
-	__u8 dir;
+// Bits of conn.flags.
+enum conn_flag {
+	CONN_TRACKED = 1,        // an observed server connection
+	CONN_IGNORED = 2,        // classified: not an observed server connection
+	CONN_SEEN = 4,           // its first data was looked at for a TLS record
+	CONN_TLS = 8,            // carries TLS records
+	CONN_TLS_PROBED = 16,    // its process has TLS probes: ciphertext is not emitted
+	CONN_CIPHER_EMITTED = 32, // ciphertext was emitted before the probes came
+	CONN_PROCESS = 64,       // the process marker (fd FD_PROCESS)
+};
+
+struct conn {
+	__u64 id;
+	__u32 flags;
+	__u32 pad;
+};
+
+// A TLS library call in flight on this thread (OpenSSL), from the entry
+// uprobe to the return uprobe.
+struct tls_call {
+	__u64 ssl;
+	__u64 buf;
+	__u64 out; // SSL_*_ex: where the library stores the byte count
+	__s32 fd;  // the socket, once known
+	__u8 op;   // 0: none, else TLS_READ or TLS_WRITE
+	__u8 ex;
+	__u8 depth;
+};
+
+enum tls_op {
+	TLS_READ = 1,
+	TLS_WRITE = 2,
+};
+
+// Attach cookie of the OpenSSL probes: bit 0 set for writes, bit 1 for the
+// _ex variants.
+#define COOKIE_WRITE 1
+#define COOKIE_EX 2
+
+struct ssl_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 ssl;
+};
+
+// Layout of one Go binary's crypto/tls.Conn, from its DWARF or its Go
+// version, set by the loader. The attach cookie of a Go probe is
+// index << 1 | write.
+struct go_binary {
+	__u64 tcp_conn_itab; // link-time address of the *net.TCPConn,net.Conn itab; 0: unknown
+	__u64 func_read;     // link-time address of (*Conn).Read, to find a PIE's load bias
+	__u64 func_write;
+	__u32 conn_offset;   // tls.Conn.conn
+	__u32 fd_offset;     // net.conn.fd (in *net.TCPConn)
+	__u32 pfd_offset;    // net.netFD.pfd
+	__u32 sysfd_offset;  // internal/poll.FD.Sysfd
+};
+#define GO_BINARIES 64
+
+struct go_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 g; // the goroutine (R14 in Go's register ABI)
+};
+
+struct go_call {
+	__u64 buf;
+	__s32 fd;
+	__u8 write;
 };
 
 struct scratch {
@@ -121,42 +198,72 @@ struct {
 	__type(value, __u8);
 } ports SEC(".maps");
 
+// Every fd of a serving process that was looked at: tracked connections,
+// fds known not to be observed connections, and the process marker. One
+// lookup answers a read or write of a serving process.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 131072);
 	__type(key, struct conn_key);
-	__type(value, __u64);
-} conns SEC(".maps");
+	__type(value, struct conn);
+} fds SEC(".maps");
 
-// Tracked connections per process, counted in a slot chosen by the low bits
-// of the process id. A zero slot proves the process has none, which spares
-// processes that never accepted on an observed port the conns lookup; a
-// slot shared by several processes, or left non-zero by one that exited
-// without close(2), only costs that lookup.
+// Serving processes, by the low bits of the process id: a zero slot proves
+// the process never served an observed port, so its reads and writes end
+// after one array load. Set when a process is marked; the reaper clears
+// slots that no live serving process uses. A slot shared with a serving
+// process only costs an unrelated process one fds lookup.
 #define TGID_SLOTS 65536
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, TGID_SLOTS);
 	__type(key, __u32);
 	__type(value, __u32);
-} tgid_conns SEC(".maps");
+} serving SEC(".maps");
 
-// fds known not to be observed server sockets; LRU so that it never fills.
+// Processes whose TLS library is probed (set by the loader when it
+// attaches): their TLS connections are not emitted as ciphertext.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} tls_processes SEC(".maps");
+
+// OpenSSL objects and their sockets, from SSL_set_fd or from a syscall made
+// inside an SSL call.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, struct conn_key);
-	__type(value, __u8);
-} ignored SEC(".maps");
+	__type(key, struct ssl_key);
+	__type(value, __s32);
+} ssl_fds SEC(".maps");
 
-// Thread-local storage instead of a hash keyed by thread: no bucket lock on
-// the hot path, and the kernel frees it when the thread exits.
+// Thread-local storage: the OpenSSL call in flight. No bucket lock on the
+// hot path, and the kernel frees it when the thread exits.
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct call);
-} calls SEC(".maps");
+	__type(value, struct tls_call);
+} tls_calls SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, GO_BINARIES);
+	__type(key, __u32);
+	__type(value, struct go_binary);
+} go_binaries SEC(".maps");
+
+// Go calls in flight, by goroutine: a goroutine blocked in Read may resume
+// on another thread. LRU so that calls whose return was never seen (the
+// process died) cannot fill it.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct go_key);
+	__type(value, struct go_call);
+} go_calls SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -178,6 +285,7 @@ struct {
 // Force the dummy types into BTF so bpf2go can generate Go structs for them.
 const struct event *unused_event __attribute__((unused));
 const struct open_info *unused_open_info __attribute__((unused));
+const struct go_binary *unused_go_binary __attribute__((unused));
 
 static __always_inline void stat_add(__u32 idx, __u64 n)
 {
@@ -209,6 +317,34 @@ static __always_inline bool cgroup_ok(void)
 	return filter_cgroup_id == 0 || bpf_get_current_cgroup_id() == filter_cgroup_id;
 }
 
+static __always_inline __u32 *serving_slot(__u32 tgid)
+{
+	__u32 idx = tgid & (TGID_SLOTS - 1);
+	return bpf_map_lookup_elem(&serving, &idx);
+}
+
+static __always_inline bool maybe_serving(__u32 tgid)
+{
+	__u32 *slot = serving_slot(tgid);
+	return slot && *slot;
+}
+
+// Marks tgid as a serving process: its unknown fds are classified lazily
+// (connections it inherited or held before the exporter started).
+static __always_inline void mark_serving(__u32 tgid)
+{
+	struct conn_key key = {.tgid = tgid, .fd = FD_PROCESS};
+	if (!bpf_map_lookup_elem(&fds, &key)) {
+		struct conn marker = {.flags = CONN_PROCESS};
+		bpf_map_update_elem(&fds, &key, &marker, BPF_NOEXIST);
+	}
+	// After the marker, so that the reaper, which restores the slots of
+	// live markers after clearing, never leaves a marked process unseen.
+	__u32 *slot = serving_slot(tgid);
+	if (slot && !*slot)
+		*slot = 1;
+}
+
 // Ids are unique without atomics: a per-CPU sequence in the high bits and
 // the CPU number in the low 12 bits.
 static __always_inline __u64 next_conn_id(void)
@@ -231,9 +367,9 @@ static __always_inline struct sock *observed_sock(__u32 fd)
 		return NULL;
 	if (fd >= BPF_CORE_READ(fdt, max_fds))
 		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fdarr = BPF_CORE_READ(fdt, fd);
 	struct file *file = NULL;
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fdarr[fd]) || !file)
 		return NULL;
 	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
@@ -280,78 +416,66 @@ static __always_inline void emit_open(struct sock *sk, struct conn_key *key, __u
 		stat_add(STAT_RINGBUF_FULL, 1);
 }
 
-static __always_inline __u32 *tgid_slot(__u32 tgid)
+static __always_inline void emit_close(struct conn_key *key, __u64 id)
 {
-	__u32 idx = tgid & (TGID_SLOTS - 1);
-	return bpf_map_lookup_elem(&tgid_conns, &idx);
+	struct event e = {
+		.ts = bpf_ktime_get_ns(),
+		.conn_id = id,
+		.pid = key->tgid,
+		.fd = key->fd,
+		.kind = KIND_CLOSE,
+	};
+	if (bpf_ringbuf_output(&events, &e, sizeof(e), output_flags(sizeof(e))))
+		stat_add(STAT_RINGBUF_FULL, 1);
 }
 
-// Starts tracking key for sk; returns the new id or 0.
-static __always_inline __u64 track(struct sock *sk, struct conn_key *key)
+// Starts tracking key for sk and emits Open; returns the entry or NULL.
+static __always_inline struct conn *track(struct sock *sk, struct conn_key *key)
 {
-	__u64 id = next_conn_id();
-	if (!id)
-		return 0;
-	__u32 *slot = tgid_slot(key->tgid);
-	if (!slot)
-		return 0;
-	// Counted before the connection becomes visible, so that no thread
-	// sees a zero slot while it exists.
-	__sync_fetch_and_add(slot, 1);
-	if (bpf_map_update_elem(&conns, key, &id, BPF_ANY)) {
-		__sync_fetch_and_sub(slot, 1);
+	struct conn c = {.id = next_conn_id(), .flags = CONN_TRACKED};
+	if (!c.id)
+		return NULL;
+	mark_serving(key->tgid);
+	if (bpf_map_update_elem(&fds, key, &c, BPF_ANY)) {
 		stat_add(STAT_MAP_FULL, 1);
-		return 0;
+		return NULL;
 	}
 	stat_add(STAT_CONNS_OPENED, 1);
-	emit_open(sk, key, id);
-	return id;
+	emit_open(sk, key, c.id);
+	return bpf_map_lookup_elem(&fds, key);
 }
 
-// Returns the conn id of fd, classifying the fd on first sight so that
-// connections accepted before we started are picked up too.
-static __always_inline __u64 lookup_conn(struct conn_key *key)
+// Classifies an fd not seen before: tracks it when it is an observed server
+// socket, else remembers it as ignored.
+static __always_inline struct conn *classify(struct conn_key *key)
 {
-	__u32 *slot = tgid_slot(key->tgid);
-	if (slot && *slot) {
-		__u64 *id = bpf_map_lookup_elem(&conns, key);
-		if (id)
-			return *id;
-	}
-	if (bpf_map_lookup_elem(&ignored, key))
-		return 0;
-	struct sock *sk = observed_sock(key->fd);
-	if (!sk) {
-		__u8 one = 1;
-		bpf_map_update_elem(&ignored, key, &one, BPF_ANY);
-		return 0;
-	}
-	return track(sk, key);
+	struct sock *sk = NULL;
+	if (cgroup_ok())
+		sk = observed_sock(key->fd);
+	if (sk)
+		return track(sk, key);
+	struct conn ignored = {.flags = CONN_IGNORED};
+	bpf_map_update_elem(&fds, key, &ignored, BPF_NOEXIST);
+	return NULL;
 }
 
-static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u8 op, __u8 dir)
+// Returns the tracked connection of key, classifying the fd on first sight
+// in a serving process; NULL for anything else.
+static __always_inline struct conn *lookup_conn(struct conn_key *key)
 {
-	if (!cgroup_ok())
-		return 0;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct conn_key key = {.tgid = pid_tgid >> 32, .fd = (__u32)ctx->args[0]};
-	__u64 id = lookup_conn(&key);
-	if (!id)
-		return 0;
-	struct call *c = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), NULL,
-					      BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!c) {
-		stat_add(STAT_MAP_FULL, 1);
-		return 0;
-	}
-	c->conn_id = id;
-	c->arg = ctx->args[1];
-	c->fd = key.fd;
-	c->cnt = (__u32)ctx->args[2];
-	c->nr = ctx->id;
-	c->op = op;
-	c->dir = dir;
-	return 0;
+	struct conn *c = bpf_map_lookup_elem(&fds, key);
+	if (c)
+		return (c->flags & CONN_TRACKED) ? c : NULL;
+	struct conn_key pk = {.tgid = key->tgid, .fd = FD_PROCESS};
+	if (!bpf_map_lookup_elem(&fds, &pk))
+		return NULL; // a slot shared with a serving process
+	return classify(key);
+}
+
+static __always_inline struct scratch *scratch(void)
+{
+	__u32 cpu = bpf_get_smp_processor_id();
+	return bpf_map_lookup_elem(&scratch_buf, &cpu);
 }
 
 // Copies up to want bytes spread over cnt iovecs at iov_addr into this
@@ -359,8 +483,7 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u8 
 // function, so the verifier checks the loop once, not per call site.
 __noinline int copy_iov(__u64 iov_addr, __u32 cnt, __u32 want)
 {
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &cpu);
+	struct scratch *s = scratch();
 	if (!s)
 		return 0;
 	const struct iovec *iov = (const struct iovec *)iov_addr;
@@ -386,101 +509,162 @@ __noinline int copy_iov(__u64 iov_addr, __u32 cnt, __u32 want)
 	return off;
 }
 
-static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx)
+// Copies up to want bytes at buf into this CPU's scratch record.
+__noinline int copy_buf(__u64 buf, __u32 want)
 {
-	struct call *cp = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), NULL, 0);
-	if (!cp || !cp->op)
+	struct scratch *s = scratch();
+	if (!s)
 		return 0;
-	struct call c = *cp;
-	cp->op = 0;
-	// State of another syscall is stale: its exit never ran here. (The
-	// loader attaches exits before enters, so this should not happen.)
-	if (c.nr != ctx->id)
+	__u64 n = want;
+	asm volatile("" : "+r"(n));
+	if (n > CAPTURE_LIMIT)
+		n = CAPTURE_LIMIT;
+	if (bpf_probe_read_user(s->data, n, (void *)buf))
 		return 0;
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	return n;
+}
+
+// Emits the scratch record's first got bytes as a Data event of size bytes.
+static __always_inline int emit_data(__u64 conn_id, __u32 tgid, __u32 fd, __u32 size, __u32 got, __u8 dir)
+{
+	struct scratch *s = scratch();
+	if (!s)
+		return 0;
+	s->hdr.ts = bpf_ktime_get_ns();
+	s->hdr.conn_id = conn_id;
+	s->hdr.pid = tgid;
+	s->hdr.fd = fd;
+	s->hdr.size = size;
+	s->hdr.kind = KIND_DATA;
+	s->hdr.dir = dir;
+	if (got > CAPTURE_LIMIT)
+		got = CAPTURE_LIMIT;
+	s->hdr.len = got;
+	if (got < size)
+		stat_add(STAT_TRUNCATED, 1);
+	__u64 n = sizeof(s->hdr) + got;
+	asm volatile("" : "+r"(n));
+	if (n > sizeof(*s))
+		return 0;
+	if (bpf_ringbuf_output(&events, s, n, output_flags(n)))
+		stat_add(STAT_RINGBUF_FULL, 1);
+	return 0;
+}
+
+// A TLS record header: content type 20..23, then version 3.0 to 3.4. No
+// HTTP message starts with these bytes; a short read is judged by what it
+// has.
+static __always_inline bool tls_record(__u8 *p, __u32 len)
+{
+	return len >= 1 && p[0] >= 20 && p[0] <= 23 && (len < 2 || p[1] == 3) && (len < 3 || p[2] <= 4);
+}
+
+static __always_inline bool tls_probed(__u32 tgid)
+{
+	return bpf_map_lookup_elem(&tls_processes, &tgid) != NULL;
+}
+
+// A syscall on a TLS connection whose process is probed: remember which
+// socket the thread's SSL call uses.
+static __always_inline void associate_ssl(__u32 tgid, __u32 fd)
+{
+	struct tls_call *tc = bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), NULL, 0);
+	if (!tc || !tc->op || tc->fd == (__s32)fd)
+		return;
+	tc->fd = fd;
+	struct ssl_key sk = {.tgid = tgid, .ssl = tc->ssl};
+	__s32 v = fd;
+	bpf_map_update_elem(&ssl_fds, &sk, &v, BPF_ANY);
+}
+
+// The exit of a data syscall: fd and buffer come from the saved registers.
+static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u8 op, __u8 dir)
+{
 	long ret = ctx->ret;
 	if (ret <= 0)
 		return 0;
-
-	__u32 cpu = bpf_get_smp_processor_id();
-	struct scratch *s = bpf_map_lookup_elem(&scratch_buf, &cpu);
-	if (!s)
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!maybe_serving(tgid))
 		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	// A peek is read again: only the real read is data.
+	if ((op == CALL_RECV && (regs->r10 & MSG_PEEK)) || (op == CALL_RECVMSG && (regs->dx & MSG_PEEK)))
+		return 0;
+	struct conn_key key = {.tgid = tgid, .fd = (__u32)regs->di};
+	struct conn *c = lookup_conn(&key);
+	if (!c)
+		return 0;
+	__u32 flags = c->flags;
+	if (flags & CONN_TLS) {
+		if (!(flags & CONN_TLS_PROBED) && tls_probed(tgid)) {
+			__sync_fetch_and_or(&c->flags, CONN_TLS_PROBED);
+			flags |= CONN_TLS_PROBED;
+		}
+		if (flags & CONN_TLS_PROBED) {
+			associate_ssl(tgid, key.fd);
+			stat_add(STAT_TLS_CIPHERTEXT, 1);
+			return 0;
+		}
+	}
+	__u64 id = c->id;
+
 	__u32 want = capture_bytes;
 	if ((__u64)ret < want)
 		want = ret;
 	__u32 got = 0;
-	switch (c.op) {
-	case CALL_BUF: {
-		__u64 n = want;
-		asm volatile("" : "+r"(n));
-		if (n > CAPTURE_LIMIT)
-			n = CAPTURE_LIMIT;
-		if (!bpf_probe_read_user(s->data, n, (void *)c.arg))
-			got = n;
+	switch (op) {
+	case CALL_BUF:
+	case CALL_RECV:
+		got = copy_buf(regs->si, want);
 		break;
-	}
 	case CALL_IOV:
-		got = copy_iov(c.arg, c.cnt, want);
+		got = copy_iov(regs->si, (__u32)regs->dx, want);
 		break;
-	case CALL_MSG: {
+	case CALL_MSG:
+	case CALL_RECVMSG: {
 		struct user_msghdr msg;
-		if (!bpf_probe_read_user(&msg, sizeof(msg), (void *)c.arg))
+		if (!bpf_probe_read_user(&msg, sizeof(msg), (void *)regs->si))
 			got = copy_iov((__u64)msg.msg_iov, msg.msg_iovlen, want);
 		break;
 	}
 	}
 
-	s->hdr.ts = bpf_ktime_get_ns();
-	s->hdr.conn_id = c.conn_id;
-	s->hdr.pid = pid_tgid >> 32;
-	s->hdr.fd = c.fd;
-	s->hdr.size = ret;
-	s->hdr.kind = KIND_DATA;
-	s->hdr.dir = c.dir;
-	if (got > CAPTURE_LIMIT)
-		got = CAPTURE_LIMIT;
-	s->hdr.len = got;
-	if ((__u64)got < (__u64)ret)
-		stat_add(STAT_TRUNCATED, 1);
-	__u64 size = sizeof(s->hdr) + got;
-	asm volatile("" : "+r"(size));
-	if (size > sizeof(*s))
-		return 0;
-	if (bpf_ringbuf_output(&events, s, size, output_flags(size)))
-		stat_add(STAT_RINGBUF_FULL, 1);
-	return 0;
+	if (!(flags & CONN_SEEN)) {
+		__u32 set = CONN_SEEN;
+		struct scratch *s = scratch();
+		if (s && tls_record(s->data, got)) {
+			set |= CONN_TLS;
+			if (tls_probed(tgid)) {
+				set |= CONN_TLS_PROBED;
+				__sync_fetch_and_or(&c->flags, set);
+				associate_ssl(tgid, key.fd);
+				stat_add(STAT_TLS_CIPHERTEXT, 1);
+				return 0;
+			}
+			stat_add(STAT_TLS_UNDECRYPTED, 1);
+		}
+		__sync_fetch_and_or(&c->flags, set);
+		flags |= set;
+	}
+	if (flags & CONN_TLS)
+		__sync_fetch_and_or(&c->flags, CONN_CIPHER_EMITTED);
+	return emit_data(id, tgid, key.fd, ret, got, dir);
 }
 
 // Forgets fd: emits Close when it was a tracked connection.
 static __always_inline void forget_fd(struct conn_key *key)
 {
-	__u32 *slot = tgid_slot(key->tgid);
-	if (!slot)
+	struct conn *c = bpf_map_lookup_elem(&fds, key);
+	if (!c)
 		return;
-	__u64 *idp = NULL;
-	if (*slot)
-		idp = bpf_map_lookup_elem(&conns, key);
-	if (!idp) {
-		// Look first: lookups are lock-free, deletes take a bucket lock.
-		if (bpf_map_lookup_elem(&ignored, key))
-			bpf_map_delete_elem(&ignored, key);
-		return;
-	}
-	__u64 id = *idp;
-	if (bpf_map_delete_elem(&conns, key))
+	__u64 id = c->id;
+	bool tracked = c->flags & CONN_TRACKED;
+	if (bpf_map_delete_elem(&fds, key))
 		return; // another thread forgot it first
-	__sync_fetch_and_sub(slot, 1);
+	if (!tracked)
+		return;
 	stat_add(STAT_CONNS_CLOSED, 1);
-	struct event e = {
-		.ts = bpf_ktime_get_ns(),
-		.conn_id = id,
-		.pid = key->tgid,
-		.fd = key->fd,
-		.kind = KIND_CLOSE,
-	};
-	if (bpf_ringbuf_output(&events, &e, sizeof(e), output_flags(sizeof(e))))
-		stat_add(STAT_RINGBUF_FULL, 1);
+	emit_close(key, id);
 }
 
 static __always_inline int on_accept_exit(struct trace_event_raw_sys_exit *ctx)
@@ -490,14 +674,11 @@ static __always_inline int on_accept_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = (__u32)ret};
 	// State left from an fd that was closed without close(2) (close_range).
-	forget_fd(&key);
+	if (maybe_serving(key.tgid))
+		forget_fd(&key);
 	struct sock *sk = observed_sock(key.fd);
-	if (!sk) {
-		__u8 one = 1;
-		bpf_map_update_elem(&ignored, &key, &one, BPF_ANY);
-		return 0;
-	}
-	track(sk, &key);
+	if (sk)
+		track(sk, &key);
 	return 0;
 }
 
@@ -511,7 +692,8 @@ SEC("tracepoint/syscalls/sys_enter_close")
 int enter_close(struct trace_event_raw_sys_enter *ctx)
 {
 	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = (__u32)ctx->args[0]};
-	forget_fd(&key);
+	if (maybe_serving(key.tgid))
+		forget_fd(&key);
 	return 0;
 }
 
@@ -523,31 +705,196 @@ int exit_dup2(struct trace_event_raw_sys_exit *ctx)
 	if (ctx->ret < 0)
 		return 0;
 	struct conn_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .fd = (__u32)ctx->ret};
-	forget_fd(&key);
+	if (maybe_serving(key.tgid))
+		forget_fd(&key);
 	return 0;
 }
 
-#define ENTER(name, op, dir)                                    \
-	SEC("tracepoint/syscalls/sys_enter_" #name)             \
-	int enter_##name(struct trace_event_raw_sys_enter *ctx) \
-	{                                                       \
-		return on_enter(ctx, op, dir);                  \
+// A child of a serving process may hold its connections (prefork and
+// forking servers): it classifies its unknown fds too.
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	if (ptgid == ctgid || !maybe_serving(ptgid))
+		return 0;
+	struct conn_key pk = {.tgid = ptgid, .fd = FD_PROCESS};
+	if (bpf_map_lookup_elem(&fds, &pk))
+		mark_serving(ctgid);
+	return 0;
+}
+
+#define EXIT(name, op, dir)                                    \
+	SEC("tracepoint/syscalls/sys_exit_" #name)             \
+	int exit_##name(struct trace_event_raw_sys_exit *ctx)  \
+	{                                                      \
+		return on_exit(ctx, op, dir);                  \
 	}
 
-ENTER(read, CALL_BUF, DIR_INGRESS)
-ENTER(recvfrom, CALL_BUF, DIR_INGRESS)
-ENTER(readv, CALL_IOV, DIR_INGRESS)
-ENTER(recvmsg, CALL_MSG, DIR_INGRESS)
-ENTER(write, CALL_BUF, DIR_EGRESS)
-ENTER(sendto, CALL_BUF, DIR_EGRESS)
-ENTER(writev, CALL_IOV, DIR_EGRESS)
-ENTER(sendmsg, CALL_MSG, DIR_EGRESS)
-ENTER(sendfile64, CALL_NONE, DIR_EGRESS)
+EXIT(read, CALL_BUF, DIR_INGRESS)
+EXIT(recvfrom, CALL_RECV, DIR_INGRESS)
+EXIT(readv, CALL_IOV, DIR_INGRESS)
+EXIT(recvmsg, CALL_RECVMSG, DIR_INGRESS)
+EXIT(write, CALL_BUF, DIR_EGRESS)
+EXIT(sendto, CALL_BUF, DIR_EGRESS)
+EXIT(writev, CALL_IOV, DIR_EGRESS)
+EXIT(sendmsg, CALL_MSG, DIR_EGRESS)
+EXIT(sendfile64, CALL_NONE, DIR_EGRESS)
 
-// One program serves the exit of every data syscall (the loader attaches it
-// to each), so the verifier checks the copy loop once.
-SEC("tracepoint/syscalls/sys_exit_read")
-int exit_data(struct trace_event_raw_sys_exit *ctx)
+// Emits TLS plaintext of n bytes at buf for the socket fd of this process.
+static __always_inline void emit_plaintext(__u32 tgid, __s32 fd, __u64 buf, __u64 n, __u8 dir)
 {
-	return on_exit(ctx);
+	if (fd < 0) {
+		stat_add(STAT_TLS_NO_SOCKET, 1);
+		return;
+	}
+	struct conn_key key = {.tgid = tgid, .fd = fd};
+	struct conn *c = lookup_conn(&key);
+	if (!c)
+		return; // a TLS connection that is not an observed server socket
+	__u32 flags = c->flags;
+	if (!(flags & CONN_TLS_PROBED))
+		__sync_fetch_and_or(&c->flags, CONN_SEEN | CONN_TLS | CONN_TLS_PROBED);
+	__u64 id = c->id;
+	if (flags & CONN_CIPHER_EMITTED) {
+		// The parser was handed this connection's ciphertext before the
+		// probes came, and gave up on it: continue under a new id.
+		struct sock *sk = observed_sock(fd);
+		__u64 nid = next_conn_id();
+		if (!sk || !nid)
+			return;
+		c->id = nid;
+		__sync_fetch_and_and(&c->flags, ~CONN_CIPHER_EMITTED);
+		emit_close(&key, id);
+		emit_open(sk, &key, nid);
+		id = nid;
+	}
+	__u32 want = capture_bytes;
+	if (n < want)
+		want = n;
+	__u32 got = copy_buf(buf, want);
+	stat_add(STAT_TLS_PLAINTEXT, 1);
+	emit_data(id, tgid, fd, n, got, dir);
+}
+
+// OpenSSL 1.1.1 and 3: SSL_set_fd(ssl, fd).
+SEC("uprobe")
+int BPF_KPROBE(ssl_set_fd, void *ssl, int fd)
+{
+	struct ssl_key sk = {.tgid = bpf_get_current_pid_tgid() >> 32, .ssl = (__u64)ssl};
+	__s32 v = fd;
+	bpf_map_update_elem(&ssl_fds, &sk, &v, BPF_ANY);
+	return 0;
+}
+
+// SSL_read(ssl, buf, num), SSL_write(ssl, buf, num), SSL_read_ex(ssl, buf,
+// num, &readbytes), SSL_write_ex(ssl, buf, num, &written); the cookie says
+// which.
+SEC("uprobe")
+int BPF_KPROBE(ssl_enter, void *ssl, void *buf, __u64 num, void *out)
+{
+	struct tls_call *tc = bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), NULL,
+						   BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!tc) {
+		stat_add(STAT_MAP_FULL, 1);
+		return 0;
+	}
+	if (tc->op) {
+		// Called from within another SSL call (an _ex wrapper): the
+		// outermost call reports.
+		tc->depth++;
+		return 0;
+	}
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	struct ssl_key sk = {.tgid = bpf_get_current_pid_tgid() >> 32, .ssl = (__u64)ssl};
+	__s32 *fd = bpf_map_lookup_elem(&ssl_fds, &sk);
+	tc->ssl = (__u64)ssl;
+	tc->buf = (__u64)buf;
+	tc->out = (cookie & COOKIE_EX) ? (__u64)out : 0;
+	tc->ex = (cookie & COOKIE_EX) != 0;
+	tc->fd = fd ? *fd : -1;
+	tc->depth = 0;
+	tc->op = (cookie & COOKIE_WRITE) ? TLS_WRITE : TLS_READ;
+	return 0;
+}
+
+SEC("uretprobe")
+int BPF_KRETPROBE(ssl_return, int ret)
+{
+	struct tls_call *tc = bpf_task_storage_get(&tls_calls, bpf_get_current_task_btf(), NULL, 0);
+	if (!tc || !tc->op)
+		return 0;
+	if (tc->depth) {
+		tc->depth--;
+		return 0;
+	}
+	struct tls_call c = *tc;
+	tc->op = 0;
+	__u64 n = 0;
+	if (c.ex) {
+		if (ret != 1 || bpf_probe_read_user(&n, sizeof(n), (void *)c.out))
+			return 0;
+	} else {
+		if (ret <= 0)
+			return 0;
+		n = ret;
+	}
+	if (!n)
+		return 0;
+	emit_plaintext(bpf_get_current_pid_tgid() >> 32, c.fd, c.buf, n,
+		       c.op == TLS_WRITE ? DIR_EGRESS : DIR_INGRESS);
+	return 0;
+}
+
+// Go's crypto/tls (*Conn).Read(b) and (*Conn).Write(b), register ABI:
+// RAX is the receiver, RBX the slice's pointer, R14 the goroutine. Entry
+// finds the socket through c.conn when it is a *net.TCPConn.
+SEC("uprobe")
+int go_tls_enter(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 idx = cookie >> 1;
+	struct go_binary *bin = bpf_map_lookup_elem(&go_binaries, &idx);
+	if (!bin)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 c = ctx->ax;
+	struct go_call call = {.buf = ctx->bx, .fd = -1, .write = cookie & 1};
+	// A position-independent binary is loaded at a bias; the probe's
+	// address tells it.
+	__u64 bias = ctx->ip - (call.write ? bin->func_write : bin->func_read);
+	struct {
+		__u64 tab;
+		__u64 data;
+	} iface = {};
+	if (!bpf_probe_read_user(&iface, sizeof(iface), (void *)(c + bin->conn_offset)) &&
+	    (!bin->tcp_conn_itab || iface.tab == bin->tcp_conn_itab + bias)) {
+		__u64 netfd = 0;
+		__s64 sysfd = -1;
+		if (!bpf_probe_read_user(&netfd, sizeof(netfd), (void *)(iface.data + bin->fd_offset)) && netfd &&
+		    !bpf_probe_read_user(&sysfd, sizeof(sysfd), (void *)(netfd + bin->pfd_offset + bin->sysfd_offset)))
+			call.fd = sysfd;
+	}
+	struct go_key key = {.tgid = tgid, .g = ctx->r14};
+	if (bpf_map_update_elem(&go_calls, &key, &call, BPF_ANY))
+		stat_add(STAT_MAP_FULL, 1);
+	return 0;
+}
+
+// Placed on every RET instruction of the two functions (no uretprobes on
+// Go: they corrupt goroutine stacks). RAX is n.
+SEC("uprobe")
+int go_tls_return(struct pt_regs *ctx)
+{
+	struct go_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .g = ctx->r14};
+	struct go_call *cp = bpf_map_lookup_elem(&go_calls, &key);
+	if (!cp)
+		return 0;
+	struct go_call call = *cp;
+	bpf_map_delete_elem(&go_calls, &key);
+	long n = ctx->ax;
+	if (n <= 0)
+		return 0;
+	emit_plaintext(key.tgid, call.fd, call.buf, n, call.write ? DIR_EGRESS : DIR_INGRESS);
+	return 0;
 }

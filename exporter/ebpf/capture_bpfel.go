@@ -13,16 +13,11 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type captureCall struct {
-	_      structs.HostLayout
-	ConnId uint64
-	Arg    uint64
-	Fd     uint32
-	Cnt    uint32
-	Nr     int32
-	Op     uint8
-	Dir    uint8
-	_      [2]byte
+type captureConn struct {
+	_     structs.HostLayout
+	Id    uint64
+	Flags uint32
+	Pad   uint32
 }
 
 type captureConnKey struct {
@@ -43,6 +38,32 @@ type captureEvent struct {
 	Dir    uint8
 }
 
+type captureGoBinary struct {
+	_           structs.HostLayout
+	TcpConnItab uint64
+	FuncRead    uint64
+	FuncWrite   uint64
+	ConnOffset  uint32
+	FdOffset    uint32
+	PfdOffset   uint32
+	SysfdOffset uint32
+}
+
+type captureGoCall struct {
+	_     structs.HostLayout
+	Buf   uint64
+	Fd    int32
+	Write uint8
+	_     [3]byte
+}
+
+type captureGoKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	G    uint64
+}
+
 type captureOpenInfo struct {
 	_      structs.HostLayout
 	Family uint16
@@ -59,37 +80,65 @@ type captureScratch struct {
 	Data [32768]uint8
 }
 
+type captureSslKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Pad  uint32
+	Ssl  uint64
+}
+
+type captureTlsCall struct {
+	_     structs.HostLayout
+	Ssl   uint64
+	Buf   uint64
+	Out   uint64
+	Fd    int32
+	Op    uint8
+	Ex    uint8
+	Depth uint8
+	_     [1]byte
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	captureMapCalls            = "calls"
-	captureMapConns            = "conns"
-	captureMapEvents           = "events"
-	captureMapIgnored          = "ignored"
-	captureMapPorts            = "ports"
-	captureMapScratchBuf       = "scratch_buf"
-	captureMapStats            = "stats"
-	captureMapTgidConns        = "tgid_conns"
-	captureProgEnterClose      = "enter_close"
-	captureProgEnterRead       = "enter_read"
-	captureProgEnterReadv      = "enter_readv"
-	captureProgEnterRecvfrom   = "enter_recvfrom"
-	captureProgEnterRecvmsg    = "enter_recvmsg"
-	captureProgEnterSendfile64 = "enter_sendfile64"
-	captureProgEnterSendmsg    = "enter_sendmsg"
-	captureProgEnterSendto     = "enter_sendto"
-	captureProgEnterWrite      = "enter_write"
-	captureProgEnterWritev     = "enter_writev"
-	captureProgExitAccept      = "exit_accept"
-	captureProgExitAccept4     = "exit_accept4"
-	captureProgExitData        = "exit_data"
-	captureProgExitDup2        = "exit_dup2"
-	captureVarCaptureBytes     = "capture_bytes"
-	captureVarFilterCgroupId   = "filter_cgroup_id"
-	captureVarUnusedEvent      = "unused_event"
-	captureVarUnusedOpenInfo   = "unused_open_info"
-	captureVarWakeupBytes      = "wakeup_bytes"
+	captureMapEvents          = "events"
+	captureMapFds             = "fds"
+	captureMapGoBinaries      = "go_binaries"
+	captureMapGoCalls         = "go_calls"
+	captureMapPorts           = "ports"
+	captureMapScratchBuf      = "scratch_buf"
+	captureMapServing         = "serving"
+	captureMapSslFds          = "ssl_fds"
+	captureMapStats           = "stats"
+	captureMapTlsCalls        = "tls_calls"
+	captureMapTlsProcesses    = "tls_processes"
+	captureProgEnterClose     = "enter_close"
+	captureProgExitAccept     = "exit_accept"
+	captureProgExitAccept4    = "exit_accept4"
+	captureProgExitDup2       = "exit_dup2"
+	captureProgExitRead       = "exit_read"
+	captureProgExitReadv      = "exit_readv"
+	captureProgExitRecvfrom   = "exit_recvfrom"
+	captureProgExitRecvmsg    = "exit_recvmsg"
+	captureProgExitSendfile64 = "exit_sendfile64"
+	captureProgExitSendmsg    = "exit_sendmsg"
+	captureProgExitSendto     = "exit_sendto"
+	captureProgExitWrite      = "exit_write"
+	captureProgExitWritev     = "exit_writev"
+	captureProgGoTlsEnter     = "go_tls_enter"
+	captureProgGoTlsReturn    = "go_tls_return"
+	captureProgProcessFork    = "process_fork"
+	captureProgSslEnter       = "ssl_enter"
+	captureProgSslReturn      = "ssl_return"
+	captureProgSslSetFd       = "ssl_set_fd"
+	captureVarCaptureBytes    = "capture_bytes"
+	captureVarFilterCgroupId  = "filter_cgroup_id"
+	captureVarUnusedEvent     = "unused_event"
+	captureVarUnusedGoBinary  = "unused_go_binary"
+	captureVarUnusedOpenInfo  = "unused_open_info"
+	captureVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadCapture returns the embedded CollectionSpec for capture.
@@ -134,34 +183,42 @@ type captureSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureProgramSpecs struct {
-	EnterClose      *ebpf.ProgramSpec `ebpf:"enter_close"`
-	EnterRead       *ebpf.ProgramSpec `ebpf:"enter_read"`
-	EnterReadv      *ebpf.ProgramSpec `ebpf:"enter_readv"`
-	EnterRecvfrom   *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
-	EnterRecvmsg    *ebpf.ProgramSpec `ebpf:"enter_recvmsg"`
-	EnterSendfile64 *ebpf.ProgramSpec `ebpf:"enter_sendfile64"`
-	EnterSendmsg    *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
-	EnterSendto     *ebpf.ProgramSpec `ebpf:"enter_sendto"`
-	EnterWrite      *ebpf.ProgramSpec `ebpf:"enter_write"`
-	EnterWritev     *ebpf.ProgramSpec `ebpf:"enter_writev"`
-	ExitAccept      *ebpf.ProgramSpec `ebpf:"exit_accept"`
-	ExitAccept4     *ebpf.ProgramSpec `ebpf:"exit_accept4"`
-	ExitData        *ebpf.ProgramSpec `ebpf:"exit_data"`
-	ExitDup2        *ebpf.ProgramSpec `ebpf:"exit_dup2"`
+	EnterClose     *ebpf.ProgramSpec `ebpf:"enter_close"`
+	ExitAccept     *ebpf.ProgramSpec `ebpf:"exit_accept"`
+	ExitAccept4    *ebpf.ProgramSpec `ebpf:"exit_accept4"`
+	ExitDup2       *ebpf.ProgramSpec `ebpf:"exit_dup2"`
+	ExitRead       *ebpf.ProgramSpec `ebpf:"exit_read"`
+	ExitReadv      *ebpf.ProgramSpec `ebpf:"exit_readv"`
+	ExitRecvfrom   *ebpf.ProgramSpec `ebpf:"exit_recvfrom"`
+	ExitRecvmsg    *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
+	ExitSendfile64 *ebpf.ProgramSpec `ebpf:"exit_sendfile64"`
+	ExitSendmsg    *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
+	ExitSendto     *ebpf.ProgramSpec `ebpf:"exit_sendto"`
+	ExitWrite      *ebpf.ProgramSpec `ebpf:"exit_write"`
+	ExitWritev     *ebpf.ProgramSpec `ebpf:"exit_writev"`
+	GoTlsEnter     *ebpf.ProgramSpec `ebpf:"go_tls_enter"`
+	GoTlsReturn    *ebpf.ProgramSpec `ebpf:"go_tls_return"`
+	ProcessFork    *ebpf.ProgramSpec `ebpf:"process_fork"`
+	SslEnter       *ebpf.ProgramSpec `ebpf:"ssl_enter"`
+	SslReturn      *ebpf.ProgramSpec `ebpf:"ssl_return"`
+	SslSetFd       *ebpf.ProgramSpec `ebpf:"ssl_set_fd"`
 }
 
 // captureMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type captureMapSpecs struct {
-	Calls      *ebpf.MapSpec `ebpf:"calls"`
-	Conns      *ebpf.MapSpec `ebpf:"conns"`
-	Events     *ebpf.MapSpec `ebpf:"events"`
-	Ignored    *ebpf.MapSpec `ebpf:"ignored"`
-	Ports      *ebpf.MapSpec `ebpf:"ports"`
-	ScratchBuf *ebpf.MapSpec `ebpf:"scratch_buf"`
-	Stats      *ebpf.MapSpec `ebpf:"stats"`
-	TgidConns  *ebpf.MapSpec `ebpf:"tgid_conns"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Fds          *ebpf.MapSpec `ebpf:"fds"`
+	GoBinaries   *ebpf.MapSpec `ebpf:"go_binaries"`
+	GoCalls      *ebpf.MapSpec `ebpf:"go_calls"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
+	ScratchBuf   *ebpf.MapSpec `ebpf:"scratch_buf"`
+	Serving      *ebpf.MapSpec `ebpf:"serving"`
+	SslFds       *ebpf.MapSpec `ebpf:"ssl_fds"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	TlsCalls     *ebpf.MapSpec `ebpf:"tls_calls"`
+	TlsProcesses *ebpf.MapSpec `ebpf:"tls_processes"`
 }
 
 // captureVariableSpecs contains global variables before they are loaded into the kernel.
@@ -171,6 +228,7 @@ type captureVariableSpecs struct {
 	CaptureBytes   *ebpf.VariableSpec `ebpf:"capture_bytes"`
 	FilterCgroupId *ebpf.VariableSpec `ebpf:"filter_cgroup_id"`
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
+	UnusedGoBinary *ebpf.VariableSpec `ebpf:"unused_go_binary"`
 	UnusedOpenInfo *ebpf.VariableSpec `ebpf:"unused_open_info"`
 	WakeupBytes    *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -195,26 +253,32 @@ func (o *captureObjects) Close() error {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type captureMaps struct {
-	Calls      *ebpf.Map `ebpf:"calls"`
-	Conns      *ebpf.Map `ebpf:"conns"`
-	Events     *ebpf.Map `ebpf:"events"`
-	Ignored    *ebpf.Map `ebpf:"ignored"`
-	Ports      *ebpf.Map `ebpf:"ports"`
-	ScratchBuf *ebpf.Map `ebpf:"scratch_buf"`
-	Stats      *ebpf.Map `ebpf:"stats"`
-	TgidConns  *ebpf.Map `ebpf:"tgid_conns"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Fds          *ebpf.Map `ebpf:"fds"`
+	GoBinaries   *ebpf.Map `ebpf:"go_binaries"`
+	GoCalls      *ebpf.Map `ebpf:"go_calls"`
+	Ports        *ebpf.Map `ebpf:"ports"`
+	ScratchBuf   *ebpf.Map `ebpf:"scratch_buf"`
+	Serving      *ebpf.Map `ebpf:"serving"`
+	SslFds       *ebpf.Map `ebpf:"ssl_fds"`
+	Stats        *ebpf.Map `ebpf:"stats"`
+	TlsCalls     *ebpf.Map `ebpf:"tls_calls"`
+	TlsProcesses *ebpf.Map `ebpf:"tls_processes"`
 }
 
 func (m *captureMaps) Close() error {
 	return _CaptureClose(
-		m.Calls,
-		m.Conns,
 		m.Events,
-		m.Ignored,
+		m.Fds,
+		m.GoBinaries,
+		m.GoCalls,
 		m.Ports,
 		m.ScratchBuf,
+		m.Serving,
+		m.SslFds,
 		m.Stats,
-		m.TgidConns,
+		m.TlsCalls,
+		m.TlsProcesses,
 	)
 }
 
@@ -225,6 +289,7 @@ type captureVariables struct {
 	CaptureBytes   *ebpf.Variable `ebpf:"capture_bytes"`
 	FilterCgroupId *ebpf.Variable `ebpf:"filter_cgroup_id"`
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
+	UnusedGoBinary *ebpf.Variable `ebpf:"unused_go_binary"`
 	UnusedOpenInfo *ebpf.Variable `ebpf:"unused_open_info"`
 	WakeupBytes    *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
@@ -233,38 +298,48 @@ type captureVariables struct {
 //
 // It can be passed to loadCaptureObjects or ebpf.CollectionSpec.LoadAndAssign.
 type capturePrograms struct {
-	EnterClose      *ebpf.Program `ebpf:"enter_close"`
-	EnterRead       *ebpf.Program `ebpf:"enter_read"`
-	EnterReadv      *ebpf.Program `ebpf:"enter_readv"`
-	EnterRecvfrom   *ebpf.Program `ebpf:"enter_recvfrom"`
-	EnterRecvmsg    *ebpf.Program `ebpf:"enter_recvmsg"`
-	EnterSendfile64 *ebpf.Program `ebpf:"enter_sendfile64"`
-	EnterSendmsg    *ebpf.Program `ebpf:"enter_sendmsg"`
-	EnterSendto     *ebpf.Program `ebpf:"enter_sendto"`
-	EnterWrite      *ebpf.Program `ebpf:"enter_write"`
-	EnterWritev     *ebpf.Program `ebpf:"enter_writev"`
-	ExitAccept      *ebpf.Program `ebpf:"exit_accept"`
-	ExitAccept4     *ebpf.Program `ebpf:"exit_accept4"`
-	ExitData        *ebpf.Program `ebpf:"exit_data"`
-	ExitDup2        *ebpf.Program `ebpf:"exit_dup2"`
+	EnterClose     *ebpf.Program `ebpf:"enter_close"`
+	ExitAccept     *ebpf.Program `ebpf:"exit_accept"`
+	ExitAccept4    *ebpf.Program `ebpf:"exit_accept4"`
+	ExitDup2       *ebpf.Program `ebpf:"exit_dup2"`
+	ExitRead       *ebpf.Program `ebpf:"exit_read"`
+	ExitReadv      *ebpf.Program `ebpf:"exit_readv"`
+	ExitRecvfrom   *ebpf.Program `ebpf:"exit_recvfrom"`
+	ExitRecvmsg    *ebpf.Program `ebpf:"exit_recvmsg"`
+	ExitSendfile64 *ebpf.Program `ebpf:"exit_sendfile64"`
+	ExitSendmsg    *ebpf.Program `ebpf:"exit_sendmsg"`
+	ExitSendto     *ebpf.Program `ebpf:"exit_sendto"`
+	ExitWrite      *ebpf.Program `ebpf:"exit_write"`
+	ExitWritev     *ebpf.Program `ebpf:"exit_writev"`
+	GoTlsEnter     *ebpf.Program `ebpf:"go_tls_enter"`
+	GoTlsReturn    *ebpf.Program `ebpf:"go_tls_return"`
+	ProcessFork    *ebpf.Program `ebpf:"process_fork"`
+	SslEnter       *ebpf.Program `ebpf:"ssl_enter"`
+	SslReturn      *ebpf.Program `ebpf:"ssl_return"`
+	SslSetFd       *ebpf.Program `ebpf:"ssl_set_fd"`
 }
 
 func (p *capturePrograms) Close() error {
 	return _CaptureClose(
 		p.EnterClose,
-		p.EnterRead,
-		p.EnterReadv,
-		p.EnterRecvfrom,
-		p.EnterRecvmsg,
-		p.EnterSendfile64,
-		p.EnterSendmsg,
-		p.EnterSendto,
-		p.EnterWrite,
-		p.EnterWritev,
 		p.ExitAccept,
 		p.ExitAccept4,
-		p.ExitData,
 		p.ExitDup2,
+		p.ExitRead,
+		p.ExitReadv,
+		p.ExitRecvfrom,
+		p.ExitRecvmsg,
+		p.ExitSendfile64,
+		p.ExitSendmsg,
+		p.ExitSendto,
+		p.ExitWrite,
+		p.ExitWritev,
+		p.GoTlsEnter,
+		p.GoTlsReturn,
+		p.ProcessFork,
+		p.SslEnter,
+		p.SslReturn,
+		p.SslSetFd,
 	)
 }
 

@@ -14,6 +14,13 @@ const (
 	statTruncated
 	statConnsOpened
 	statConnsClosed
+	statNextID
+	statUnwokenBytes
+	statTLSPlaintext
+	statTLSCiphertext
+	statTLSNoSocket
+	statTLSUndecrypted
+	statMax
 )
 
 // Stats are the source's counters at one moment.
@@ -27,6 +34,12 @@ type Stats struct {
 	Malformed uint64
 	// TrackedConnections are open connections the kernel side follows.
 	TrackedConnections int64
+	// TLSPlaintext are Data events from the TLS probes; TLSCiphertext
+	// syscalls on probed TLS connections that were not emitted (their
+	// plaintext was); TLSNoSocket TLS calls whose socket was not found
+	// (their plaintext is lost); TLSUndecrypted TLS connections of
+	// processes without probes (the parser sees their ciphertext).
+	TLSPlaintext, TLSCiphertext, TLSNoSocket, TLSUndecrypted uint64
 	// RingbufFill is the unread part of the ring buffer, 0..1.
 	RingbufFill float64
 }
@@ -36,10 +49,10 @@ func (s *Source) Stats() (Stats, error) {
 	if s.closed.Load() {
 		return Stats{}, errors.New("ebpf: source is closed")
 	}
-	var sum [statConnsClosed + 1]uint64
+	var sum [statMax]uint64
 	var perCPU []uint64
 	for i := range sum {
-		if err := s.stats.Lookup(uint32(i), &perCPU); err != nil {
+		if err := s.objs.Stats.Lookup(uint32(i), &perCPU); err != nil {
 			return Stats{}, fmt.Errorf("ebpf: reading stats[%d]: %w", i, err)
 		}
 		for _, v := range perCPU {
@@ -53,6 +66,10 @@ func (s *Source) Stats() (Stats, error) {
 		Truncated:          sum[statTruncated],
 		Malformed:          s.malformed.Load(),
 		TrackedConnections: int64(sum[statConnsOpened] - sum[statConnsClosed] - s.reaped.Load()),
+		TLSPlaintext:       sum[statTLSPlaintext],
+		TLSCiphertext:      sum[statTLSCiphertext],
+		TLSNoSocket:        sum[statTLSNoSocket],
+		TLSUndecrypted:     sum[statTLSUndecrypted],
 	}
 	if size := s.rd.BufferSize(); size > 0 {
 		st.RingbufFill = float64(s.rd.AvailableBytes()) / float64(size)
@@ -67,7 +84,13 @@ func (s *Source) Collector() prometheus.Collector {
 		events: prometheus.NewDesc("autoglm_exporter_events_total",
 			"Kernel socket events read from the eBPF ring buffer.", nil, nil),
 		lost: prometheus.NewDesc("autoglm_exporter_events_lost_total",
-			"Kernel socket events lost or cut short, by reason (ringbuf_full, map_full, truncated, malformed).", []string{"reason"}, nil),
+			"Kernel socket events lost or cut short, by reason (ringbuf_full, map_full, truncated, malformed, tls_no_socket).", []string{"reason"}, nil),
+		tlsEvents: prometheus.NewDesc("autoglm_exporter_tls_events_total",
+			"Syscalls on TLS connections whose plaintext the TLS probes report: plaintext events emitted, ciphertext syscalls not emitted.", []string{"kind"}, nil),
+		tlsUndecrypted: prometheus.NewDesc("autoglm_exporter_tls_connections_undecrypted_total",
+			"TLS connections of processes without TLS probes: their ciphertext reaches the parser (not_http).", nil, nil),
+		tlsProcesses: prometheus.NewDesc("autoglm_exporter_tls_processes",
+			"Processes serving an observed port, by TLS library found in them and whether its plaintext is probed (attached) or cannot be (unsupported).", []string{"library", "status"}, nil),
 		fill: prometheus.NewDesc("autoglm_exporter_ringbuf_fill_ratio",
 			"Unread share of the eBPF ring buffer.", nil, nil),
 		tracked: prometheus.NewDesc("autoglm_exporter_tracked_connections",
@@ -78,8 +101,9 @@ func (s *Source) Collector() prometheus.Collector {
 }
 
 type collector struct {
-	src                             *Source
-	events, lost, fill, tracked, up *prometheus.Desc
+	src                                     *Source
+	events, lost, fill, tracked, up         *prometheus.Desc
+	tlsEvents, tlsUndecrypted, tlsProcesses *prometheus.Desc
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -88,6 +112,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.fill
 	ch <- c.tracked
 	ch <- c.up
+	ch <- c.tlsEvents
+	ch <- c.tlsUndecrypted
+	ch <- c.tlsProcesses
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -107,9 +134,18 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		{"map_full", st.MapFull},
 		{"truncated", st.Truncated},
 		{"malformed", st.Malformed},
+		{"tls_no_socket", st.TLSNoSocket},
 	} {
 		ch <- prometheus.MustNewConstMetric(c.lost, prometheus.CounterValue, float64(l.v), l.reason)
 	}
 	ch <- prometheus.MustNewConstMetric(c.fill, prometheus.GaugeValue, st.RingbufFill)
 	ch <- prometheus.MustNewConstMetric(c.tracked, prometheus.GaugeValue, float64(st.TrackedConnections))
+	ch <- prometheus.MustNewConstMetric(c.tlsEvents, prometheus.CounterValue, float64(st.TLSPlaintext), "plaintext")
+	ch <- prometheus.MustNewConstMetric(c.tlsEvents, prometheus.CounterValue, float64(st.TLSCiphertext), "ciphertext_skipped")
+	ch <- prometheus.MustNewConstMetric(c.tlsUndecrypted, prometheus.CounterValue, float64(st.TLSUndecrypted))
+	if c.src.tls != nil {
+		for k, n := range c.src.tls.counts() {
+			ch <- prometheus.MustNewConstMetric(c.tlsProcesses, prometheus.GaugeValue, float64(n), k[0], k[1])
+		}
+	}
 }

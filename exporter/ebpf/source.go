@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,13 @@ const (
 
 	headerSize   = 32 // sizeof(struct event)
 	openInfoSize = 40 // sizeof(struct open_info)
+
+	// Mirrors of capture.bpf.c: the fd of a process mark, conn flags and
+	// the serving array's size.
+	fdProcess   = 0xffffffff
+	connTracked = 1
+	connProcess = 64
+	tgidSlots   = 65536
 
 	afInet  = 2
 	afInet6 = 10
@@ -65,7 +73,10 @@ type Options struct {
 	CaptureBytes int
 	// RingBufferBytes is the ring buffer size (default 16 MiB, a power of two).
 	RingBufferBytes int
-	Logger          *slog.Logger
+	// DisableTLS leaves TLS libraries alone: TLS connections are then seen
+	// as ciphertext only.
+	DisableTLS bool
+	Logger     *slog.Logger
 }
 
 func (o *Options) setDefaults() error {
@@ -101,11 +112,11 @@ func (o *Options) setDefaults() error {
 // Source is a loaded and attached capture.
 type Source struct {
 	logger *slog.Logger
-	coll   *ebpf.Collection
+	objs   captureObjects
 	links  []link.Link
 	rd     *ringbuf.Reader
-	stats  *ebpf.Map
-	conns  *ebpf.Map
+	tls    *tlsProbes
+	ports  []uint16
 	// wallOffset turns bpf_ktime_get_ns (CLOCK_MONOTONIC) into wall clock nanoseconds.
 	wallOffset int64
 	now        func() time.Time
@@ -135,57 +146,63 @@ func New(o Options) (*Source, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("ebpf: lifting the memlock limit: %w", err)
 	}
-	spec, err := loadCapture()
-	if err != nil {
-		return nil, fmt.Errorf("ebpf: reading the embedded object: %w", err)
-	}
-	if err := spec.Variables["capture_bytes"].Set(uint32(o.CaptureBytes)); err != nil {
-		return nil, fmt.Errorf("ebpf: setting capture bytes: %w", err)
-	}
-	if o.CgroupPath != "" {
-		id, err := cgroupID(o.CgroupPath)
-		if err != nil {
-			return nil, err
-		}
-		if err := spec.Variables["filter_cgroup_id"].Set(id); err != nil {
-			return nil, fmt.Errorf("ebpf: setting cgroup filter: %w", err)
-		}
-	}
-	spec.Maps["events"].MaxEntries = uint32(o.RingBufferBytes)
-	cpus, err := ebpf.PossibleCPU()
-	if err != nil {
-		return nil, fmt.Errorf("ebpf: counting CPUs: %w", err)
-	}
-	if err := spec.Variables["wakeup_bytes"].Set(cpuWakeupBytes(o.RingBufferBytes, cpus)); err != nil {
-		return nil, fmt.Errorf("ebpf: setting wakeup threshold: %w", err)
-	}
-	spec.Maps["scratch_buf"].MaxEntries = uint32(cpus)
-
-	coll, err := ebpf.NewCollection(spec)
-	if err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			o.Logger.Error("verifier rejected program", "log", fmt.Sprintf("%+v", ve))
-		}
-		return nil, fmt.Errorf("ebpf: loading programs: %w", err)
-	}
-	s := &Source{
-		logger: o.Logger,
-		coll:   coll,
-		stats:  coll.Maps["stats"],
-		conns:  coll.Maps["conns"],
-		now:    time.Now,
+	s := &Source{logger: o.Logger, ports: o.Ports, now: time.Now}
+	if err := s.load(o); err != nil {
+		return nil, err
 	}
 	s.canReap = initialPIDNamespace()
 	if !s.canReap {
 		o.Logger.Warn("not in the host pid namespace: connections of processes that exit without close(2) stay tracked until their fd is reused; run with the host pid namespace (hostPID) to forget them")
 	}
-	if err := s.start(o.Ports); err != nil {
+	if err := s.start(o); err != nil {
 		return nil, errors.Join(err, s.Close())
 	}
 	o.Logger.Info("ebpf capture attached", "ports", o.Ports, "programs", len(s.links),
-		"capture_bytes", o.CaptureBytes, "ring_buffer_bytes", o.RingBufferBytes, "cgroup", o.CgroupPath)
+		"capture_bytes", o.CaptureBytes, "ring_buffer_bytes", o.RingBufferBytes, "cgroup", o.CgroupPath, "tls", !o.DisableTLS)
 	return s, nil
+}
+
+// load sizes the maps, sets the constants and loads the generated objects.
+// (loadCaptureObjects would load the spec as compiled: the ring buffer and
+// scratch sizes and the constants must be set in between.)
+func (s *Source) load(o Options) error {
+	spec, err := loadCapture()
+	if err != nil {
+		return fmt.Errorf("ebpf: reading the embedded object: %w", err)
+	}
+	var specs captureSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return fmt.Errorf("ebpf: reading the embedded object: %w", err)
+	}
+	if err := specs.CaptureBytes.Set(uint32(o.CaptureBytes)); err != nil {
+		return fmt.Errorf("ebpf: setting capture bytes: %w", err)
+	}
+	if o.CgroupPath != "" {
+		id, err := cgroupID(o.CgroupPath)
+		if err != nil {
+			return err
+		}
+		if err := specs.FilterCgroupId.Set(id); err != nil {
+			return fmt.Errorf("ebpf: setting cgroup filter: %w", err)
+		}
+	}
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return fmt.Errorf("ebpf: counting CPUs: %w", err)
+	}
+	if err := specs.WakeupBytes.Set(cpuWakeupBytes(o.RingBufferBytes, cpus)); err != nil {
+		return fmt.Errorf("ebpf: setting wakeup threshold: %w", err)
+	}
+	specs.Events.MaxEntries = uint32(o.RingBufferBytes)
+	specs.ScratchBuf.MaxEntries = uint32(cpus)
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			o.Logger.Error("verifier rejected program", "log", fmt.Sprintf("%+v", ve))
+		}
+		return fmt.Errorf("ebpf: loading programs: %w", err)
+	}
+	return nil
 }
 
 // cpuWakeupBytes is how many bytes one CPU writes to a ring of ringBytes
@@ -197,38 +214,49 @@ func cpuWakeupBytes(ringBytes, cpus int) uint64 {
 	return uint64(min(perCPU, ringBytes/4/cpus))
 }
 
-// attachments says which program runs at which syscall tracepoint.
-var attachments = []struct{ program, tracepoint string }{
-	// Exits first: an enter must never record a call whose exit is not
-	// attached yet.
-	{"exit_data", "sys_exit_read"},
-	{"exit_data", "sys_exit_recvfrom"},
-	{"exit_data", "sys_exit_readv"},
-	{"exit_data", "sys_exit_recvmsg"},
-	{"exit_data", "sys_exit_write"},
-	{"exit_data", "sys_exit_sendto"},
-	{"exit_data", "sys_exit_writev"},
-	{"exit_data", "sys_exit_sendmsg"},
-	{"exit_data", "sys_exit_sendfile64"},
-	{"exit_accept", "sys_exit_accept"},
-	{"exit_accept4", "sys_exit_accept4"},
-	{"enter_close", "sys_enter_close"},
-	{"exit_dup2", "sys_exit_dup2"},
-	{"exit_dup2", "sys_exit_dup3"},
-	{"enter_read", "sys_enter_read"},
-	{"enter_recvfrom", "sys_enter_recvfrom"},
-	{"enter_readv", "sys_enter_readv"},
-	{"enter_recvmsg", "sys_enter_recvmsg"},
-	{"enter_write", "sys_enter_write"},
-	{"enter_sendto", "sys_enter_sendto"},
-	{"enter_writev", "sys_enter_writev"},
-	{"enter_sendmsg", "sys_enter_sendmsg"},
-	{"enter_sendfile64", "sys_enter_sendfile64"},
+// programs lists every program, for run time accounting.
+func (p *capturePrograms) programs() []*ebpf.Program {
+	progs := []*ebpf.Program{p.ProcessFork, p.SslSetFd, p.SslEnter, p.SslReturn, p.GoTlsEnter, p.GoTlsReturn}
+	for _, tp := range p.tracepoints() {
+		if !slices.Contains(progs, tp.prog) {
+			progs = append(progs, tp.prog)
+		}
+	}
+	return progs
 }
 
-func (s *Source) start(ports []uint16) error {
-	for _, p := range ports {
-		if err := s.coll.Maps["ports"].Put(p, uint8(1)); err != nil {
+// tracepoint is one syscall tracepoint and its program.
+type tracepoint struct {
+	name string
+	prog *ebpf.Program
+}
+
+// tracepoints says which program runs at which syscall tracepoint. Data
+// syscalls are watched at their exit only. Accept and dup come before
+// close so that no fd is forgotten by close while its successor is
+// classified by a program not yet attached.
+func (p *capturePrograms) tracepoints() []tracepoint {
+	return []tracepoint{
+		{"sys_exit_accept", p.ExitAccept},
+		{"sys_exit_accept4", p.ExitAccept4},
+		{"sys_exit_dup2", p.ExitDup2},
+		{"sys_exit_dup3", p.ExitDup2},
+		{"sys_enter_close", p.EnterClose},
+		{"sys_exit_read", p.ExitRead},
+		{"sys_exit_recvfrom", p.ExitRecvfrom},
+		{"sys_exit_readv", p.ExitReadv},
+		{"sys_exit_recvmsg", p.ExitRecvmsg},
+		{"sys_exit_write", p.ExitWrite},
+		{"sys_exit_sendto", p.ExitSendto},
+		{"sys_exit_writev", p.ExitWritev},
+		{"sys_exit_sendmsg", p.ExitSendmsg},
+		{"sys_exit_sendfile64", p.ExitSendfile64},
+	}
+}
+
+func (s *Source) start(o Options) error {
+	for _, p := range o.Ports {
+		if err := s.objs.Ports.Put(p, uint8(1)); err != nil {
 			return fmt.Errorf("ebpf: adding port %d: %w", p, err)
 		}
 	}
@@ -238,18 +266,52 @@ func (s *Source) start(ports []uint16) error {
 	}
 	s.wallOffset = offset
 
-	rd, err := ringbuf.NewReader(s.coll.Maps["events"])
+	rd, err := ringbuf.NewReader(s.objs.Events)
 	if err != nil {
 		return fmt.Errorf("ebpf: opening ring buffer: %w", err)
 	}
 	s.rd = rd
 
-	for _, a := range attachments {
-		l, err := link.Tracepoint("syscalls", a.tracepoint, s.coll.Programs[a.program], nil)
+	fork, err := link.AttachTracing(link.TracingOptions{Program: s.objs.ProcessFork, AttachType: ebpf.AttachTraceRawTp})
+	if err != nil {
+		return fmt.Errorf("ebpf: attaching process_fork to sched_process_fork: %w", err)
+	}
+	s.links = append(s.links, fork)
+	for _, tp := range s.objs.tracepoints() {
+		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
 		if err != nil {
-			return fmt.Errorf("ebpf: attaching %s to syscalls:%s: %w", a.program, a.tracepoint, err)
+			return fmt.Errorf("ebpf: attaching %s to syscalls:%s: %w", tp.prog, tp.name, err)
 		}
 		s.links = append(s.links, l)
+	}
+	// Processes already serving the ports (connections older than the
+	// exporter are classified at their first read or write).
+	owners, err := portOwners(o.Ports)
+	if err != nil {
+		s.logger.Warn("finding the processes that serve the ports", "err", err)
+	}
+	for _, pid := range owners {
+		if err := s.markServing(pid); err != nil {
+			return err
+		}
+	}
+	if !o.DisableTLS {
+		s.tls = newTLSProbes(s.logger, &s.objs, o.Ports, s.markServing)
+		for _, pid := range owners {
+			s.tls.examine(pid)
+		}
+	}
+	return nil
+}
+
+// markServing makes the kernel side classify pid's unknown fds.
+func (s *Source) markServing(pid uint32) error {
+	key := captureConnKey{Tgid: pid, Fd: fdProcess}
+	if err := s.objs.Fds.Update(&key, &captureConn{Flags: connProcess}, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+		return fmt.Errorf("ebpf: marking process %d: %w", pid, err)
+	}
+	if err := s.objs.Serving.Put(pid&(tgidSlots-1), uint32(1)); err != nil {
+		return fmt.Errorf("ebpf: marking process %d: %w", pid, err)
 	}
 	return nil
 }
@@ -301,6 +363,9 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 		switch {
 		case err == nil:
 			if s.decode(rec.RawSample, &ev) {
+				if ev.Kind == traffic.Open && s.tls != nil {
+					s.tls.notice(ev.PID)
+				}
 				s.events.Add(1)
 				handle(&ev)
 			}
@@ -387,44 +452,76 @@ func openAddrs(b []byte) (local, remote netip.AddrPort) {
 	return netip.AddrPortFrom(la, lport), netip.AddrPortFrom(ra, rport)
 }
 
-// reap forgets connections of processes that ended without close(2), so the
-// map does not fill up; a Close event is emitted for each. In-flight call
-// state needs no reaping: it lives in thread-local storage, which the kernel
-// frees with the thread.
+// reap forgets the connections and marks of processes that ended without
+// close(2), so the maps do not fill up; a Close event is emitted for each
+// connection. Slots of the serving array that no live serving process uses
+// any more are cleared, then the slots of every live mark set again, which
+// undoes a clear that raced with a process being marked.
 func (s *Source) reap(handle func(*traffic.Event)) {
 	var (
-		key  captureConnKey
-		id   uint64
-		dead []captureConnKey
-		ids  []uint64
+		key   captureConnKey
+		val   captureConn
+		dead  []captureConnKey
+		ids   []uint64
+		marks []uint32
 	)
 	alive := map[uint32]bool{}
-	it := s.conns.Iterate()
-	for it.Next(&key, &id) {
+	it := s.objs.Fds.Iterate()
+	for it.Next(&key, &val) {
 		ok, seen := alive[key.Tgid]
 		if !seen {
 			ok = pathExists("/proc/" + strconv.FormatUint(uint64(key.Tgid), 10))
 			alive[key.Tgid] = ok
 		}
-		if !ok {
+		switch {
+		case !ok:
 			dead = append(dead, key)
-			ids = append(ids, id)
+			ids = append(ids, val.Id)
+			if val.Flags&connTracked == 0 {
+				ids[len(ids)-1] = 0
+			}
+		case key.Fd == fdProcess:
+			marks = append(marks, key.Tgid)
 		}
 	}
 	if err := it.Err(); err != nil {
 		s.logger.Warn("iterating connections", "err", err)
 	}
+	closed := 0
 	for i, k := range dead {
-		if err := s.conns.Delete(&k); err != nil {
-			continue // closed meanwhile; the kernel side reported it
+		if err := s.objs.Fds.Delete(&k); err != nil || ids[i] == 0 {
+			continue // closed meanwhile (the kernel side reported it), or not a connection
 		}
+		closed++
 		s.reaped.Add(1)
 		ev := traffic.Event{Kind: traffic.Close, Conn: traffic.ConnID(ids[i]), Time: s.now(), PID: k.Tgid, FD: k.Fd}
 		s.events.Add(1)
 		handle(&ev)
 	}
-	if len(dead) > 0 {
-		s.logger.Debug("forgot connections of exited processes", "connections", len(dead))
+	live := map[uint32]bool{}
+	for _, pid := range marks {
+		live[pid&(tgidSlots-1)] = true
+	}
+	for pid, ok := range alive {
+		if slot := pid & (tgidSlots - 1); !ok && !live[slot] {
+			if err := s.objs.Serving.Put(slot, uint32(0)); err != nil {
+				s.logger.Warn("clearing a serving slot", "err", err)
+			}
+		}
+	}
+	it = s.objs.Fds.Iterate()
+	for it.Next(&key, &val) {
+		if key.Fd == fdProcess {
+			if err := s.objs.Serving.Put(key.Tgid&(tgidSlots-1), uint32(1)); err != nil {
+				s.logger.Warn("restoring a serving slot", "err", err)
+			}
+		}
+	}
+	if s.tls != nil {
+		s.tls.forgetDead(alive)
+	}
+	if closed > 0 {
+		s.logger.Debug("forgot connections of exited processes", "connections", closed)
 	}
 }
 
@@ -463,7 +560,12 @@ func (s *Source) Close() error {
 				errs = append(errs, fmt.Errorf("ebpf: closing ring buffer: %w", err))
 			}
 		}
-		s.coll.Close()
+		if s.tls != nil {
+			errs = append(errs, s.tls.close())
+		}
+		if err := s.objs.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("ebpf: freeing kernel objects: %w", err))
+		}
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr

@@ -563,11 +563,12 @@ func TestCollectorMetrics(t *testing.T) {
 	}
 	trackedIs(t, c, 1)
 	want := `
-# HELP autoglm_exporter_events_lost_total Kernel socket events lost or cut short, by reason (ringbuf_full, map_full, truncated, malformed).
+# HELP autoglm_exporter_events_lost_total Kernel socket events lost or cut short, by reason (ringbuf_full, map_full, truncated, malformed, tls_no_socket).
 # TYPE autoglm_exporter_events_lost_total counter
 autoglm_exporter_events_lost_total{reason="malformed"} 0
 autoglm_exporter_events_lost_total{reason="map_full"} 0
 autoglm_exporter_events_lost_total{reason="ringbuf_full"} 0
+autoglm_exporter_events_lost_total{reason="tls_no_socket"} 0
 autoglm_exporter_events_lost_total{reason="truncated"} 0
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "autoglm_exporter_events_lost_total"); err != nil {
