@@ -174,9 +174,16 @@ struct go_call {
 	__u8 write;
 };
 
+// struct iovec as user space lays it out.
+struct user_iov {
+	__u64 base;
+	__u64 len;
+};
+
 struct scratch {
 	struct event hdr;
 	__u8 data[CAPTURE_LIMIT * 2];
+	struct user_iov iov[MAX_IOV];
 };
 
 // Set from Go before loading.
@@ -486,15 +493,17 @@ __noinline int copy_iov(__u64 iov_addr, __u32 cnt, __u32 want)
 	struct scratch *s = scratch();
 	if (!s)
 		return 0;
-	const struct iovec *iov = (const struct iovec *)iov_addr;
+	// The iovec array in one read rather than one read per iovec.
+	if (cnt > MAX_IOV)
+		cnt = MAX_IOV;
+	if (!cnt || bpf_probe_read_user(s->iov, cnt * sizeof(struct user_iov), (void *)iov_addr))
+		return 0;
 	__u32 off = 0;
 	for (int i = 0; i < MAX_IOV; i++) {
 		if (i >= cnt)
 			break;
-		// A failed read leaves v zeroed, which copies nothing.
-		struct iovec v;
-		bpf_probe_read_user(&v, sizeof(v), &iov[i]);
-		__u64 n = v.iov_len;
+		struct user_iov v = s->iov[i];
+		__u64 n = v.len;
 		__u64 left = want > off ? want - off : 0;
 		if (n > left)
 			n = left;
@@ -502,26 +511,11 @@ __noinline int copy_iov(__u64 iov_addr, __u32 cnt, __u32 want)
 		if (n > CAPTURE_LIMIT)
 			n = CAPTURE_LIMIT;
 		__u32 o = off & (CAPTURE_LIMIT - 1);
-		if (bpf_probe_read_user(s->data + o, n, v.iov_base))
+		if (bpf_probe_read_user(s->data + o, n, (void *)v.base))
 			break;
 		off += n;
 	}
 	return off;
-}
-
-// Copies up to want bytes at buf into this CPU's scratch record.
-__noinline int copy_buf(__u64 buf, __u32 want)
-{
-	struct scratch *s = scratch();
-	if (!s)
-		return 0;
-	__u64 n = want;
-	asm volatile("" : "+r"(n));
-	if (n > CAPTURE_LIMIT)
-		n = CAPTURE_LIMIT;
-	if (bpf_probe_read_user(s->data, n, (void *)buf))
-		return 0;
-	return n;
 }
 
 // Emits the scratch record's first got bytes as a Data event of size bytes.
@@ -577,6 +571,88 @@ static __always_inline void associate_ssl(__u32 tgid, __u32 fd)
 	bpf_map_update_elem(&ssl_fds, &sk, &v, BPF_ANY);
 }
 
+// first_data looks at a connection's first captured bytes: TLS records
+// mark it TLS. Returns true when they must not be emitted (its process is
+// probed: the plaintext comes from the probes).
+static __always_inline bool first_data(struct conn *c, __u32 tgid, __u32 fd, __u8 *p, __u32 got)
+{
+	__u32 set = CONN_SEEN;
+	bool hide = false;
+	if (tls_record(p, got)) {
+		set |= CONN_TLS;
+		if (tls_probed(tgid)) {
+			set |= CONN_TLS_PROBED;
+			hide = true;
+		} else {
+			set |= CONN_CIPHER_EMITTED;
+			stat_add(STAT_TLS_UNDECRYPTED, 1);
+		}
+	}
+	__sync_fetch_and_or(&c->flags, set);
+	if (hide) {
+		associate_ssl(tgid, fd);
+		stat_add(STAT_TLS_CIPHERTEXT, 1);
+	}
+	return hide;
+}
+
+// Emits a Data event copied straight from the user buffer into a ring
+// record of the smallest size class that holds it: one copy, no scratch.
+#define EMIT_CLASS(N)                                                                      \
+	do {                                                                               \
+		struct {                                                                   \
+			struct event hdr;                                                  \
+			__u8 data[N];                                                      \
+		} *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);                        \
+		if (!r) {                                                                  \
+			stat_add(STAT_RINGBUF_FULL, 1);                                    \
+			return 0;                                                          \
+		}                                                                          \
+		__u64 n = want;                                                            \
+		asm volatile("" : "+r"(n));                                                \
+		if (n > N)                                                                 \
+			n = N;                                                             \
+		__u32 got = 0;                                                             \
+		if (!bpf_probe_read_user(r->data, n, (void *)buf))                         \
+			got = n;                                                           \
+		if (!(flags & CONN_SEEN) && first_data(c, key->tgid, key->fd, r->data, got)) { \
+			bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);                          \
+			return 0;                                                          \
+		}                                                                          \
+		r->hdr.ts = bpf_ktime_get_ns();                                            \
+		r->hdr.conn_id = id;                                                       \
+		r->hdr.pid = key->tgid;                                                    \
+		r->hdr.fd = key->fd;                                                       \
+		r->hdr.size = size;                                                        \
+		r->hdr.len = got;                                                          \
+		r->hdr.kind = KIND_DATA;                                                   \
+		r->hdr.dir = dir;                                                          \
+		if (got < size)                                                            \
+			stat_add(STAT_TRUNCATED, 1);                                       \
+		bpf_ringbuf_submit(r, output_flags(sizeof(*r)));                           \
+		return 0;                                                                  \
+	} while (0)
+
+static __always_inline int emit_buf(struct conn *c, struct conn_key *key, __u64 id, __u32 flags, __u32 size,
+				    __u64 buf, __u32 want, __u8 dir)
+{
+	// Records of 256 bytes to 16 KiB with their header: never more than
+	// half of a record unused (the reader copies records whole).
+	if (want <= 224)
+		EMIT_CLASS(224);
+	if (want <= 480)
+		EMIT_CLASS(480);
+	if (want <= 992)
+		EMIT_CLASS(992);
+	if (want <= 2016)
+		EMIT_CLASS(2016);
+	if (want <= 4064)
+		EMIT_CLASS(4064);
+	if (want <= 8160)
+		EMIT_CLASS(8160);
+	EMIT_CLASS(CAPTURE_LIMIT);
+}
+
 // The exit of a data syscall: fd and buffer come from the saved registers.
 static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u8 op, __u8 dir)
 {
@@ -607,16 +683,15 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u8 op
 		}
 	}
 	__u64 id = c->id;
-
 	__u32 want = capture_bytes;
 	if ((__u64)ret < want)
 		want = ret;
+	if (op == CALL_BUF || op == CALL_RECV)
+		return emit_buf(c, &key, id, flags, ret, regs->si, want, dir);
+
+	// Vector calls gather their iovecs into this CPU's scratch record.
 	__u32 got = 0;
 	switch (op) {
-	case CALL_BUF:
-	case CALL_RECV:
-		got = copy_buf(regs->si, want);
-		break;
 	case CALL_IOV:
 		got = copy_iov(regs->si, (__u32)regs->dx, want);
 		break;
@@ -628,26 +703,11 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u8 op
 		break;
 	}
 	}
-
-	if (!(flags & CONN_SEEN)) {
-		__u32 set = CONN_SEEN;
-		struct scratch *s = scratch();
-		if (s && tls_record(s->data, got)) {
-			set |= CONN_TLS;
-			if (tls_probed(tgid)) {
-				set |= CONN_TLS_PROBED;
-				__sync_fetch_and_or(&c->flags, set);
-				associate_ssl(tgid, key.fd);
-				stat_add(STAT_TLS_CIPHERTEXT, 1);
-				return 0;
-			}
-			stat_add(STAT_TLS_UNDECRYPTED, 1);
-		}
-		__sync_fetch_and_or(&c->flags, set);
-		flags |= set;
-	}
-	if (flags & CONN_TLS)
-		__sync_fetch_and_or(&c->flags, CONN_CIPHER_EMITTED);
+	struct scratch *s = scratch();
+	if (!s)
+		return 0;
+	if (!(flags & CONN_SEEN) && first_data(c, tgid, key.fd, s->data, got))
+		return 0;
 	return emit_data(id, tgid, key.fd, ret, got, dir);
 }
 
@@ -772,9 +832,8 @@ static __always_inline void emit_plaintext(__u32 tgid, __s32 fd, __u64 buf, __u6
 	__u32 want = capture_bytes;
 	if (n < want)
 		want = n;
-	__u32 got = copy_buf(buf, want);
 	stat_add(STAT_TLS_PLAINTEXT, 1);
-	emit_data(id, tgid, fd, n, got, dir);
+	emit_buf(c, &key, id, flags | CONN_SEEN, n, buf, want, dir);
 }
 
 // OpenSSL 1.1.1 and 3: SSL_set_fd(ssl, fd).

@@ -78,6 +78,11 @@ type captureScratch struct {
 	_    structs.HostLayout
 	Hdr  captureEvent
 	Data [32768]uint8
+	Iov  [16]struct {
+		_    structs.HostLayout
+		Base uint64
+		Len  uint64
+	}
 }
 
 type captureSslKey struct {
