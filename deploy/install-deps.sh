@@ -10,6 +10,10 @@ command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v python3 >/dev/null || need+=(python3)
 command -v nginx >/dev/null || need+=(nginx-light)
+# eBPF: the BPF object's rebuild check, and the exporter's cost benchmark.
+command -v clang-14 >/dev/null || need+=(clang-14)
+[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+command -v wrk >/dev/null || need+=(wrk)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "install-deps: missing ${need[*]}; run as root or install them with apt-get" >&2
