@@ -105,10 +105,14 @@ func BenchmarkCaptureOverhead(b *testing.B) {
 			bpfRuns += n
 			for _, p := range src.objs.programs() {
 				t, n := progRuntime(b, src, p)
-				c := perProg[p.String()]
+				info, err := p.Info()
+				if err != nil {
+					b.Fatal(err)
+				}
+				c := perProg[info.Name]
 				c.time += t
 				c.runs += n
-				perProg[p.String()] = c
+				perProg[info.Name] = c
 			}
 			st, err := src.Stats()
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -32,6 +33,8 @@ type checks struct {
 	Tracefs bool
 	// TracefsProblem explains why Tracefs is false.
 	TracefsProblem string
+	// Arch is the machine (GOARCH): the programs read x86-64 registers.
+	Arch string
 }
 
 // message returns nil when every check passed, else one error naming all
@@ -50,6 +53,9 @@ func (c checks) message() error {
 	if !c.Tracefs {
 		missing = append(missing, c.TracefsProblem)
 	}
+	if c.Arch != "" && c.Arch != "amd64" {
+		missing = append(missing, fmt.Sprintf("the eBPF programs support x86-64 only, this is %s", c.Arch))
+	}
 	if len(missing) == 0 {
 		return nil
 	}
@@ -60,7 +66,7 @@ func (c checks) message() error {
 // when it is missing and we may. It returns one error naming everything that
 // is missing, how to fix it, and the access-log alternative.
 func Preflight() error {
-	c := checks{UID: os.Geteuid(), Privileged: privileged()}
+	c := checks{UID: os.Geteuid(), Privileged: privileged(), Arch: runtime.GOARCH}
 	_, err := os.Stat(btfPath)
 	c.BTF = err == nil
 	c.Kernel, c.KernelOK = kernelRelease()
