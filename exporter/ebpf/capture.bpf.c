@@ -596,61 +596,32 @@ static __always_inline bool first_data(struct conn *c, __u32 tgid, __u32 fd, __u
 	return hide;
 }
 
-// Emits a Data event copied straight from the user buffer into a ring
-// record of the smallest size class that holds it: one copy, no scratch.
-#define EMIT_CLASS(N)                                                                      \
-	do {                                                                               \
-		struct {                                                                   \
-			struct event hdr;                                                  \
-			__u8 data[N];                                                      \
-		} *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);                        \
-		if (!r) {                                                                  \
-			stat_add(STAT_RINGBUF_FULL, 1);                                    \
-			return 0;                                                          \
-		}                                                                          \
-		__u64 n = want;                                                            \
-		asm volatile("" : "+r"(n));                                                \
-		if (n > N)                                                                 \
-			n = N;                                                             \
-		__u32 got = 0;                                                             \
-		if (!bpf_probe_read_user(r->data, n, (void *)buf))                         \
-			got = n;                                                           \
-		if (!(flags & CONN_SEEN) && first_data(c, key->tgid, key->fd, r->data, got)) { \
-			bpf_ringbuf_discard(r, BPF_RB_NO_WAKEUP);                          \
-			return 0;                                                          \
-		}                                                                          \
-		r->hdr.ts = bpf_ktime_get_ns();                                            \
-		r->hdr.conn_id = id;                                                       \
-		r->hdr.pid = key->tgid;                                                    \
-		r->hdr.fd = key->fd;                                                       \
-		r->hdr.size = size;                                                        \
-		r->hdr.len = got;                                                          \
-		r->hdr.kind = KIND_DATA;                                                   \
-		r->hdr.dir = dir;                                                          \
-		if (got < size)                                                            \
-			stat_add(STAT_TRUNCATED, 1);                                       \
-		bpf_ringbuf_submit(r, output_flags(sizeof(*r)));                           \
-		return 0;                                                                  \
-	} while (0)
+// Copies up to want bytes at buf into this CPU's scratch record.
+static __always_inline __u32 copy_buf(struct scratch *s, __u64 buf, __u32 want)
+{
+	__u64 n = want;
+	asm volatile("" : "+r"(n));
+	if (n > CAPTURE_LIMIT)
+		n = CAPTURE_LIMIT;
+	if (bpf_probe_read_user(s->data, n, (void *)buf))
+		return 0;
+	return n;
+}
 
+// Emits a Data event of size bytes whose first want bytes are at buf,
+// through this CPU's scratch record: records are as long as what was
+// captured (reserving a ring record directly needs a size fixed in the
+// program, which wastes ring space that bursts need).
 static __always_inline int emit_buf(struct conn *c, struct conn_key *key, __u64 id, __u32 flags, __u32 size,
 				    __u64 buf, __u32 want, __u8 dir)
 {
-	// Records of 256 bytes to 16 KiB with their header: never more than
-	// half of a record unused (the reader copies records whole).
-	if (want <= 224)
-		EMIT_CLASS(224);
-	if (want <= 480)
-		EMIT_CLASS(480);
-	if (want <= 992)
-		EMIT_CLASS(992);
-	if (want <= 2016)
-		EMIT_CLASS(2016);
-	if (want <= 4064)
-		EMIT_CLASS(4064);
-	if (want <= 8160)
-		EMIT_CLASS(8160);
-	EMIT_CLASS(CAPTURE_LIMIT);
+	struct scratch *s = scratch();
+	if (!s)
+		return 0;
+	__u32 got = copy_buf(s, buf, want);
+	if (!(flags & CONN_SEEN) && first_data(c, key->tgid, key->fd, s->data, got))
+		return 0;
+	return emit_data(id, key->tgid, key->fd, size, got, dir);
 }
 
 // The exit of a data syscall: fd and buffer come from the saved registers.

@@ -34,7 +34,7 @@ const (
 	// MaxCaptureBytes is the kernel side's limit (CAPTURE_LIMIT).
 	MaxCaptureBytes = 16384
 	// DefaultRingBufferBytes holds several seconds of events at 5k req/s.
-	DefaultRingBufferBytes = 4 << 20
+	DefaultRingBufferBytes = 16 << 20
 
 	headerSize   = 32 // sizeof(struct event)
 	openInfoSize = 40 // sizeof(struct open_info)

@@ -66,7 +66,7 @@ func defaultExporter() Exporter {
 		Source:          SourceEBPF,
 		Ports:           []uint16{8000},
 		CaptureBytes:    4096,
-		RingBufferBytes: 4 << 20,
+		RingBufferBytes: 16 << 20,
 		MaxConnections:  65536,
 		TopModels:       20,
 		TopClients:      50,
