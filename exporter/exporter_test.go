@@ -291,12 +291,16 @@ func adversarial(t *testing.T, useEBPF bool) {
 	// The eBPF source does not hand the parser TLS records of a process
 	// whose TLS library it probes (here the test binary's crypto/tls): their
 	// plaintext comes from the probes, and this handshake never has any.
-	wantNotHTTP := 3.0
+	wantNotHTTP := 2.0
 	if useEBPF {
-		wantNotHTTP = 2
+		wantNotHTTP = 1
 	}
 	if got := h.sum("autoglm_exporter_parse_errors_total", map[string]string{"reason": "not_http"}); got != wantNotHTTP {
-		t.Errorf("not_http errors = %g, want %g (TLS, HTTP/2 preface, garbage)", got, wantNotHTTP)
+		t.Errorf("not_http errors = %g, want %g (TLS, garbage)", got, wantNotHTTP)
+	}
+	// The HTTP/2 preface is followed, and the HTTP/1.1 server's answer to it is no HTTP/2 frame.
+	if got := h.sum("autoglm_exporter_parse_errors_total", map[string]string{"reason": "h2_protocol"}); got != 1 {
+		t.Errorf("h2_protocol errors = %g, want 1 (preface answered in HTTP/1.1)", got)
 	}
 	huge := h.sum("autoglm_exporter_parse_errors_total", map[string]string{"reason": "header_too_large"}) +
 		h.sum("autoglm_exporter_parse_errors_total", map[string]string{"reason": "truncated"})

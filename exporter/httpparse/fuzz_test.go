@@ -32,6 +32,9 @@ func FuzzParser(f *testing.F) {
 		"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"+chunk("data: {\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n")+"0\r\n\r\n"))
 	f.Add(seed("POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", "HTTP/1.1 100 Continue\r\n\r\n", "{}", "HTTP/1.0 200 OK\r\n\r\nbody"))
 	f.Add(seed("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+	f.Add(seed(h2Preface+"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64"+
+		"\x00\x00\x0d\x01\x05\x00\x00\x00\x01\x83\x86\x44\x86\x62\x72\xd1\x41\xea\x8f\x41\x82\x94\xe7",
+		"\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x00\x01\x01\x04\x00\x00\x00\x01\x88\x00\x00\x02\x00\x01\x00\x00\x00\x01ok"))
 	f.Add([]byte{0x83, 10, 200, 'G', 'E', 'T', ' ', '/', ' ', 'H', 'T', 'T', 'P', 0x0c, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		o := Options{MaxConnections: 3, MaxHeaderBytes: 128, BodyScanBytes: 64, MaxPipelined: 4}
@@ -68,13 +71,24 @@ func FuzzParser(f *testing.F) {
 				if len(c.req.hdr) > o.MaxHeaderBytes || len(c.resp.hdr) > o.MaxHeaderBytes {
 					t.Fatalf("header buffer %d/%d over limit", len(c.req.hdr), len(c.resp.hdr))
 				}
-				if len(c.queue) > o.MaxPipelined || len(c.rs.line) > sseLineBytes || len(c.rs.tail) > tailBytes ||
-					len(c.req.line) > maxChunkLine || len(c.resp.line) > maxChunkLine {
-					t.Fatalf("per-connection state over its bound: queue %d line %d tail %d", len(c.queue), len(c.rs.line), len(c.rs.tail))
+				if len(c.queue) > o.MaxPipelined || len(c.req.line) > maxChunkLine || len(c.resp.line) > maxChunkLine {
+					t.Fatalf("per-connection state over its bound: queue %d", len(c.queue))
 				}
-				for _, pd := range c.queue {
-					if len(pd.scan) > o.BodyScanBytes {
-						t.Fatalf("body scan buffer %d over %d", len(pd.scan), o.BodyScanBytes)
+				exs := append([]*exchange(nil), c.queue...)
+				if c.rx != nil {
+					exs = append(exs, c.rx)
+				}
+				if c.h2 != nil {
+					if len(c.h2.streams) > maxH2Streams {
+						t.Fatalf("%d streams tracked", len(c.h2.streams))
+					}
+					for _, ex := range c.h2.streams {
+						exs = append(exs, ex)
+					}
+				}
+				for _, ex := range exs {
+					if len(ex.resp.line) > sseLineBytes || len(ex.resp.tail) > tailBytes {
+						t.Fatalf("scan buffers over their bound: line %d tail %d", len(ex.resp.line), len(ex.resp.tail))
 					}
 				}
 			}

@@ -1,6 +1,15 @@
-// Package httpparse reassembles HTTP/1.x exchanges from the socket events a
-// capture source sees on a server (reads are the request side, writes the
-// response side) and turns each finished exchange into a traffic.Request.
+// Package httpparse reassembles HTTP/1.x and HTTP/2 (h2c, h2 after TLS, gRPC)
+// exchanges from the socket events a capture source sees on a server (reads
+// are the request side, writes the response side) and turns each finished
+// exchange into a traffic.Request.
+//
+// Files by concern: parser.go (the connection table and event dispatch),
+// conn.go (one connection and its protocol), h1.go and h1head.go (HTTP/1.x
+// framing and heads), h2.go (HTTP/2 frames, HPACK, streams), grpc.go (gRPC
+// messages and status), exchange.go (one request and response, whichever
+// framing carried it), llm.go (the LLM content scan both framings share:
+// SSE events, first token, usage, token estimate) and json.go (bounded,
+// allocation-free JSON readers).
 //
 // It is built for observing, not serving: input is whatever prefix of each
 // syscall the kernel copied out, connections may be first seen in the middle
@@ -16,13 +25,13 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
 )
 
-// Reason is why bytes could not be parsed as HTTP/1.x.
+// Reason is why bytes could not be parsed or measured.
 type Reason uint8
 
 // Parse error reasons. The zero value is unused so that a Reason is always meaningful.
 const (
 	_ Reason = iota
-	// NotHTTP is TLS, the HTTP/2 preface or binary garbage on a tracked port.
+	// NotHTTP is TLS records or binary garbage on a tracked port (HTTP/2 is parsed).
 	NotHTTP
 	// MidStream is a connection first seen in the middle of a message; the
 	// parser resynchronises on the next request line.
@@ -43,6 +52,12 @@ const (
 	PipelineOverflow
 	// UnmatchedResponse is a response with no request seen for it.
 	UnmatchedResponse
+	// H2MidStream is a request stream on an HTTP/2 connection first seen
+	// after its start: its header block cannot be decoded without the HPACK
+	// state that came before, so it is counted here and not guessed.
+	H2MidStream
+	// H2Protocol is malformed HTTP/2 framing or HPACK; the connection is ignored from then on.
+	H2Protocol
 	numReasons
 )
 
@@ -57,6 +72,8 @@ var reasonNames = [numReasons]string{
 	Truncated:         "truncated",
 	PipelineOverflow:  "pipeline_overflow",
 	UnmatchedResponse: "unmatched_response",
+	H2MidStream:       "h2_mid_stream",
+	H2Protocol:        "h2_protocol",
 }
 
 func (r Reason) String() string {
@@ -79,6 +96,10 @@ func Reasons() []Reason {
 // before its response was complete.
 const ErrorConnectionClosed = "connection_closed"
 
+// ErrorStreamReset is the ErrorType of an HTTP/2 stream reset (RST_STREAM)
+// before its response was complete.
+const ErrorStreamReset = "stream_reset"
+
 // Options configures a Parser. Zero values take the defaults below.
 type Options struct {
 	// MaxConnections bounds tracked connections; beyond it the least recently active is evicted.
@@ -93,7 +114,8 @@ type Options struct {
 	// OnStart is called when a request's headers have been read (for in-flight gauges).
 	// Every OnStart is followed by exactly one OnRequest or OnDrop for the same pointer.
 	OnStart func(*traffic.Request)
-	// OnRequest receives each finished exchange. The Request is not reused by the parser.
+	// OnRequest receives each finished exchange. The Request is valid only
+	// during the call: the parser reuses it afterwards (copy what you keep).
 	OnRequest func(*traffic.Request)
 	// OnDrop receives a started request that will never finish (its connection was
 	// evicted or its response could not be parsed); it must not be counted as served.
@@ -151,8 +173,14 @@ type Parser struct {
 	conns map[traffic.ConnID]*conn
 	// lru is a ring of connections ordered by last activity (head.next is the oldest).
 	lru conn
-	// strings interns methods and paths.
+	// strings interns methods, paths and models.
 	strings map[string]string
+	// last is the connection of the previous event: consecutive events are
+	// usually on the same connection, which then costs no map lookup.
+	last *conn
+	// free is a list of exchanges kept for reuse.
+	free  *exchange
+	nfree int
 }
 
 // New returns a Parser.
@@ -181,7 +209,7 @@ func (p *Parser) Stats() *Stats { return &p.stats }
 func (p *Parser) Handle(ev *traffic.Event) {
 	switch ev.Kind {
 	case traffic.Close:
-		c := p.conns[ev.Conn]
+		c := p.lookup(ev.Conn)
 		if c == nil {
 			return
 		}
@@ -192,7 +220,7 @@ func (p *Parser) Handle(ev *traffic.Event) {
 	default:
 		return
 	}
-	c := p.conns[ev.Conn]
+	c := p.lookup(ev.Conn)
 	if c == nil {
 		c = p.add(ev.Conn)
 	} else {
@@ -212,12 +240,20 @@ func (p *Parser) Handle(ev *traffic.Event) {
 		data = data[:ev.Size]
 	}
 	invisible := int64(ev.Size) - int64(len(data))
-	switch ev.Dir {
-	case traffic.Ingress:
-		c.ingress(data, invisible, ev.Time)
-	case traffic.Egress:
-		c.egress(data, invisible, ev.Time)
+	if ev.Dir == traffic.Ingress || ev.Dir == traffic.Egress {
+		c.data(ev.Dir, data, invisible, ev.Time)
 	}
+}
+
+func (p *Parser) lookup(id traffic.ConnID) *conn {
+	if p.last != nil && p.last.id == id {
+		return p.last
+	}
+	c := p.conns[id]
+	if c != nil {
+		p.last = c
+	}
+	return c
 }
 
 // Close finishes every tracked connection as if it had closed at t (used on shutdown).
@@ -240,6 +276,7 @@ func (p *Parser) add(id traffic.ConnID) *conn {
 	c := &conn{p: p, id: id}
 	c.req.ph, c.resp.ph = phIdle, phIdle
 	p.conns[id] = c
+	p.last = c
 	c.prev, c.next = p.lru.prev, &p.lru
 	p.lru.prev.next = c
 	p.lru.prev = c
@@ -261,27 +298,10 @@ func (p *Parser) remove(c *conn) {
 	c.prev.next, c.next.prev = c.next, c.prev
 	c.prev, c.next = nil, nil
 	delete(p.conns, c.id)
+	if p.last == c {
+		p.last = nil
+	}
 	p.stats.connections.Store(int64(len(p.conns)))
 }
 
 func (p *Parser) countError(r Reason) { p.stats.errors[r].Add(1) }
-
-func (p *Parser) started(r *traffic.Request) {
-	if p.o.OnStart != nil {
-		p.o.OnStart(r)
-	}
-}
-
-func (p *Parser) finished(r *traffic.Request) {
-	p.stats.requests.Add(1)
-	if p.o.OnRequest != nil {
-		p.o.OnRequest(r)
-	}
-}
-
-func (p *Parser) dropped(r *traffic.Request) {
-	p.stats.dropped.Add(1)
-	if p.o.OnDrop != nil {
-		p.o.OnDrop(r)
-	}
-}

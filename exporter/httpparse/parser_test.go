@@ -262,9 +262,9 @@ func TestParser(t *testing.T) {
 			errors: map[Reason]uint64{NotHTTP: 1},
 		},
 		{
-			name:   "HTTP/2 preface",
+			name:   "HTTP/2 preface followed by HTTP/1.1 is not HTTP/2",
 			steps:  []step{in(0, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04"), in(1, "GET / HTTP/1.1\r\n\r\n"), out(2, ok5)},
-			errors: map[Reason]uint64{NotHTTP: 1},
+			errors: map[Reason]uint64{H2Protocol: 1},
 		},
 		{
 			name: "header too large then recovery",
@@ -456,9 +456,28 @@ func TestTopLevelString(t *testing.T) {
 		{`[1,2]`, "", false},
 		{`{"model":"` + strings.Repeat("x", 300) + `"}`, strings.Repeat("x", maxModel), true},
 	} {
-		got, ok := topLevelString([]byte(tc.in), "model")
+		p := New(Options{})
+		got, ok := "", false
+		if raw, esc, found := topLevelString([]byte(tc.in), "model"); found {
+			got, ok = p.model(raw, esc), true
+		}
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("topLevelString(%.40q) = %q %v, want %q %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+		// The request body scanner finds the same, whole or a byte at a time.
+		for _, step := range []int{len(tc.in), 1, 7} {
+			var m modelScan
+			m.reset()
+			for i := 0; i < len(tc.in); i += step {
+				m.feed([]byte(tc.in[i:min(i+step, len(tc.in))]), 1<<20)
+			}
+			got, ok := "", false
+			if raw, esc, found := m.found(); found {
+				got, ok = p.model(raw, esc), true
+			}
+			if got != tc.want || ok != tc.ok {
+				t.Errorf("modelScan(%.40q) in steps of %d = %q %v, want %q %v", tc.in, step, got, ok, tc.want, tc.ok)
+			}
 		}
 	}
 }

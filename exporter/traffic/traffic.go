@@ -75,7 +75,8 @@ type Request struct {
 	Start, End time.Time
 	// FirstByte is when the first response byte was written (zero if unknown).
 	FirstByte time.Time
-	// FirstToken is when the first SSE "data:" event was written (zero if not streaming or unknown).
+	// FirstToken is when the first SSE "data:" event (or the first message of a
+	// streamed gRPC answer) was written (zero if not streaming or unknown).
 	FirstToken time.Time
 	Method     string
 	// Path is the request target without the query string; routes are derived from it later.
@@ -83,18 +84,30 @@ type Request struct {
 	Status int
 	// RequestBodySize and ResponseBodySize are body bytes, -1 if unknown.
 	RequestBodySize, ResponseBodySize int64
-	// Streaming is true for text/event-stream responses.
+	// Streaming is true for text/event-stream responses and gRPC responses of more than one message.
 	Streaming bool
 	// Model is the "model" field of the JSON request body (or response), "" if unseen.
 	Model string
 	// InputTokens and OutputTokens come from the response's "usage", -1 if absent.
 	InputTokens, OutputTokens int64
+	// OutputTokensEstimated is set when the response reported no usage and
+	// OutputTokens is the number of content-bearing stream events instead.
+	OutputTokensEstimated bool
+	// CachedTokens (input served from a prompt cache) and ReasoningTokens
+	// (output spent reasoning) come from the usage details; 0 if absent.
+	// They are parts of InputTokens and OutputTokens, not additions.
+	CachedTokens, ReasoningTokens int64
 	// Client is the peer address of the connection (or from the log line).
 	Client netip.Addr
 	// ServerPort is the local port the request arrived on.
 	ServerPort uint16
 	// ErrorType is set when the exchange failed without a status (e.g. "connection_reset", "timeout").
 	ErrorType string
+	// GRPC is set for gRPC calls (HTTP/2 with an application/grpc content
+	// type); Path is then the method, "/package.Service/Method".
+	GRPC bool
+	// GRPCStatus is the call's grpc-status (0 is OK), -1 when none was sent.
+	GRPCStatus int
 }
 
 // EventSource produces kernel events until ctx is cancelled.

@@ -2,8 +2,6 @@ package httpparse
 
 import (
 	"bytes"
-	"encoding/json"
-	"strconv"
 )
 
 // Bounds on what a parsed field may hold, so hostile input cannot grow labels or memory.
@@ -178,7 +176,8 @@ type head struct {
 	length       int64
 	hasLength    bool
 	chunked      bool
-	sse, json    bool
+	kind         contentKind
+	upgradeH2C   bool // "Upgrade: h2c"
 }
 
 // parseHead parses a complete header block (start line included).
@@ -206,11 +205,11 @@ func (p *Parser) parseHead(block []byte, request bool) (head, Reason) {
 		if len(first) < 12 {
 			return h, bad
 		}
-		st, err := strconv.Atoi(string(first[9:12]))
-		if err != nil || st < 100 {
+		st := parseCount(first[9:12])
+		if st < 100 {
 			return h, bad
 		}
-		h.status = st
+		h.status = int(st)
 	}
 	for len(rest) > 0 {
 		j := bytes.IndexByte(rest, '\n')
@@ -241,9 +240,9 @@ func (p *Parser) parseHead(block []byte, request bool) (head, Reason) {
 			codings := bytes.Split(value, []byte(","))
 			h.chunked = bytes.EqualFold(bytes.TrimSpace(codings[len(codings)-1]), []byte("chunked"))
 		case !request && bytes.EqualFold(name, []byte("content-type")):
-			lower := bytes.ToLower(value)
-			h.sse = bytes.HasPrefix(lower, []byte("text/event-stream"))
-			h.json = bytes.Contains(lower, []byte("json"))
+			h.kind = contentKindOf(value)
+		case !request && bytes.EqualFold(name, []byte("upgrade")):
+			h.upgradeH2C = asciiEqualFold(bytes.TrimSpace(value), "h2c")
 		}
 	}
 	if h.chunked {
@@ -282,6 +281,63 @@ func requestPath(target []byte) []byte {
 	return target
 }
 
+// contentKindOf tells how a response body of this content type is scanned.
+func contentKindOf(ct []byte) contentKind {
+	const sse = "text/event-stream"
+	switch {
+	case len(ct) >= len(sse) && asciiEqualFold(ct[:len(sse)], sse):
+		return contentSSE
+	case isGRPC(ct):
+		return contentGRPC
+	case containsFold(ct, "json"):
+		return contentJSON
+	}
+	return contentOther
+}
+
+// asciiEqualFold compares ASCII case-insensitively without allocating.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func containsFold(b []byte, s string) bool {
+	for i := 0; i+len(s) <= len(b); i++ {
+		if asciiEqualFold(b[i:i+len(s)], s) {
+			return true
+		}
+	}
+	return false
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// internString is intern for a string (HTTP/2 header fields).
+func (p *Parser) internString(s string, limit int) string {
+	if len(s) > limit {
+		s = s[:limit]
+	}
+	if v, ok := p.strings[s]; ok {
+		return v
+	}
+	if len(p.strings) < maxInterned {
+		p.strings[s] = s
+	}
+	return s
+}
+
 // intern returns b as a string, reusing earlier strings so steady traffic does not allocate.
 func (p *Parser) intern(b []byte, limit int) string {
 	if len(b) > limit {
@@ -295,162 +351,4 @@ func (p *Parser) intern(b []byte, limit int) string {
 		p.strings[s] = s
 	}
 	return s
-}
-
-// walkObject calls fn for each top-level member of the JSON object starting
-// at b[i] (after whitespace) with the raw key and value bytes. It stops when
-// fn returns false or the (possibly truncated) input ends, and never fails.
-func walkObject(b []byte, i int, fn func(key, val []byte) bool) {
-	i = skipWS(b, i)
-	if i >= len(b) || b[i] != '{' {
-		return
-	}
-	i++
-	for {
-		i = skipWS(b, i)
-		if i >= len(b) || b[i] == '}' {
-			return
-		}
-		if b[i] == ',' {
-			i++
-			continue
-		}
-		if b[i] != '"' {
-			return
-		}
-		end := skipString(b, i)
-		if end < 0 {
-			return
-		}
-		key := b[i+1 : end-1]
-		i = skipWS(b, end)
-		if i >= len(b) || b[i] != ':' {
-			return
-		}
-		i = skipWS(b, i+1)
-		vend := skipValue(b, i)
-		if vend < 0 {
-			return
-		}
-		if !fn(key, b[i:vend]) {
-			return
-		}
-		i = vend
-	}
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the offset after the string starting at b[i] (a quote), or -1 if it is cut off.
-func skipString(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return -1
-}
-
-// skipValue returns the offset after the JSON value starting at b[i], or -1 if it is cut off.
-func skipValue(b []byte, i int) int {
-	if i >= len(b) {
-		return -1
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = skipString(b, j)
-				if j < 0 {
-					return -1
-				}
-				j--
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return -1
-	}
-	for j := i; j < len(b); j++ {
-		switch b[j] {
-		case ',', '}', ']', ' ', '\t', '\r', '\n':
-			return j
-		}
-	}
-	return -1
-}
-
-// topLevelString returns the string value of a top-level key of the JSON
-// object that b starts with, found even when the key follows large members
-// such as "messages", as long as it lies within b.
-func topLevelString(b []byte, key string) (string, bool) {
-	var out string
-	var found bool
-	walkObject(b, 0, func(k, v []byte) bool {
-		if string(k) != key {
-			return true
-		}
-		if len(v) < 2 || v[0] != '"' {
-			return false
-		}
-		raw := v[1 : len(v)-1]
-		if bytes.IndexByte(raw, '\\') >= 0 {
-			var s string
-			if err := json.Unmarshal(v, &s); err != nil {
-				return false
-			}
-			raw = []byte(s)
-		}
-		if len(raw) > maxModel {
-			raw = raw[:maxModel]
-		}
-		out, found = string(raw), true
-		return false
-	})
-	return out, found
-}
-
-// usage finds the last "usage" object in b and returns its prompt and
-// completion token counts (-1 where absent).
-func usage(b []byte) (in, out int64, ok bool) {
-	in, out = -1, -1
-	i := bytes.LastIndex(b, []byte(`"usage"`))
-	if i < 0 {
-		return in, out, false
-	}
-	i = skipWS(b, i+len(`"usage"`))
-	if i >= len(b) || b[i] != ':' {
-		return in, out, false
-	}
-	walkObject(b, i+1, func(k, v []byte) bool {
-		n, err := strconv.ParseInt(string(v), 10, 64)
-		if err != nil || n < 0 {
-			return true
-		}
-		switch string(k) {
-		case "prompt_tokens", "input_tokens":
-			in = n
-		case "completion_tokens", "output_tokens":
-			out = n
-		}
-		return true
-	})
-	return in, out, in >= 0 || out >= 0
 }

@@ -1,0 +1,192 @@
+package httpparse
+
+import (
+	"bytes"
+	"time"
+)
+
+// contentKind is how a response body is scanned.
+type contentKind uint8
+
+const (
+	contentOther contentKind = iota // not scanned
+	contentSSE                      // text/event-stream: events, first token, usage, end of stream
+	contentJSON                     // JSON: usage from the end of the body
+	contentGRPC                     // application/grpc: length-prefixed messages
+)
+
+// llmScan reads an LLM API response body as it is written, over HTTP/1.1
+// chunks or HTTP/2 DATA frames alike: time to first token, the end of an
+// event stream, the model, token usage, and the number of content-bearing
+// events (the output token estimate for streams that report no usage). Its
+// buffers are bounded and kept across the exchanges that reuse it.
+type llmScan struct {
+	kind       contentKind
+	done       bool // "data: [DONE]" seen
+	lineSkip   bool // the current SSE line overflowed or started in unseen bytes
+	firstToken time.Time
+	line       []byte // current SSE line split over writes
+	tail       []byte // end of a JSON body
+	model      string
+	usage      tokenUsage
+	events     int64 // content-bearing SSE events
+	grpc       grpcMessages
+}
+
+func (s *llmScan) reset(kind contentKind) {
+	*s = llmScan{kind: kind, line: s.line[:0], tail: s.tail[:0], usage: noUsage()}
+}
+
+// release drops buffers that grew large, so a pooled exchange stays small.
+func (s *llmScan) release() {
+	if cap(s.line) > 1<<10 {
+		s.line = nil
+	}
+}
+
+// content scans response body bytes written at t.
+func (s *llmScan) content(p *Parser, b []byte, t time.Time) {
+	switch s.kind {
+	case contentSSE:
+		s.sse(p, b, t)
+	case contentJSON:
+		s.keepTail(b)
+	case contentGRPC:
+		s.grpc.feed(b, t)
+	}
+}
+
+// keepTail keeps the last tailBytes of a JSON body, where "usage" is.
+func (s *llmScan) keepTail(b []byte) {
+	if len(b) >= tailBytes {
+		s.tail = append(s.tail[:0], b[len(b)-tailBytes:]...)
+		return
+	}
+	if len(s.tail)+len(b) > tailBytes {
+		drop := len(s.tail) + len(b) - tailBytes
+		s.tail = append(s.tail[:0], s.tail[drop:]...)
+	}
+	if s.tail == nil {
+		s.tail = make([]byte, 0, tailBytes)
+	}
+	s.tail = append(s.tail, b...)
+}
+
+// gap marks body bytes that were written but not captured.
+func (s *llmScan) gap() {
+	s.tail = s.tail[:0]
+	s.line = s.line[:0]
+	s.lineSkip = true
+	s.grpc.lost = true
+}
+
+func (s *llmScan) sse(p *Parser, b []byte, t time.Time) {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if !s.lineSkip {
+				if len(s.line)+len(b) > sseLineBytes {
+					s.lineSkip = true
+					s.line = s.line[:0]
+				} else {
+					s.line = append(s.line, b...)
+				}
+			}
+			return
+		}
+		if s.lineSkip {
+			s.lineSkip = false
+			s.line = s.line[:0]
+			b = b[i+1:]
+			continue
+		}
+		var line []byte
+		if len(s.line) > 0 {
+			if len(s.line)+i > sseLineBytes {
+				s.line = s.line[:0]
+				b = b[i+1:]
+				continue
+			}
+			s.line = append(s.line, b[:i]...)
+			line = s.line
+		} else {
+			line = b[:i]
+		}
+		b = b[i+1:]
+		s.sseLine(p, line, t)
+		s.line = s.line[:0]
+	}
+}
+
+var (
+	sseData    = []byte("data:")
+	sseDone    = []byte("[DONE]")
+	usageKey   = []byte(`"usage"`)
+	contentKey = []byte(`"content":`)
+	textKey    = []byte(`"text":`)
+	reasonKey  = []byte(`"reasoning_content":`)
+)
+
+func (s *llmScan) sseLine(p *Parser, line []byte, t time.Time) {
+	if len(line) < len(sseData) || string(line[:len(sseData)]) != string(sseData) {
+		return
+	}
+	payload := line[len(sseData):]
+	if s.firstToken.IsZero() {
+		s.firstToken = t
+	}
+	if n := len(payload); n > 0 && payload[n-1] == '\r' {
+		payload = payload[:n-1]
+	}
+	if len(payload) > 0 && payload[0] == ' ' {
+		payload = payload[1:]
+	}
+	if len(payload) == len(sseDone) && string(payload) == string(sseDone) {
+		s.done = true
+		return
+	}
+	if s.model == "" {
+		if raw, esc, ok := topLevelString(payload, "model"); ok {
+			s.model = p.model(raw, esc)
+		}
+	}
+	if bytes.Contains(payload, usageKey) {
+		if u, ok := usage(payload); ok {
+			s.usage = u
+		}
+	}
+	if contentBearing(payload) {
+		s.events++
+	}
+}
+
+// contentBearing reports whether an event carries generated text: a
+// non-empty "content" (chat deltas), "reasoning_content" or "text"
+// (completions, TGI tokens) string.
+func contentBearing(payload []byte) bool {
+	return nonEmptyString(payload, contentKey) || nonEmptyString(payload, textKey) || nonEmptyString(payload, reasonKey)
+}
+
+func nonEmptyString(b, key []byte) bool {
+	for {
+		i := bytes.Index(b, key)
+		if i < 0 {
+			return false
+		}
+		b = b[i+len(key):]
+		j := skipWS(b, 0)
+		if j+1 < len(b) && b[j] == '"' && b[j+1] != '"' {
+			return true
+		}
+	}
+}
+
+// finish reads usage from the end of a JSON body, if it is there.
+func (s *llmScan) finish() {
+	if s.kind != contentJSON || len(s.tail) == 0 {
+		return
+	}
+	if u, ok := usage(s.tail); ok {
+		s.usage = u
+	}
+}
