@@ -196,7 +196,7 @@ func newSelfCollector(e *Exporter) *selfCollector {
 	return &selfCollector{
 		e: e,
 		parseErrors: prometheus.NewDesc("autoglm_exporter_parse_errors_total",
-			"Bytes that could not be parsed as HTTP/1.x, by reason.", []string{"reason"}, nil),
+			"Bytes that could not be parsed as HTTP/1.x or HTTP/2, or requests that could not be measured, by reason.", []string{"reason"}, nil),
 		observed: prometheus.NewDesc("autoglm_exporter_requests_observed_total",
 			"Finished requests turned into traffic metrics.", nil, nil),
 		conns: prometheus.NewDesc("autoglm_exporter_parser_connections",

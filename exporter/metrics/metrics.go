@@ -51,8 +51,10 @@ func histogram(name, help string, buckets []float64, labels []string) *prometheu
 
 // Collector holds the traffic metrics. It is a prometheus.Collector.
 type Collector struct {
-	routes  *Router
-	mu      sync.Mutex // guards models and clients
+	routes *Router
+	// mu guards the top-N tables and the series caches (a source calls from
+	// one goroutine, but nothing requires it).
+	mu      sync.Mutex
 	models  *topN
 	clients *topN
 	v4, v6  int
@@ -62,7 +64,50 @@ type Collector struct {
 	genDuration, ttft, tpot     *prometheus.HistogramVec
 	tokens                      *prometheus.CounterVec
 	clientReqs                  *prometheus.CounterVec
+	grpcResps                   *prometheus.CounterVec
+
+	// Resolved series by label values, so that a request costs one map
+	// lookup instead of a label hash and lookup per metric.
+	series     map[seriesKey]*series
+	actives    map[activeKey]prometheus.Gauge
+	clientSer  map[string]prometheus.Counter
+	clientKeys map[netip.Addr]string
 }
+
+// seriesKey is the label values a finished request's series share.
+type seriesKey struct {
+	method, route, errType, model, op string
+	status, port                      uint16
+}
+
+type activeKey struct {
+	method, route string
+	port          uint16
+}
+
+// series are the resolved metrics of one seriesKey; the optional ones are
+// created when first observed, so no empty series is exposed.
+type series struct {
+	duration, reqSize, respSize prometheus.Observer
+	genDuration, ttft, tpot     prometheus.Observer
+	tokens                      [numTokenTypes]prometheus.Counter
+	grpc                        map[int]prometheus.Counter
+}
+
+const (
+	tokInput = iota
+	tokOutput
+	tokOutputEstimated
+	tokInputCached
+	tokOutputReasoning
+	numTokenTypes
+)
+
+var tokenTypes = [numTokenTypes]string{sli.TokenInput, sli.TokenOutput, sli.TokenOutputEstimated, sli.TokenInputCached, sli.TokenOutputReasoning}
+
+// maxCached bounds each cache; past it the cache starts over (label values
+// are bounded, so this only happens under unusual traffic).
+const maxCached = 1 << 14
 
 var (
 	httpLabels   = []string{sli.LabelMethod, sli.LabelRoute, sli.LabelStatus, sli.LabelPort, sli.LabelErrorType}
@@ -70,6 +115,7 @@ var (
 	genLabels    = []string{sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelErrorType}
 	streamLabels = []string{sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort}
 	tokenLabels  = []string{sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelTokenType}
+	grpcLabels   = []string{sli.LabelRoute, sli.LabelGRPCStatus, sli.LabelPort}
 )
 
 // New returns a Collector; register it with a prometheus.Registerer.
@@ -97,12 +143,20 @@ func New(o Options) *Collector {
 			"Time per output token after the first one, for successful streaming responses that report usage.", tpotBuckets, streamLabels),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: sli.GenAITokens,
-			Help: "Tokens reported in response usage, by type (input, output).",
+			Help: "Tokens by type: input and output as reported in usage, input_cached and output_reasoning (parts of them), output_estimated (content-bearing events of streams without usage).",
 		}, tokenLabels),
 		clientReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: sli.ClientRequests,
 			Help: "HTTP requests by client network (top-N prefixes, the rest as other).",
 		}, []string{sli.LabelClient}),
+		grpcResps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: sli.GRPCResponses,
+			Help: "Finished gRPC calls by method (http_route) and grpc-status.",
+		}, grpcLabels),
+		series:     make(map[seriesKey]*series),
+		actives:    make(map[activeKey]prometheus.Gauge),
+		clientSer:  make(map[string]prometheus.Counter),
+		clientKeys: make(map[netip.Addr]string),
 	}
 	genVecs := []interface {
 		DeletePartialMatch(prometheus.Labels) int
@@ -112,9 +166,15 @@ func New(o Options) *Collector {
 		for _, v := range genVecs {
 			v.DeletePartialMatch(prometheus.Labels{sli.LabelModel: model})
 		}
+		for k := range c.series {
+			if k.model == model {
+				delete(c.series, k)
+			}
+		}
 	})
 	c.clients = newTopN(o.TopClients, func(client string) {
 		c.clientReqs.DeleteLabelValues(client)
+		delete(c.clientSer, client)
 	})
 	return c
 }
@@ -134,72 +194,176 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *Collector) collectors() []prometheus.Collector {
-	return []prometheus.Collector{c.duration, c.reqSize, c.respSize, c.active, c.genDuration, c.ttft, c.tpot, c.tokens, c.clientReqs}
+	return []prometheus.Collector{c.duration, c.reqSize, c.respSize, c.active, c.genDuration, c.ttft, c.tpot, c.tokens, c.clientReqs, c.grpcResps}
 }
 
 // Start counts a request in flight; it must be followed by Finish or Drop with the same request.
 func (c *Collector) Start(r *traffic.Request) {
-	c.active.WithLabelValues(method(r.Method), c.routes.Route(r.Path), port(r.ServerPort)).Inc()
+	c.mu.Lock()
+	c.activeGauge(r).Inc()
+	c.mu.Unlock()
 }
 
 // Drop ends an in-flight request that will not be observed.
 func (c *Collector) Drop(r *traffic.Request) {
-	c.active.WithLabelValues(method(r.Method), c.routes.Route(r.Path), port(r.ServerPort)).Dec()
+	c.mu.Lock()
+	c.activeGauge(r).Dec()
+	c.mu.Unlock()
+}
+
+func (c *Collector) activeGauge(r *traffic.Request) prometheus.Gauge {
+	k := activeKey{method: method(r.Method), route: c.routes.Route(r.Path), port: r.ServerPort}
+	g := c.actives[k]
+	if g == nil {
+		if len(c.actives) >= maxCached {
+			clear(c.actives)
+		}
+		g = c.active.WithLabelValues(k.method, k.route, port(k.port))
+		c.actives[k] = g
+	}
+	return g
 }
 
 // Finish ends an in-flight request and observes it.
 func (c *Collector) Finish(r *traffic.Request) {
-	c.Drop(r)
-	c.Observe(r)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.activeGauge(r).Dec()
+	c.observe(r)
 }
 
 // Observe records a finished request (sources without a start, such as access logs, call only this).
 func (c *Collector) Observe(r *traffic.Request) {
-	route := c.routes.Route(r.Path)
-	m, p := method(r.Method), port(r.ServerPort)
-	status := ""
-	if r.Status > 0 {
-		status = strconv.Itoa(r.Status)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.observe(r)
+}
+
+func (c *Collector) observe(r *traffic.Request) {
+	k := seriesKey{method: method(r.Method), route: c.routes.Route(r.Path), port: r.ServerPort}
+	if st := statusLabel(r.Status); st != "" {
+		k.status = uint16(r.Status)
 	}
-	errType := r.ErrorType
-	if errType == "" && r.Status >= 500 {
-		errType = status
+	k.errType = boundLabel(r.ErrorType, maxErrorLabel)
+	switch {
+	case k.errType != "":
+	case r.Status >= 500 && k.status != 0:
+		k.errType = statusLabel(r.Status)
+	case r.GRPC && grpcServerError(r.GRPCStatus):
+		k.errType = grpcCode(r.GRPCStatus)
 	}
+	k.op = operation(r)
+	if k.op != "" && r.Model != "" {
+		k.model = c.models.label(boundLabel(r.Model, maxModelLabel))
+	}
+	s := c.seriesFor(k)
 	d := seconds(r.End.Sub(r.Start))
-	c.duration.WithLabelValues(m, route, status, p, errType).Observe(d)
+	s.duration.Observe(d)
 	if r.RequestBodySize >= 0 {
-		c.reqSize.WithLabelValues(m, route, status, p, errType).Observe(float64(r.RequestBodySize))
+		s.reqSize.Observe(float64(r.RequestBodySize))
 	}
 	if r.ResponseBodySize >= 0 {
-		c.respSize.WithLabelValues(m, route, status, p, errType).Observe(float64(r.ResponseBodySize))
+		s.respSize.Observe(float64(r.ResponseBodySize))
 	}
-
-	c.mu.Lock()
-	client := c.clients.label(c.clientKey(r.Client))
-	op := operation(r.Path)
-	model := ""
-	if op != "" && r.Model != "" {
-		model = c.models.label(r.Model)
+	c.clientCounter(r.Client).Inc()
+	if r.GRPC && r.GRPCStatus >= 0 {
+		s.grpcCounter(c, k, r.GRPCStatus).Inc()
 	}
-	c.mu.Unlock()
-	c.clientReqs.WithLabelValues(client).Inc()
-	if op == "" {
+	if k.op == "" {
 		return
 	}
-	c.genDuration.WithLabelValues(route, op, model, p, errType).Observe(d)
+	if s.genDuration == nil {
+		s.genDuration = c.genDuration.WithLabelValues(k.route, k.op, k.model, port(k.port), k.errType)
+	}
+	s.genDuration.Observe(d)
 	if r.InputTokens >= 0 {
-		c.tokens.WithLabelValues(route, op, model, p, "input").Add(float64(r.InputTokens))
+		s.tokenCounter(c, k, tokInput).Add(float64(r.InputTokens))
 	}
 	if r.OutputTokens >= 0 {
-		c.tokens.WithLabelValues(route, op, model, p, "output").Add(float64(r.OutputTokens))
+		t := tokOutput
+		if r.OutputTokensEstimated {
+			t = tokOutputEstimated
+		}
+		s.tokenCounter(c, k, t).Add(float64(r.OutputTokens))
 	}
-	if errType != "" || r.Status >= 400 || r.FirstToken.IsZero() {
+	if r.CachedTokens > 0 {
+		s.tokenCounter(c, k, tokInputCached).Add(float64(r.CachedTokens))
+	}
+	if r.ReasoningTokens > 0 {
+		s.tokenCounter(c, k, tokOutputReasoning).Add(float64(r.ReasoningTokens))
+	}
+	if k.errType != "" || r.Status >= 400 || r.GRPC && r.GRPCStatus > 0 || r.FirstToken.IsZero() {
 		return
 	}
-	c.ttft.WithLabelValues(route, op, model, p).Observe(seconds(r.FirstToken.Sub(r.Start)))
-	if r.OutputTokens > 1 && !r.End.Before(r.FirstToken) {
-		c.tpot.WithLabelValues(route, op, model, p).Observe(seconds(r.End.Sub(r.FirstToken)) / float64(r.OutputTokens-1))
+	if s.ttft == nil {
+		s.ttft = c.ttft.WithLabelValues(k.route, k.op, k.model, port(k.port))
 	}
+	s.ttft.Observe(seconds(r.FirstToken.Sub(r.Start)))
+	// Time per output token needs the server's own count.
+	if r.OutputTokens > 1 && !r.OutputTokensEstimated && !r.End.Before(r.FirstToken) {
+		if s.tpot == nil {
+			s.tpot = c.tpot.WithLabelValues(k.route, k.op, k.model, port(k.port))
+		}
+		s.tpot.Observe(seconds(r.End.Sub(r.FirstToken)) / float64(r.OutputTokens-1))
+	}
+}
+
+func (c *Collector) seriesFor(k seriesKey) *series {
+	if s := c.series[k]; s != nil {
+		return s
+	}
+	if len(c.series) >= maxCached {
+		clear(c.series)
+	}
+	st, p := "", port(k.port)
+	if k.status != 0 {
+		st = statusLabel(int(k.status))
+	}
+	s := &series{
+		duration: c.duration.WithLabelValues(k.method, k.route, st, p, k.errType),
+		reqSize:  c.reqSize.WithLabelValues(k.method, k.route, st, p, k.errType),
+		respSize: c.respSize.WithLabelValues(k.method, k.route, st, p, k.errType),
+	}
+	c.series[k] = s
+	return s
+}
+
+func (s *series) tokenCounter(c *Collector, k seriesKey, t int) prometheus.Counter {
+	if s.tokens[t] == nil {
+		s.tokens[t] = c.tokens.WithLabelValues(k.route, k.op, k.model, port(k.port), tokenTypes[t])
+	}
+	return s.tokens[t]
+}
+
+func (s *series) grpcCounter(c *Collector, k seriesKey, code int) prometheus.Counter {
+	if s.grpc == nil {
+		s.grpc = make(map[int]prometheus.Counter, 2)
+	}
+	ctr := s.grpc[code]
+	if ctr == nil {
+		ctr = c.grpcResps.WithLabelValues(k.route, grpcCode(code), port(k.port))
+		s.grpc[code] = ctr
+	}
+	return ctr
+}
+
+// clientCounter counts a request on its client network's top-N series.
+func (c *Collector) clientCounter(a netip.Addr) prometheus.Counter {
+	key, ok := c.clientKeys[a]
+	if !ok {
+		if len(c.clientKeys) >= maxCached {
+			clear(c.clientKeys)
+		}
+		key = c.clientKey(a)
+		c.clientKeys[a] = key
+	}
+	label := c.clients.label(key)
+	ctr := c.clientSer[label]
+	if ctr == nil {
+		ctr = c.clientReqs.WithLabelValues(label)
+		c.clientSer[label] = ctr
+	}
+	return ctr
 }
 
 func seconds(d time.Duration) float64 {
@@ -245,8 +409,13 @@ func method(m string) string {
 	return "_OTHER"
 }
 
-// operation names the GenAI operation of an OpenAI-style path, "" when it is not one.
-func operation(path string) string {
+// operation names the GenAI operation of a request, "" when it is not one:
+// from an OpenAI-style path, or from a gRPC method's name.
+func operation(r *traffic.Request) string {
+	path := r.Path
+	if r.GRPC {
+		return grpcOperation(path)
+	}
 	switch {
 	case strings.HasSuffix(path, "/chat/completions"):
 		return "chat"
@@ -258,4 +427,31 @@ func operation(path string) string {
 		return "generate"
 	}
 	return ""
+}
+
+// grpcOperation names the GenAI operation of a gRPC method ("/pkg.Service/Method")
+// from words in the method name: Embed → embeddings, Chat → chat,
+// Generate → generate, Complet(e|ion) → text_completion.
+func grpcOperation(path string) string {
+	name := path[strings.LastIndexByte(path, '/')+1:]
+	switch {
+	case containsWord(name, "embed"):
+		return "embeddings"
+	case containsWord(name, "chat"):
+		return "chat"
+	case containsWord(name, "generate"):
+		return "generate"
+	case containsWord(name, "complet"):
+		return "text_completion"
+	}
+	return ""
+}
+
+func containsWord(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(word)], word) {
+			return true
+		}
+	}
+	return false
 }

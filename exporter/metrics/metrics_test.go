@@ -287,3 +287,164 @@ func TestNativeHistograms(t *testing.T) {
 		t.Errorf("largest duration bucket %g s, want >= 600", last)
 	}
 }
+
+// exposition renders the collector's text exposition.
+func exposition(t *testing.T, c *Collector) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return buf.String()
+}
+
+// Twenty 60 KB model names once grew /metrics from 11 KB to 23–28 MB.
+func TestLabelValuesFromTrafficAreBounded(t *testing.T) {
+	run := func(model func(i int) string) (*Collector, string) {
+		c := New(Options{Endpoints: []string{"/v1/chat/completions"}, TopModels: 20, TopClients: 50, ClientPrefixV4: 24, ClientPrefixV6: 64})
+		for i := 0; i < 20; i++ {
+			c.Observe(req("POST", "/v1/chat/completions", 200, time.Second, stream(time.Millisecond, 5, 7, model(i)),
+				func(r *traffic.Request) { r.ErrorType = strings.Repeat("e", 60<<10) }))
+		}
+		return c, exposition(t, c)
+	}
+	_, short := run(func(i int) string { return "model-" + strconv.Itoa(i) })
+	c, long := run(func(i int) string { return strconv.Itoa(i) + strings.Repeat("m", 60<<10) + "\x00\"{}\n" })
+	if len(long) > 2*len(short) {
+		t.Errorf("exposition with 60 KB model names is %d bytes, with short names %d", len(long), len(short))
+	}
+	models := map[string]bool{}
+	for _, line := range strings.Split(long, "\n") {
+		for _, l := range []string{sli.LabelModel, sli.LabelErrorType} {
+			i := strings.Index(line, l+`="`)
+			if i < 0 {
+				continue
+			}
+			v := line[i+len(l)+2:]
+			v = v[:strings.IndexByte(v, '"')]
+			if len(v) > maxModelLabel || !plainLabel(v) {
+				t.Fatalf("label %s value of %d bytes: %.80q", l, len(v), v)
+			}
+			if l == sli.LabelModel {
+				models[v] = true
+			}
+		}
+	}
+	if len(models) != 20 {
+		t.Errorf("%d distinct model values, want the 20 long names kept apart", len(models))
+	}
+	for k := range c.models.admitted {
+		if len(k) > maxModelLabel {
+			t.Errorf("top-N table holds a %d-byte key", len(k))
+		}
+	}
+	for in, want := range map[string]string{
+		"meta-llama/Llama-3.1-8B-Instruct": "meta-llama/Llama-3.1-8B-Instruct",
+		"qwen2.5:7b":                       "qwen2.5:7b",
+		"a b\x00c\"é":                      "a_b_c___",
+	} {
+		if got := boundLabel(in, maxModelLabel); got != want {
+			t.Errorf("boundLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestTokenTypes(t *testing.T) {
+	c := newTest()
+	c.Observe(req("POST", "/v1/chat/completions", 200, 3*time.Second, stream(time.Second, 100, 21, "glm-4"), func(r *traffic.Request) {
+		r.CachedTokens, r.ReasoningTokens = 64, 8
+	}))
+	// No usage: 11 content-bearing events are an estimate, kept apart from the server's count, and give no time per token.
+	c.Observe(req("POST", "/v1/chat/completions", 200, 3*time.Second, stream(time.Second, -1, 11, "glm-4"), func(r *traffic.Request) {
+		r.OutputTokensEstimated = true
+	}))
+	for typ, want := range map[string]float64{
+		sli.TokenInput: 100, sli.TokenOutput: 21, sli.TokenInputCached: 64, sli.TokenOutputReasoning: 8, sli.TokenOutputEstimated: 11,
+	} {
+		if got := testutil.ToFloat64(c.tokens.WithLabelValues("/v1/chat/completions", "chat", "glm-4", "8000", typ)); got != want {
+			t.Errorf("tokens{%s} = %g, want %g", typ, got, want)
+		}
+	}
+	if got := testutil.CollectAndCount(c, sli.GenAITokens); got != 5 {
+		t.Errorf("token series = %d, want 5", got)
+	}
+	tpot := "# HELP " + sli.GenAITPOT + " Time per output token after the first one, for successful streaming responses that report usage.\n# TYPE " + sli.GenAITPOT + " histogram\n" +
+		histText(sli.GenAITPOT, `gen_ai_operation_name="chat",gen_ai_request_model="glm-4",http_route="/v1/chat/completions",server_port="8000"`, tpotBuckets, 2.0/20)
+	if err := testutil.CollectAndCompare(c, strings.NewReader(tpot), sli.GenAITPOT); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestGRPCCalls(t *testing.T) {
+	c := New(Options{Endpoints: []string{"/llm.Generator/{method}", "/v1/chat/completions"}, TopModels: 5, TopClients: 5, ClientPrefixV4: 24, ClientPrefixV6: 64})
+	call := func(method string, code int, streamed bool) *traffic.Request {
+		return req("POST", method, 200, time.Second, func(r *traffic.Request) {
+			r.GRPC, r.GRPCStatus = true, code
+			if streamed {
+				r.FirstToken, r.Streaming = r.Start.Add(100*time.Millisecond), true
+			}
+		})
+	}
+	c.Observe(call("/llm.Generator/GenerateStream", 0, true))
+	c.Observe(call("/llm.Generator/GenerateStream", 14, true)) // UNAVAILABLE: the server failed
+	c.Observe(call("/llm.Generator/Embed", 5, false))          // NOT_FOUND: the call's own fault, like a 404
+	c.Observe(call("/other.Svc/Do", 0, false))
+	want := "# HELP " + sli.GRPCResponses + " Finished gRPC calls by method (http_route) and grpc-status.\n# TYPE " + sli.GRPCResponses + " counter\n" +
+		sli.GRPCResponses + `{http_route="/llm.Generator/{method}",rpc_grpc_status_code="NOT_FOUND",server_port="8000"} 1` + "\n" +
+		sli.GRPCResponses + `{http_route="/llm.Generator/{method}",rpc_grpc_status_code="OK",server_port="8000"} 1` + "\n" +
+		sli.GRPCResponses + `{http_route="/llm.Generator/{method}",rpc_grpc_status_code="UNAVAILABLE",server_port="8000"} 1` + "\n" +
+		sli.GRPCResponses + `{http_route="other",rpc_grpc_status_code="OK",server_port="8000"} 1` + "\n"
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), sli.GRPCResponses); err != nil {
+		t.Error(err)
+	}
+	for _, tc := range []struct {
+		labels map[string]string
+		want   int
+	}{
+		{map[string]string{sli.LabelErrorType: "UNAVAILABLE"}, 1},
+		{map[string]string{sli.LabelErrorType: ""}, 3},
+		{map[string]string{sli.LabelOperation: "generate"}, 2},
+		{map[string]string{sli.LabelOperation: "embeddings"}, 1},
+	} {
+		name := sli.HTTPDuration
+		if _, ok := tc.labels[sli.LabelOperation]; ok {
+			name = sli.GenAIDuration
+		}
+		got := 0
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c)
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+		series:
+			for _, m := range mf.GetMetric() {
+				for k, v := range tc.labels {
+					for _, l := range m.GetLabel() {
+						if l.GetName() == k && l.GetValue() != v {
+							continue series
+						}
+					}
+				}
+				got += int(m.GetHistogram().GetSampleCount())
+			}
+		}
+		if got != tc.want {
+			t.Errorf("%s%v = %d, want %d", name, tc.labels, got, tc.want)
+		}
+	}
+	// Time to first token only for the successful stream.
+	if got := testutil.CollectAndCount(c, sli.GenAITTFT); got != 1 {
+		t.Errorf("ttft series = %d, want 1", got)
+	}
+}

@@ -18,6 +18,7 @@ const (
 	GenAITPOT         = "gen_ai_server_time_per_output_token_seconds"
 	GenAITokens       = "gen_ai_server_tokens_total"
 	ClientRequests    = "autoglm_exporter_client_requests_total"
+	GRPCResponses     = "autoglm_exporter_grpc_responses_total"
 	RulegenBaseline   = "autoglm_rulegen_baseline"
 	LabelMethod       = "http_request_method"
 	LabelRoute        = "http_route"
@@ -28,11 +29,24 @@ const (
 	LabelModel        = "gen_ai_request_model"
 	LabelTokenType    = "gen_ai_token_type"
 	LabelClient       = "client_address"
+	LabelGRPCStatus   = "rpc_grpc_status_code"
 	LabelSLI          = "sli"
 	LabelBound        = "bound"
 	OtherValue        = "other"
 	ErrorSelector     = `error_type!=""`
 	rateWindowDefault = "5m"
+)
+
+// Values of LabelTokenType. Cached input and reasoning output are parts of
+// input and output (not additions); estimated output counts the
+// content-bearing events of streams that reported no usage, and is never
+// mixed into output, which is always the server's own count.
+const (
+	TokenInput           = "input"
+	TokenOutput          = "output"
+	TokenInputCached     = "input_cached"
+	TokenOutputReasoning = "output_reasoning"
+	TokenOutputEstimated = "output_estimated"
 )
 
 // Rule is one recording rule.
