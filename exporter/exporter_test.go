@@ -34,7 +34,13 @@ type harness struct {
 // useEBPF is set (root only), else the user-space proxy.
 func start(t testing.TB, serverPort uint16, useEBPF bool) *harness {
 	t.Helper()
-	cfg, err := config.Parse([]byte("metrics:\n  endpoints: [/v1/chat/completions, /v1/embeddings, \"/v1/models/{model}\"]\nexporter:\n  ports: ["+
+	return startWith(t, serverPort, useEBPF, `[/v1/chat/completions, /v1/embeddings, "/v1/models/{model}"]`)
+}
+
+// startWith is start with the given metrics.endpoints (a YAML list).
+func startWith(t testing.TB, serverPort uint16, useEBPF bool, endpoints string) *harness {
+	t.Helper()
+	cfg, err := config.Parse([]byte("metrics:\n  endpoints: "+endpoints+"\nexporter:\n  ports: ["+
 		strconv.Itoa(int(serverPort))+"]\n"), "test.yml")
 	if err != nil {
 		t.Fatal(err)

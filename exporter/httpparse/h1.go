@@ -322,6 +322,12 @@ func (c *conn) badStart(s *side, bad Reason, rest []byte, request bool) {
 		return
 	}
 	if bad == NotHTTP {
+		if !request && serverPreface(rest) {
+			// A new HTTP/2 connection whose server spoke first.
+			c.switchH2(newH2(c, true))
+			c.h2.feed(true, rest, 0, s.start)
+			return
+		}
 		if looksLikeH2(rest) {
 			// HTTP/2 joined after its preface: the header tables are unknown.
 			c.switchH2(newBlindH2(c))

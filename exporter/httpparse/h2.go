@@ -95,22 +95,37 @@ type h2fields struct {
 }
 
 func newH2(c *conn, preface bool) *h2conn {
-	h := &h2conn{c: c, streams: make(map[uint32]*exchange, 4)}
-	h.in = h2dir{h: h, maxFrame: defaultMaxFrame}
-	h.out = h2dir{h: h, egress: true, maxFrame: defaultMaxFrame}
+	h := &h2conn{c: c}
+	h.in = h2dir{egress: false}
+	h.out = h2dir{egress: true}
+	h.start(preface)
+	return h
+}
+
+// start readies the header decoders of a connection followed from its start.
+func (h *h2conn) start(preface bool) {
+	h.blind = false
+	h.streams = make(map[uint32]*exchange, 4)
+	for _, d := range []*h2dir{&h.in, &h.out} {
+		d.h, d.maxFrame = h, defaultMaxFrame
+		d.dec = hpack.NewDecoder(4096, d.emit)
+		d.dec.SetAllowedMaxDynamicTableSize(maxHPACKTable)
+		d.dec.SetMaxStringLength(h.c.p.o.MaxHeaderBytes)
+	}
 	if preface {
 		h.in.preface = uint8(len(h2Preface))
 	}
-	for _, d := range []*h2dir{&h.in, &h.out} {
-		d.dec = hpack.NewDecoder(4096, d.emit)
-		d.dec.SetAllowedMaxDynamicTableSize(maxHPACKTable)
-		d.dec.SetMaxStringLength(c.p.o.MaxHeaderBytes)
-	}
-	return h
 }
 
 func newBlindH2(c *conn) *h2conn {
 	return &h2conn{c: c, blind: true, in: h2dir{maxFrame: 1 << 24}, out: h2dir{egress: true, maxFrame: 1 << 24}}
+}
+
+// serverPreface reports whether b starts with a SETTINGS frame (not an
+// acknowledgement): the server's connection preface, which many servers
+// write before they read the client's.
+func serverPreface(b []byte) bool {
+	return len(b) >= 9 && b[3] == frSettings && b[4]&flAck == 0 && binary.BigEndian.Uint32(b[5:9]) == 0 && looksLikeH2(b)
 }
 
 // looksLikeH2 reports whether b starts with plausible HTTP/2 frames, for a
@@ -160,6 +175,10 @@ func (h *h2conn) dir(egress bool) *h2dir {
 func (h *h2conn) feed(egress bool, data []byte, invisible int64, t time.Time) {
 	d := h.dir(egress)
 	c := h.c
+	if h.blind && !egress && !d.inFrame && d.nhdr == 0 && isPreface(data) {
+		// The client's preface after all: the connection is new, follow it fully.
+		h.start(true)
+	}
 	for len(data) > 0 && !c.dead {
 		if d.preface > 0 {
 			off := len(h2Preface) - int(d.preface)

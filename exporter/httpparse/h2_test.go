@@ -148,6 +148,18 @@ func TestHTTP2(t *testing.T) {
 			},
 		},
 		{
+			name: "server writes its SETTINGS before the client preface (gRPC servers do)",
+			steps: func(c, s *h2peer) []step {
+				return []step{
+					out(0, s.settings()),
+					in(1, h2Preface+c.settings()+c.headers(1, true, reqHeaders("GET", "/first")...)),
+					out(2, s.headers(1, false, ":status", "200")+s.data(1, true, "ok")),
+				}
+			},
+			want:  []want{{method: "GET", path: "/first", status: 200, start: 1, end: 2, respBody: 2}},
+			whole: true,
+		},
+		{
 			name: "HPACK dynamic table across requests, CONTINUATION, padding and priority",
 			steps: func(c, s *h2peer) []step {
 				var st []step
