@@ -357,7 +357,13 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 		ev  traffic.Event
 	)
 	nextGC := s.now().Add(gcInterval)
-	s.rd.SetDeadline(s.now().Add(pollInterval))
+	// Drain without blocking, then sleep in the Go scheduler: a reader
+	// blocked in epoll_wait keeps its thread in a system call, and the
+	// runtime's monitor then polls every few microseconds to retake it,
+	// which cost more CPU than the parsing.
+	s.rd.SetDeadline(time.Unix(1, 0))
+	poll := time.NewTimer(pollInterval)
+	defer poll.Stop()
 	for {
 		err := s.rd.ReadInto(&rec)
 		switch {
@@ -382,7 +388,19 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 				s.reap(handle)
 				nextGC = now.Add(gcInterval)
 			}
-			s.rd.SetDeadline(now.Add(pollInterval))
+			// Sleep until there is something to read: an empty check reads the
+			// ring's positions from memory, without a system call.
+			for {
+				poll.Reset(pollInterval)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-poll.C:
+				}
+				if s.rd.AvailableBytes() > 0 || s.canReap && s.now().After(nextGC) {
+					break
+				}
+			}
 		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
 			if ctx.Err() != nil {
 				return nil
