@@ -471,15 +471,8 @@ func (p *process) stop() {
 
 // cpuSeconds is the process's user plus system CPU time so far.
 func (p *process) cpuSeconds(b testing.TB) float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// Fields after the parenthesised command name; utime and stime are the 14th and 15th fields.
-	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
+	u, s := p.cpuSplit(b)
+	return u + s
 }
 
 // status returns a kB field of /proc/<pid>/status.

@@ -532,12 +532,11 @@ func (c *conn) responseHead(block []byte, t time.Time) {
 	}
 }
 
+// popQueue removes the oldest request, keeping the slice's array for the next ones.
 func (c *conn) popQueue() {
-	c.queue[0] = nil
-	c.queue = c.queue[1:]
-	if len(c.queue) == 0 {
-		c.queue = c.queue[:0:0]
-	}
+	n := copy(c.queue, c.queue[1:])
+	c.queue[n] = nil
+	c.queue = c.queue[:n]
 }
 
 // finishResponse completes the response in progress at end.

@@ -228,21 +228,31 @@ func (p *Parser) parseHead(block []byte, request bool) (head, Reason) {
 		if !ok || len(name) == 0 {
 			return h, BadHeader
 		}
-		value = bytes.TrimSpace(value)
-		switch {
-		case bytes.EqualFold(name, []byte("content-length")):
-			n, ok := parseLength(value)
+		// Only four headers matter; their lengths tell them apart before any comparison.
+		switch len(name) {
+		case len("content-length"):
+			if !asciiEqualFold(name, "content-length") {
+				continue
+			}
+			n, ok := parseLength(bytes.TrimSpace(value))
 			if !ok || h.hasLength && n != h.length {
 				return h, BadHeader
 			}
 			h.length, h.hasLength = n, true
-		case bytes.EqualFold(name, []byte("transfer-encoding")):
-			codings := bytes.Split(value, []byte(","))
-			h.chunked = bytes.EqualFold(bytes.TrimSpace(codings[len(codings)-1]), []byte("chunked"))
-		case !request && bytes.EqualFold(name, []byte("content-type")):
-			h.kind = contentKindOf(value)
-		case !request && bytes.EqualFold(name, []byte("upgrade")):
-			h.upgradeH2C = asciiEqualFold(bytes.TrimSpace(value), "h2c")
+		case len("transfer-encoding"):
+			if !asciiEqualFold(name, "transfer-encoding") {
+				continue
+			}
+			last := value[bytes.LastIndexByte(value, ',')+1:]
+			h.chunked = asciiEqualFold(bytes.TrimSpace(last), "chunked")
+		case len("content-type"):
+			if !request && asciiEqualFold(name, "content-type") {
+				h.kind = contentKindOf(bytes.TrimSpace(value))
+			}
+		case len("upgrade"):
+			if !request && asciiEqualFold(name, "upgrade") {
+				h.upgradeH2C = asciiEqualFold(bytes.TrimSpace(value), "h2c")
+			}
 		}
 	}
 	if h.chunked {

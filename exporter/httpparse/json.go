@@ -170,7 +170,16 @@ func (u tokenUsage) any() bool { return u.in >= 0 || u.out >= 0 }
 // API, Anthropic), and the cached and reasoning details of either form.
 func usage(b []byte) (tokenUsage, bool) {
 	u := noUsage()
-	i := bytes.LastIndex(b, []byte(`"usage"`))
+	// The last occurrence, found forwards: vectorised, unlike LastIndex.
+	i := -1
+	for off := 0; ; {
+		j := bytes.Index(b[off:], usageKey)
+		if j < 0 {
+			break
+		}
+		i = off + j
+		off = i + len(usageKey)
+	}
 	if i < 0 {
 		return u, false
 	}

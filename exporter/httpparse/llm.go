@@ -30,6 +30,8 @@ type llmScan struct {
 	model      string
 	usage      tokenUsage
 	events     int64 // content-bearing SSE events
+	key        uint8 // index in contentKeys of the key that last carried content
+	keyAt      int32 // and where it was in its event
 	grpc       grpcMessages
 }
 
@@ -119,13 +121,25 @@ func (s *llmScan) sse(p *Parser, b []byte, t time.Time) {
 }
 
 var (
-	sseData    = []byte("data:")
-	sseDone    = []byte("[DONE]")
-	usageKey   = []byte(`"usage"`)
-	contentKey = []byte(`"content":`)
-	textKey    = []byte(`"text":`)
-	reasonKey  = []byte(`"reasoning_content":`)
+	sseData  = []byte("data:")
+	sseDone  = []byte("[DONE]")
+	usageKey = []byte(`"usage"`)
 )
+
+// contentKey is a key whose non-empty string value is generated text. The
+// search is for tail, whose first byte is rarer in JSON than a quote (which
+// would make a vectorised search stop at every string); lead must precede it.
+type contentKey struct {
+	tail []byte
+	lead []string
+}
+
+// contentKeys: "content" (chat deltas) and "reasoning_content", "text"
+// (completions, Anthropic and TGI tokens).
+var contentKeys = [...]contentKey{
+	{[]byte(`ontent":`), []string{`"c`, `_c`}},
+	{[]byte(`xt":`), []string{`"te`}},
+}
 
 func (s *llmScan) sseLine(p *Parser, line []byte, t time.Time) {
 	if len(line) < len(sseData) || string(line[:len(sseData)]) != string(sseData) {
@@ -150,35 +164,64 @@ func (s *llmScan) sseLine(p *Parser, line []byte, t time.Time) {
 			s.model = p.model(raw, esc)
 		}
 	}
+	// A token event carries no usage; only the others are searched for it.
+	if s.contentBearing(payload) {
+		s.events++
+		return
+	}
 	if bytes.Contains(payload, usageKey) {
 		if u, ok := usage(payload); ok {
 			s.usage = u
 		}
 	}
-	if contentBearing(payload) {
-		s.events++
-	}
 }
 
 // contentBearing reports whether an event carries generated text: a
-// non-empty "content" (chat deltas), "reasoning_content" or "text"
-// (completions, TGI tokens) string.
-func contentBearing(payload []byte) bool {
-	return nonEmptyString(payload, contentKey) || nonEmptyString(payload, textKey) || nonEmptyString(payload, reasonKey)
-}
-
-func nonEmptyString(b, key []byte) bool {
-	for {
-		i := bytes.Index(b, key)
-		if i < 0 {
-			return false
-		}
-		b = b[i+len(key):]
-		j := skipWS(b, 0)
-		if j+1 < len(b) && b[j] == '"' && b[j+1] != '"' {
+// non-empty "content", "reasoning_content" or "text" string. The events of
+// one stream share their shape, so the key that matched last is tried first,
+// at the offset where it was: most events then cost no search at all.
+func (s *llmScan) contentBearing(payload []byte) bool {
+	k := &contentKeys[s.key]
+	if at := int(s.keyAt); at > 0 && at+len(k.tail) <= len(payload) && string(payload[at:at+len(k.tail)]) == string(k.tail) {
+		if v, _ := k.value(payload, at); v {
 			return true
 		}
 	}
+	for i := range contentKeys {
+		j := (int(s.key) + i) % len(contentKeys)
+		if at, ok := contentKeys[j].find(payload); ok {
+			s.key, s.keyAt = uint8(j), int32(at)
+			return true
+		}
+	}
+	return false
+}
+
+// find returns the offset of k's tail in a member of b with a non-empty string value.
+func (k *contentKey) find(b []byte) (int, bool) {
+	for off := 0; ; {
+		i := bytes.Index(b[off:], k.tail)
+		if i < 0 {
+			return 0, false
+		}
+		i += off
+		off = i + len(k.tail)
+		if v, ok := k.value(b, i); ok && v {
+			return i, true
+		}
+	}
+}
+
+// value reports, for k's tail found at b[at:], whether it is the key (ok)
+// and whether its value is a non-empty string.
+func (k *contentKey) value(b []byte, at int) (nonEmpty, ok bool) {
+	for _, l := range k.lead {
+		if at >= len(l) && string(b[at-len(l):at]) == l {
+			j := skipWS(b, at+len(k.tail))
+			return j+1 < len(b) && b[j] == '"' && b[j+1] != '"', true
+		}
+	}
+	return false, false
 }
 
 // finish reads usage from the end of a JSON body, if it is there.

@@ -70,6 +70,12 @@ type Collector struct {
 	// lookup instead of a label hash and lookup per metric.
 	series     map[seriesKey]*series
 	actives    map[activeKey]prometheus.Gauge
+	// The previous request's series: consecutive requests mostly share them,
+	// and comparing the keys costs less than hashing them.
+	lastKey    seriesKey
+	last       *series
+	lastActKey activeKey
+	lastAct    prometheus.Gauge
 	clientSer  map[string]prometheus.Counter
 	clientKeys map[netip.Addr]string
 }
@@ -171,6 +177,7 @@ func New(o Options) *Collector {
 				delete(c.series, k)
 			}
 		}
+		c.last = nil
 	})
 	c.clients = newTopN(o.TopClients, func(client string) {
 		c.clientReqs.DeleteLabelValues(client)
@@ -213,14 +220,19 @@ func (c *Collector) Drop(r *traffic.Request) {
 
 func (c *Collector) activeGauge(r *traffic.Request) prometheus.Gauge {
 	k := activeKey{method: method(r.Method), route: c.routes.Route(r.Path), port: r.ServerPort}
+	if c.lastAct != nil && k == c.lastActKey {
+		return c.lastAct
+	}
 	g := c.actives[k]
 	if g == nil {
 		if len(c.actives) >= maxCached {
 			clear(c.actives)
+			c.lastAct = nil
 		}
 		g = c.active.WithLabelValues(k.method, k.route, port(k.port))
 		c.actives[k] = g
 	}
+	c.lastActKey, c.lastAct = k, g
 	return g
 }
 
@@ -309,11 +321,15 @@ func (c *Collector) observe(r *traffic.Request) {
 }
 
 func (c *Collector) seriesFor(k seriesKey) *series {
+	if c.last != nil && k == c.lastKey {
+		return c.last
+	}
 	if s := c.series[k]; s != nil {
+		c.lastKey, c.last = k, s
 		return s
 	}
 	if len(c.series) >= maxCached {
-		clear(c.series)
+		c.forget()
 	}
 	st, p := "", port(k.port)
 	if k.status != 0 {
@@ -325,7 +341,14 @@ func (c *Collector) seriesFor(k seriesKey) *series {
 		respSize: c.respSize.WithLabelValues(k.method, k.route, st, p, k.errType),
 	}
 	c.series[k] = s
+	c.lastKey, c.last = k, s
 	return s
+}
+
+// forget drops the resolved series (their metrics stay registered).
+func (c *Collector) forget() {
+	clear(c.series)
+	c.last = nil
 }
 
 func (s *series) tokenCounter(c *Collector, k seriesKey, t int) prometheus.Counter {

@@ -1,0 +1,217 @@
+package exporter
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
+)
+
+// Figures of the exporter before this benchmark existed (the issue that
+// set the targets), printed when no baseline binary can be built.
+const (
+	issueKeepAliveUserUS = 7.0
+	issueStreamUS        = 128.0
+)
+
+// BenchmarkExporterCost measures the exporter's own CPU on the two workloads
+// its cost targets are set for, with the real eBPF capture, side by side with
+// a baseline exporter built from another revision (main by default) in
+// alternated pairs (base–new, new–base, …) so a drift in machine load hits
+// both alike:
+//
+//   - keep-alive HTTP/1.1 at 5 000 req/s (the lean driver of BenchmarkExporter,
+//     32 connections, chat completions, three in ten streamed): exporter user
+//     and system CPU µs per request (target: user ≤ 2 µs);
+//   - 200-token SSE streams at 300 streams/s from autoglm-llmsim's own load
+//     generator against `autoglm-llmsim serve --pacing.disabled --usage.always`:
+//     exporter CPU µs per stream (target ≤ 15 µs).
+//
+// CPU comes from /proc/<pid>/stat (10 ms ticks), so runs are long enough for
+// a few hundred ticks. AUTOGLM_BENCH_COST_DURATION (default 20s) sets each
+// run, AUTOGLM_BENCH_PAIRS (default 3) the pairs, AUTOGLM_BENCH_BASELINE the
+// git revision of the baseline ("" or "none": no baseline).
+//
+//	sudo go test -run '^$' -bench BenchmarkExporterCost -benchtime 1x ./exporter/
+func BenchmarkExporterCost(b *testing.B) {
+	testenv.Root(b)
+	dur := 20 * time.Second
+	if v := os.Getenv("AUTOGLM_BENCH_COST_DURATION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatalf("AUTOGLM_BENCH_COST_DURATION: %v", err)
+		}
+		dur = d
+	}
+	pairs := 3
+	if v := os.Getenv("AUTOGLM_BENCH_PAIRS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("AUTOGLM_BENCH_PAIRS: want a positive integer, got %q", v)
+		}
+		pairs = n
+	}
+	rev, ok := os.LookupEnv("AUTOGLM_BENCH_BASELINE")
+	if !ok {
+		rev = "main"
+	}
+	simBin := testenv.Binary(b, "autoglm-llmsim")
+	bins := []string{testenv.Binary(b, "autoglm-exporter")}
+	names := []string{"this"}
+	if base, err := buildRevision(b, rev); err != nil {
+		b.Logf("no baseline: %v", err)
+	} else if base != "" {
+		bins = append([]string{base}, bins...)
+		names = append([]string{rev}, names...)
+	}
+
+	simPort := testenv.FreePort(b)
+	sim := startProcess(b, simBin, "serve", "--pacing.disabled", "--usage.always", "--log.level=warn", "--web.listen-address="+testenv.Addr(simPort))
+	defer sim.stop()
+	simAddr := testenv.Addr(simPort)
+	waitHTTP(b, "http://"+simAddr+"/v1/models")
+	cfg := filepath.Join(b.TempDir(), "c.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("exporter:\n  ports: [%d]\n", simPort)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	expPort := testenv.FreePort(b)
+	metricsURL := "http://" + testenv.Addr(expPort) + "/metrics"
+
+	type result struct {
+		user, sys       float64 // exporter CPU µs per request
+		counted, served float64
+	}
+	// one runs a workload with exporter bins[i] attached.
+	one := func(i int, workload string) result {
+		e := startProcess(b, bins[i], "--config.file="+cfg, "--web.listen-address="+testenv.Addr(expPort))
+		defer e.stop()
+		waitHTTP(b, metricsURL)
+		before := scrapeValues(b, metricsURL)["autoglm_exporter_requests_observed_total"]
+		u0, s0 := e.cpuSplit(b)
+		var served int64
+		switch workload {
+		case "keepalive":
+			r, err := drive(simAddr, 32, 5000, dur)
+			if err != nil {
+				b.Fatalf("load: %v", err)
+			}
+			served = r.responses
+		default:
+			served = streamLoad(b, simBin, simAddr, 300, 200, dur)
+		}
+		settle(b, metricsURL, before+float64(served))
+		u1, s1 := e.cpuSplit(b)
+		counted := scrapeValues(b, metricsURL)["autoglm_exporter_requests_observed_total"] - before
+		return result{user: 1e6 * (u1 - u0) / float64(served), sys: 1e6 * (s1 - s0) / float64(served), counted: counted, served: float64(served)}
+	}
+	var t strings.Builder
+	fmt.Fprintf(&t, "\nexporter CPU, real eBPF capture, %s per run, %d pairs alternated, %d CPUs, load average at start %s\n", dur, pairs, nproc(), loadavg())
+	summary := map[string][]float64{}
+	for _, w := range []struct{ name, label, unit string }{
+		{"keepalive", "keep-alive HTTP/1.1, 5000 req/s, 32 conns", "req"},
+		{"stream", "200-token SSE streams, 300 streams/s (llmsim load, --usage.always)", "stream"},
+	} {
+		fmt.Fprintf(&t, "%s: exporter CPU in µs per %s\n", w.label, w.unit)
+		fmt.Fprintf(&t, "  %-4s %-10s %9s %9s %9s %10s\n", "pair", "exporter", "user", "sys", "total", "captured")
+		for p := 0; p < pairs; p++ {
+			order := make([]int, len(bins))
+			for i := range order {
+				order[i] = i
+				if p%2 == 1 {
+					order[i] = len(bins) - 1 - i
+				}
+			}
+			for _, i := range order {
+				r := one(i, w.name)
+				key := w.name + "/" + names[i]
+				summary[key+"/user"] = append(summary[key+"/user"], r.user)
+				summary[key+"/total"] = append(summary[key+"/total"], r.user+r.sys)
+				fmt.Fprintf(&t, "  %-4d %-10s %9.2f %9.2f %9.2f %6.0f/%.0f\n", p+1, names[i], r.user, r.sys, r.user+r.sys, r.counted, r.served)
+			}
+		}
+		for _, n := range names {
+			key := w.name + "/" + n
+			fmt.Fprintf(&t, "  median %-10s user %.2f, user+sys %.2f µs per %s\n", n, median(summary[key+"/user"]), median(summary[key+"/total"]), w.unit)
+		}
+		if len(names) == 1 {
+			issue := issueKeepAliveUserUS
+			if w.name == "stream" {
+				issue = issueStreamUS
+			}
+			fmt.Fprintf(&t, "  (before: %.1f µs per %s, measured when the targets were set)\n", issue, w.unit)
+		}
+	}
+	fmt.Fprintf(&t, "load average at end %s\n", loadavg())
+	b.Log(t.String())
+	fmt.Print(t.String())
+	b.ReportMetric(median(summary["keepalive/this/user"]), "user-us/req@5k")
+	b.ReportMetric(median(summary["stream/this/total"]), "us/200-token-stream")
+}
+
+// streamLoad runs autoglm-llmsim's load generator: rate streams per second
+// of tokens-token chat completions for d; it returns the responses.
+func streamLoad(b *testing.B, simBin, addr string, rate, tokens int, d time.Duration) int64 {
+	out := filepath.Join(b.TempDir(), "load.json")
+	cmd := exec.Command(simBin, "load", "--target=http://"+addr, "--mode=open", "--rate="+strconv.Itoa(rate),
+		"--routes=/v1/chat/completions=1", "--stream-ratio=1", "--max-tokens="+strconv.Itoa(tokens),
+		"--duration="+d.String(), "--output="+out, "--log.level=warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("llmsim load: %v", err)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum struct {
+		Responses int64 `json:"responses"`
+		Streams   int64 `json:"streams"`
+	}
+	if err := json.Unmarshal(raw, &sum); err != nil {
+		b.Fatalf("llmsim load summary: %v", err)
+	}
+	if sum.Streams != sum.Responses {
+		b.Fatalf("llmsim load: %d responses, %d streams", sum.Responses, sum.Streams)
+	}
+	return sum.Responses
+}
+
+// buildRevision builds autoglm-exporter at a git revision of this
+// repository ("" or "none": none), from a temporary worktree.
+func buildRevision(b *testing.B, rev string) (string, error) {
+	if rev == "" || rev == "none" {
+		return "", nil
+	}
+	root := testenv.RepoRoot(b)
+	dir := filepath.Join(b.TempDir(), "baseline")
+	if out, err := exec.Command("git", "-C", root, "worktree", "add", "--detach", dir, rev).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("git worktree add %s: %v: %s", rev, err, out)
+	}
+	defer func() { _ = exec.Command("git", "-C", root, "worktree", "remove", "--force", dir).Run() }()
+	bin := filepath.Join(b.TempDir(), "autoglm-exporter-"+strings.ReplaceAll(rev, "/", "_"))
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/autoglm-exporter")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v: %s", rev, err, out)
+	}
+	return bin, nil
+}
+
+// cpuSplit is the process's user and system CPU seconds so far.
+func (p *process) cpuSplit(b testing.TB) (user, sys float64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return ut / 100, st / 100 // USER_HZ
+}
