@@ -68,8 +68,8 @@ type Collector struct {
 
 	// Resolved series by label values, so that a request costs one map
 	// lookup instead of a label hash and lookup per metric.
-	series     map[seriesKey]*series
-	actives    map[activeKey]prometheus.Gauge
+	series  map[seriesKey]*series
+	actives map[activeKey]prometheus.Gauge
 	// The previous request's series: consecutive requests mostly share them,
 	// and comparing the keys costs less than hashing them.
 	lastKey    seriesKey
