@@ -318,9 +318,10 @@ func asciiEqualFold(b []byte, s string) bool {
 	return true
 }
 
+// containsFold reports whether b holds s (lower case) in any case.
 func containsFold(b []byte, s string) bool {
 	for i := 0; i+len(s) <= len(b); i++ {
-		if asciiEqualFold(b[i:i+len(s)], s) {
+		if lower(b[i]) == s[0] && asciiEqualFold(b[i:i+len(s)], s) {
 			return true
 		}
 	}

@@ -76,6 +76,10 @@ type Collector struct {
 	last       *series
 	lastActKey activeKey
 	lastAct    prometheus.Gauge
+	lastPath   string
+	lastRoute  string
+	lastAddr   netip.Addr
+	lastClient string
 	clientSer  map[string]prometheus.Counter
 	clientKeys map[netip.Addr]string
 }
@@ -219,7 +223,7 @@ func (c *Collector) Drop(r *traffic.Request) {
 }
 
 func (c *Collector) activeGauge(r *traffic.Request) prometheus.Gauge {
-	k := activeKey{method: method(r.Method), route: c.routes.Route(r.Path), port: r.ServerPort}
+	k := activeKey{method: method(r.Method), route: c.route(r.Path), port: r.ServerPort}
 	if c.lastAct != nil && k == c.lastActKey {
 		return c.lastAct
 	}
@@ -252,7 +256,7 @@ func (c *Collector) Observe(r *traffic.Request) {
 }
 
 func (c *Collector) observe(r *traffic.Request) {
-	k := seriesKey{method: method(r.Method), route: c.routes.Route(r.Path), port: r.ServerPort}
+	k := seriesKey{method: method(r.Method), route: c.route(r.Path), port: r.ServerPort}
 	if st := statusLabel(r.Status); st != "" {
 		k.status = uint16(r.Status)
 	}
@@ -320,6 +324,16 @@ func (c *Collector) observe(r *traffic.Request) {
 	}
 }
 
+// route is the route of a path; a request's path is routed three times
+// (start, end, observation) and the parser's paths are interned, so the
+// previous answer is compared first.
+func (c *Collector) route(path string) string {
+	if path != c.lastPath || c.lastRoute == "" {
+		c.lastPath, c.lastRoute = path, c.routes.Route(path)
+	}
+	return c.lastRoute
+}
+
 func (c *Collector) seriesFor(k seriesKey) *series {
 	if c.last != nil && k == c.lastKey {
 		return c.last
@@ -372,13 +386,18 @@ func (s *series) grpcCounter(c *Collector, k seriesKey, code int) prometheus.Cou
 
 // clientCounter counts a request on its client network's top-N series.
 func (c *Collector) clientCounter(a netip.Addr) prometheus.Counter {
-	key, ok := c.clientKeys[a]
-	if !ok {
-		if len(c.clientKeys) >= maxCached {
-			clear(c.clientKeys)
+	key := c.lastClient
+	if a != c.lastAddr || key == "" {
+		var ok bool
+		key, ok = c.clientKeys[a]
+		if !ok {
+			if len(c.clientKeys) >= maxCached {
+				clear(c.clientKeys)
+			}
+			key = c.clientKey(a)
+			c.clientKeys[a] = key
 		}
-		key = c.clientKey(a)
-		c.clientKeys[a] = key
+		c.lastAddr, c.lastClient = a, key
 	}
 	label := c.clients.label(key)
 	ctr := c.clientSer[label]

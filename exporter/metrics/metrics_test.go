@@ -448,3 +448,16 @@ func TestGRPCCalls(t *testing.T) {
 		t.Errorf("ttft series = %d, want 1", got)
 	}
 }
+
+// A request whose series exist costs no allocation.
+func TestNoAllocationPerRequest(t *testing.T) {
+	c := newTest()
+	r := req("POST", "/v1/chat/completions", 200, time.Second, stream(100*time.Millisecond, 10, 20, "glm-4"), func(r *traffic.Request) {
+		r.CachedTokens = 4
+	})
+	c.Start(r)
+	c.Finish(r)
+	if a := testing.AllocsPerRun(100, func() { c.Start(r); c.Finish(r) }); a != 0 {
+		t.Errorf("%.1f allocations per request, want 0", a)
+	}
+}
