@@ -283,8 +283,8 @@ func BenchmarkPipeline(b *testing.B) {
 type nopSource struct{}
 
 func (nopSource) Run(context.Context, func(*traffic.Event)) error { return nil }
-func (nopSource) Collector() prometheus.Collector                { return noMetrics{} }
-func (nopSource) Close() error                                   { return nil }
+func (nopSource) Collector() prometheus.Collector                 { return noMetrics{} }
+func (nopSource) Close() error                                    { return nil }
 
 // What the simulator answers to benchRequests, and a 200-token stream of it.
 var (
