@@ -71,8 +71,8 @@ func (s *Source) Stats() (Stats, error) {
 		TLSNoSocket:        sum[statTLSNoSocket],
 		TLSUndecrypted:     sum[statTLSUndecrypted],
 	}
-	if size := s.rd.BufferSize(); size > 0 {
-		st.RingbufFill = float64(s.rd.AvailableBytes()) / float64(size)
+	if size := s.rd.size(); size > 0 {
+		st.RingbufFill = float64(s.rd.available()) / float64(size)
 	}
 	return st, nil
 }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
@@ -114,7 +113,7 @@ type Source struct {
 	logger *slog.Logger
 	objs   captureObjects
 	links  []link.Link
-	rd     *ringbuf.Reader
+	rd     *ring
 	tls    *tlsProbes
 	ports  []uint16
 	// wallOffset turns bpf_ktime_get_ns (CLOCK_MONOTONIC) into wall clock nanoseconds.
@@ -266,7 +265,7 @@ func (s *Source) start(o Options) error {
 	}
 	s.wallOffset = offset
 
-	rd, err := ringbuf.NewReader(s.objs.Events)
+	rd, err := newRing(s.objs.Events)
 	if err != nil {
 		return fmt.Errorf("ebpf: opening ring buffer: %w", err)
 	}
@@ -344,70 +343,54 @@ func cgroupID(path string) (uint64, error) {
 
 // Run reads events until ctx is done and calls handle for each from this
 // goroutine. The Event and its Data are reused after handle returns.
+//
+// It drains the ring buffer, then sleeps pollInterval in the Go scheduler
+// (a tenth of it after a drain of more than an eighth of the ring) and looks
+// again; event times come from the kernel, so polling delays delivery but
+// never skews measurements. Neither an empty look nor a read makes a system
+// call (see ring): a reader blocked in epoll_wait kept its thread in a system
+// call, and the runtime's monitor then polled every few microseconds to
+// retake it, which cost more CPU than the parsing.
 func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
-	stop := context.AfterFunc(ctx, func() {
-		if err := s.rd.Flush(); err != nil {
-			s.logger.Debug("flushing ring buffer", "err", err)
+	var ev traffic.Event
+	record := func(raw []byte) {
+		if s.decode(raw, &ev) {
+			if ev.Kind == traffic.Open && s.tls != nil {
+				s.tls.notice(ev.PID)
+			}
+			s.events.Add(1)
+			handle(&ev)
 		}
-	})
-	defer stop()
-
-	var (
-		rec ringbuf.Record
-		ev  traffic.Event
-	)
+	}
 	nextGC := s.now().Add(gcInterval)
-	// Drain without blocking, then sleep in the Go scheduler: a reader
-	// blocked in epoll_wait keeps its thread in a system call, and the
-	// runtime's monitor then polls every few microseconds to retake it,
-	// which cost more CPU than the parsing.
-	s.rd.SetDeadline(time.Unix(1, 0))
 	poll := time.NewTimer(pollInterval)
 	defer poll.Stop()
 	for {
-		err := s.rd.ReadInto(&rec)
-		switch {
-		case err == nil:
-			if s.decode(rec.RawSample, &ev) {
-				if ev.Kind == traffic.Open && s.tls != nil {
-					s.tls.notice(ev.PID)
-				}
-				s.events.Add(1)
-				handle(&ev)
+		wait := pollInterval
+		if s.rd.available() > 0 || s.closed.Load() {
+			n, err := s.rd.drain(record)
+			if n > uint64(s.rd.size()/8) {
+				// A busy ring: look again sooner, well before it could fill.
+				wait = pollInterval / 10
 			}
-		case errors.Is(err, ringbuf.ErrFlushed):
-			if ctx.Err() != nil {
+			switch {
+			case errors.Is(err, errRingClosed) && ctx.Err() != nil:
 				return nil
+			case errors.Is(err, errRingClosed):
+				return errors.New("ebpf: source closed while running")
+			case err != nil:
+				return fmt.Errorf("ebpf: reading ring buffer: %w", err)
 			}
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if ctx.Err() != nil {
-				return nil
-			}
-			now := s.now()
-			if s.canReap && now.After(nextGC) {
-				s.reap(handle)
-				nextGC = now.Add(gcInterval)
-			}
-			// Sleep until there is something to read: an empty check reads the
-			// ring's positions from memory, without a system call.
-			for {
-				poll.Reset(pollInterval)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-poll.C:
-				}
-				if s.rd.AvailableBytes() > 0 || s.canReap && s.now().After(nextGC) {
-					break
-				}
-			}
-		case errors.Is(err, ringbuf.ErrClosed), errors.Is(err, os.ErrClosed):
-			if ctx.Err() != nil {
-				return nil
-			}
-			return errors.New("ebpf: source closed while running")
-		default:
-			return fmt.Errorf("ebpf: reading ring buffer: %w", err)
+		}
+		if now := s.now(); s.canReap && now.After(nextGC) {
+			s.reap(handle)
+			nextGC = now.Add(gcInterval)
+		}
+		poll.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
 		}
 	}
 }
@@ -574,7 +557,7 @@ func (s *Source) Close() error {
 		}
 		wg.Wait()
 		if s.rd != nil {
-			if err := s.rd.Close(); err != nil {
+			if err := s.rd.close(); err != nil {
 				errs = append(errs, fmt.Errorf("ebpf: closing ring buffer: %w", err))
 			}
 		}
