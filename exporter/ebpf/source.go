@@ -51,12 +51,13 @@ const (
 	// How often connections of processes that exited without close(2) are
 	// forgotten.
 	gcInterval = 30 * time.Second
-	// The kernel wakes the reader only when this much was written since the
-	// last wakeup (or a sixteenth of the ring, if smaller; split between
-	// the CPUs, each counting its own, with a floor of minCPUWakeupBytes
-	// as long as the CPUs' shares fit in a quarter of the ring); otherwise
-	// Run polls every pollInterval. Event times come from the kernel, so
-	// polling only delays delivery, never skews measurements.
+	// The kernel signals the ring's poll wait queue only when this much was
+	// written since the last signal (or a sixteenth of the ring, if smaller;
+	// split between the CPUs, each counting its own, with a floor of
+	// minCPUWakeupBytes as long as the CPUs' shares fit in a quarter of the
+	// ring). Run no longer waits on it: it polls every pollInterval, sooner
+	// when the ring is busy (see Run and ring). Event times come from the
+	// kernel, so polling only delays delivery, never skews measurements.
 	wakeupBytes       = 256 << 10
 	minCPUWakeupBytes = 32 << 10
 	pollInterval      = 50 * time.Millisecond
