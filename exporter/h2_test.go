@@ -63,8 +63,8 @@ func h2load(t *testing.T, url string, n, conns, streams int, body string) int {
 		t.Fatalf("h2load output without a request count:\n%s", out)
 	}
 	ok, _ := strconv.Atoi(string(m[1]))
-	if !strings.Contains(string(out), "h2c") {
-		t.Fatalf("h2load did not speak h2c:\n%s", out)
+	if !regexp.MustCompile(`Application protocol: h2c?\n`).Match(out) {
+		t.Fatalf("h2load did not speak HTTP/2:\n%s", out)
 	}
 	return ok
 }
@@ -72,7 +72,8 @@ func h2load(t *testing.T, url string, n, conns, streams int, body string) int {
 // curlStatus runs curl with the given protocol flag and returns the status code.
 func curlStatus(t *testing.T, flag, url string) int {
 	t.Helper()
-	out, err := exec.Command(testenv.Tool(t, "curl"), "-sS", flag, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", url).Output()
+	// -k: the TLS tests' own self-signed certificate.
+	out, err := exec.Command(testenv.Tool(t, "curl"), "-sSk", flag, "-o", "/dev/null", "-w", "%{http_version} %{http_code}", url).Output()
 	if err != nil {
 		t.Fatalf("curl %s %s: %v", flag, url, err)
 	}
@@ -85,30 +86,41 @@ func curlStatus(t *testing.T, flag, url string) int {
 }
 
 func checkHTTP2(t *testing.T, h *harness) {
+	checkHTTP2At(t, h, h.base, "--http2-prior-knowledge", true)
+}
+
+// checkHTTP2At drives HTTP/2 at base (h2c, or h2 after TLS where flag is
+// curl's --http2) and checks the exporter's exact counts; upgrade adds the
+// Upgrade: h2c requests, which exist in cleartext only.
+func checkHTTP2At(t *testing.T, h *harness, base, flag string, upgrade bool) {
 	chat := `{"messages":[{"role":"user","content":"` + strings.Repeat("private prompt text ", 20) + `"}],`
-	if got := h2load(t, h.base+"/v1/models/glm-4", 30, 2, 10, ""); got != 30 {
+	if got := h2load(t, base+"/v1/models/glm-4", 30, 2, 10, ""); got != 30 {
 		t.Fatalf("h2load GET: %d of 30 succeeded", got)
 	}
-	if got := h2load(t, h.base+"/v1/chat/completions", 10, 1, 5, chat+`"stream":true,"model":"glm-4"}`); got != 10 {
+	if got := h2load(t, base+"/v1/chat/completions", 10, 1, 5, chat+`"stream":true,"model":"glm-4"}`); got != 10 {
 		t.Fatalf("h2load streams: %d of 10 succeeded", got)
 	}
-	if got := h2load(t, h.base+"/v1/chat/completions", 10, 2, 4, chat+`"model":"glm-4"}`); got != 10 {
+	if got := h2load(t, base+"/v1/chat/completions", 10, 2, 4, chat+`"model":"glm-4"}`); got != 10 {
 		t.Fatalf("h2load chat: %d of 10 succeeded", got)
 	}
 	for i := 0; i < 3; i++ {
-		if got := curlStatus(t, "--http2-prior-knowledge", h.base+"/fail"); got != 503 {
+		if got := curlStatus(t, flag, base+"/fail"); got != 503 {
 			t.Fatalf("curl /fail: %d", got)
 		}
 	}
 	for i := 0; i < 2; i++ {
-		if got := curlStatus(t, "--http2-prior-knowledge", h.base+"/nope"); got != 404 {
+		if got := curlStatus(t, flag, base+"/nope"); got != 404 {
 			t.Fatalf("curl /nope: %d", got)
 		}
 	}
-	// HTTP/1.1 with Upgrade: h2c, answered on HTTP/2 stream 1.
+	// HTTP/1.1 with Upgrade: h2c, answered on HTTP/2 stream 1 (over TLS: h2 from the start).
 	for i := 0; i < 4; i++ {
-		if got := curlStatus(t, "--http2", h.base+"/v1/models/up"); got != 200 {
-			t.Fatalf("curl --http2 upgrade: %d", got)
+		f := flag
+		if upgrade {
+			f = "--http2"
+		}
+		if got := curlStatus(t, f, base+"/v1/models/up"); got != 200 {
+			t.Fatalf("curl %s: %d", f, got)
 		}
 	}
 	h.waitObserved(59)
@@ -308,4 +320,16 @@ func TestPipelineGRPC(t *testing.T) {
 func TestEBPFGRPC(t *testing.T) {
 	testenv.Root(t)
 	checkGRPC(t, startWith(t, startGRPCServer(t), true, grpcEndpoints))
+}
+
+// TestTLSNginxHTTP2 is HTTP/2 after TLS: nginx terminating TLS with ALPN h2
+// in front of the Go server, its plaintext read by the OpenSSL probes.
+func TestTLSNginxHTTP2(t *testing.T) {
+	testenv.Root(t)
+	cert, key := selfSigned(t, t.TempDir())
+	port := uint16(testenv.FreePort(t))
+	h := start(t, port, true)
+	startNginxTLSConf(t, strings.Replace(nginxTLSConf, " ssl;", " ssl http2;", 1), port, cert, key, startGoServer(t))
+	h.waitTLSAttached("openssl", 3)
+	checkHTTP2At(t, h, "https://"+testenv.Addr(int(port)), "--http2", false)
 }

@@ -138,10 +138,16 @@ http {
 // startNginxTLS runs nginx with TLS on port in front of upstream.
 func startNginxTLS(t testing.TB, port uint16, certFile, keyFile string, upstream uint16) {
 	t.Helper()
+	startNginxTLSConf(t, nginxTLSConf, port, certFile, keyFile, upstream)
+}
+
+// startNginxTLSConf is startNginxTLS with another configuration template.
+func startNginxTLSConf(t testing.TB, tmpl string, port uint16, certFile, keyFile string, upstream uint16) {
+	t.Helper()
 	bin := testenv.Tool(t, "nginx")
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxTLSConf, dir, port, certFile, keyFile, upstream)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(tmpl, dir, port, certFile, keyFile, upstream)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	run(t, bin, "-c", conf, "-p", dir, "-e", filepath.Join(dir, "error.log"))
