@@ -226,6 +226,13 @@ func TestLintAndPromtool(t *testing.T) {
 	c.Start(req("GET", "/v1/models/x", 0, 0))
 	c.Observe(req("POST", "/v1/chat/completions", 200, time.Second, stream(time.Millisecond, 1, 5, "m")))
 	c.Observe(req("GET", "/v1/models/x", 500, time.Second))
+	// The gRPC counter and every token type are checked too.
+	c.Observe(req("POST", "/llm.Generator/GenerateStream", 200, time.Second, func(r *traffic.Request) {
+		r.GRPC, r.GRPCStatus = true, 14
+	}))
+	c.Observe(req("POST", "/v1/chat/completions", 200, time.Second, stream(time.Millisecond, 3, 5, "m"), func(r *traffic.Request) {
+		r.CachedTokens, r.ReasoningTokens, r.OutputTokensEstimated = 1, 2, true
+	}))
 	problems, err := testutil.CollectAndLint(c)
 	if err != nil {
 		t.Fatal(err)
