@@ -276,9 +276,15 @@ func (c *Collector) observe(r *traffic.Request) {
 	d := seconds(r.End.Sub(r.Start))
 	s.duration.Observe(d)
 	if r.RequestBodySize >= 0 {
+		if s.reqSize == nil {
+			s.reqSize = c.reqSize.WithLabelValues(k.method, k.route, statusLabel(int(k.status)), port(k.port), k.errType)
+		}
 		s.reqSize.Observe(float64(r.RequestBodySize))
 	}
 	if r.ResponseBodySize >= 0 {
+		if s.respSize == nil {
+			s.respSize = c.respSize.WithLabelValues(k.method, k.route, statusLabel(int(k.status)), port(k.port), k.errType)
+		}
 		s.respSize.Observe(float64(r.ResponseBodySize))
 	}
 	c.clientCounter(r.Client).Inc()
@@ -349,11 +355,7 @@ func (c *Collector) seriesFor(k seriesKey) *series {
 	if k.status != 0 {
 		st = statusLabel(int(k.status))
 	}
-	s := &series{
-		duration: c.duration.WithLabelValues(k.method, k.route, st, p, k.errType),
-		reqSize:  c.reqSize.WithLabelValues(k.method, k.route, st, p, k.errType),
-		respSize: c.respSize.WithLabelValues(k.method, k.route, st, p, k.errType),
-	}
+	s := &series{duration: c.duration.WithLabelValues(k.method, k.route, st, p, k.errType)}
 	c.series[k] = s
 	c.lastKey, c.last = k, s
 	return s

@@ -468,3 +468,17 @@ func TestNoAllocationPerRequest(t *testing.T) {
 		t.Errorf("%.1f allocations per request, want 0", a)
 	}
 }
+
+// Sizes that are unknown (access logs without them) make no empty series.
+func TestUnknownSizesMakeNoSeries(t *testing.T) {
+	c := newTest()
+	c.Observe(req("GET", "/v1/models/x", 200, time.Second, func(r *traffic.Request) { r.RequestBodySize, r.ResponseBodySize = -1, -1 }))
+	for _, name := range []string{sli.HTTPRequestSize, sli.HTTPResponseSize} {
+		if got := testutil.CollectAndCount(c, name); got != 0 {
+			t.Errorf("%s: %d series, want none", name, got)
+		}
+	}
+	if got := testutil.CollectAndCount(c, sli.HTTPDuration); got != 1 {
+		t.Errorf("duration series = %d, want 1", got)
+	}
+}
