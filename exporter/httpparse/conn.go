@@ -67,6 +67,7 @@ type conn struct {
 	prev, next *conn
 	client     netip.Addr
 	port       uint16
+	server     *traffic.Server
 	req, resp  side
 	queue      []*pending // requests without a final response yet, oldest first
 	cur        *pending   // request whose body is being read
@@ -422,6 +423,7 @@ func (c *conn) requestHead(block []byte, t time.Time) {
 		OutputTokens:     -1,
 		Client:           c.client,
 		ServerPort:       c.port,
+		Workload:         c.server.Workload(),
 	}
 	c.cur = nil
 	if len(c.queue) >= c.p.o.MaxPipelined {

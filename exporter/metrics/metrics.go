@@ -51,7 +51,11 @@ func histogram(name, help string, buckets []float64, labels []string) *prometheu
 
 // Collector holds the traffic metrics. It is a prometheus.Collector.
 type Collector struct {
-	routes  *Router
+	routes *Router
+	// retire is held for reading while a request is recorded and for writing
+	// while a retired workload's series are deleted, so a late request cannot
+	// bring them back.
+	retire  sync.RWMutex
 	mu      sync.Mutex // guards models and clients
 	models  *topN
 	clients *topN
@@ -64,16 +68,42 @@ type Collector struct {
 	clientReqs                  *prometheus.CounterVec
 }
 
-var (
-	httpLabels   = []string{sli.LabelMethod, sli.LabelRoute, sli.LabelStatus, sli.LabelPort, sli.LabelErrorType}
-	activeLabels = []string{sli.LabelMethod, sli.LabelRoute, sli.LabelPort}
-	genLabels    = []string{sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelErrorType}
-	streamLabels = []string{sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort}
-	tokenLabels  = []string{sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelTokenType}
-)
+// Every series ends with the workload labels (sli.WorkloadLabels), in this order.
+const numWorkloadLabels = 5
+
+func withWorkload(labels ...string) []string { return append(labels, sli.WorkloadLabels()...) }
+
+func workloadValues(w *traffic.Workload) [numWorkloadLabels]string {
+	if w == nil {
+		return [numWorkloadLabels]string{}
+	}
+	return [numWorkloadLabels]string{w.ServiceName, w.NetNS, w.K8sNamespace, w.K8sPod, w.K8sContainer}
+}
+
+// workloadMatch selects every series of a workload.
+func workloadMatch(w *traffic.Workload) prometheus.Labels {
+	v := workloadValues(w)
+	m := make(prometheus.Labels, numWorkloadLabels)
+	for i, l := range sli.WorkloadLabels() {
+		m[l] = v[i]
+	}
+	return m
+}
+
+// values joins a series' own label values with its workload's, without allocating.
+func values(buf *[12]string, w *[numWorkloadLabels]string, own ...string) []string {
+	n := copy(buf[:], own)
+	n += copy(buf[n:], w[:])
+	return buf[:n]
+}
 
 // New returns a Collector; register it with a prometheus.Registerer.
 func New(o Options) *Collector {
+	httpLabels := withWorkload(sli.LabelMethod, sli.LabelRoute, sli.LabelStatus, sli.LabelPort, sli.LabelErrorType)
+	activeLabels := withWorkload(sli.LabelMethod, sli.LabelRoute, sli.LabelPort)
+	genLabels := withWorkload(sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelErrorType)
+	streamLabels := withWorkload(sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort)
+	tokenLabels := withWorkload(sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelTokenType)
 	c := &Collector{
 		routes: NewRouter(o.Endpoints),
 		v4:     o.ClientPrefixV4,
@@ -102,7 +132,7 @@ func New(o Options) *Collector {
 		clientReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: sli.ClientRequests,
 			Help: "HTTP requests by client network (top-N prefixes, the rest as other).",
-		}, []string{sli.LabelClient}),
+		}, withWorkload(sli.LabelClient)),
 	}
 	genVecs := []interface {
 		DeletePartialMatch(prometheus.Labels) int
@@ -114,7 +144,7 @@ func New(o Options) *Collector {
 		}
 	})
 	c.clients = newTopN(o.TopClients, func(client string) {
-		c.clientReqs.DeleteLabelValues(client)
+		c.clientReqs.DeletePartialMatch(prometheus.Labels{sli.LabelClient: client})
 	})
 	return c
 }
@@ -138,13 +168,20 @@ func (c *Collector) collectors() []prometheus.Collector {
 }
 
 // Start counts a request in flight; it must be followed by Finish or Drop with the same request.
-func (c *Collector) Start(r *traffic.Request) {
-	c.active.WithLabelValues(method(r.Method), c.routes.Route(r.Path), port(r.ServerPort)).Inc()
-}
+func (c *Collector) Start(r *traffic.Request) { c.inflight(r, 1) }
 
 // Drop ends an in-flight request that will not be observed.
-func (c *Collector) Drop(r *traffic.Request) {
-	c.active.WithLabelValues(method(r.Method), c.routes.Route(r.Path), port(r.ServerPort)).Dec()
+func (c *Collector) Drop(r *traffic.Request) { c.inflight(r, -1) }
+
+func (c *Collector) inflight(r *traffic.Request, delta float64) {
+	c.retire.RLock()
+	defer c.retire.RUnlock()
+	if r.Workload.Retired() {
+		return
+	}
+	var buf [12]string
+	w := workloadValues(r.Workload)
+	c.active.WithLabelValues(values(&buf, &w, method(r.Method), c.routes.Route(r.Path), port(r.ServerPort))...).Add(delta)
 }
 
 // Finish ends an in-flight request and observes it.
@@ -153,8 +190,32 @@ func (c *Collector) Finish(r *traffic.Request) {
 	c.Observe(r)
 }
 
+// Forget retires a workload that is gone and deletes its series. Requests
+// that still carry it are not counted from now on.
+func (c *Collector) Forget(w *traffic.Workload) {
+	if w == nil {
+		return
+	}
+	c.retire.Lock()
+	defer c.retire.Unlock()
+	w.Retire()
+	m := workloadMatch(w)
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{c.duration, c.reqSize, c.respSize, c.active, c.genDuration, c.ttft, c.tpot, c.tokens, c.clientReqs} {
+		v.DeletePartialMatch(m)
+	}
+}
+
 // Observe records a finished request (sources without a start, such as access logs, call only this).
 func (c *Collector) Observe(r *traffic.Request) {
+	c.retire.RLock()
+	defer c.retire.RUnlock()
+	if r.Workload.Retired() {
+		return
+	}
+	var buf [12]string
+	w := workloadValues(r.Workload)
 	route := c.routes.Route(r.Path)
 	m, p := method(r.Method), port(r.ServerPort)
 	status := ""
@@ -166,12 +227,12 @@ func (c *Collector) Observe(r *traffic.Request) {
 		errType = status
 	}
 	d := seconds(r.End.Sub(r.Start))
-	c.duration.WithLabelValues(m, route, status, p, errType).Observe(d)
+	c.duration.WithLabelValues(values(&buf, &w, m, route, status, p, errType)...).Observe(d)
 	if r.RequestBodySize >= 0 {
-		c.reqSize.WithLabelValues(m, route, status, p, errType).Observe(float64(r.RequestBodySize))
+		c.reqSize.WithLabelValues(values(&buf, &w, m, route, status, p, errType)...).Observe(float64(r.RequestBodySize))
 	}
 	if r.ResponseBodySize >= 0 {
-		c.respSize.WithLabelValues(m, route, status, p, errType).Observe(float64(r.ResponseBodySize))
+		c.respSize.WithLabelValues(values(&buf, &w, m, route, status, p, errType)...).Observe(float64(r.ResponseBodySize))
 	}
 
 	c.mu.Lock()
@@ -182,23 +243,23 @@ func (c *Collector) Observe(r *traffic.Request) {
 		model = c.models.label(r.Model)
 	}
 	c.mu.Unlock()
-	c.clientReqs.WithLabelValues(client).Inc()
+	c.clientReqs.WithLabelValues(values(&buf, &w, client)...).Inc()
 	if op == "" {
 		return
 	}
-	c.genDuration.WithLabelValues(route, op, model, p, errType).Observe(d)
+	c.genDuration.WithLabelValues(values(&buf, &w, route, op, model, p, errType)...).Observe(d)
 	if r.InputTokens >= 0 {
-		c.tokens.WithLabelValues(route, op, model, p, "input").Add(float64(r.InputTokens))
+		c.tokens.WithLabelValues(values(&buf, &w, route, op, model, p, "input")...).Add(float64(r.InputTokens))
 	}
 	if r.OutputTokens >= 0 {
-		c.tokens.WithLabelValues(route, op, model, p, "output").Add(float64(r.OutputTokens))
+		c.tokens.WithLabelValues(values(&buf, &w, route, op, model, p, "output")...).Add(float64(r.OutputTokens))
 	}
 	if errType != "" || r.Status >= 400 || r.FirstToken.IsZero() {
 		return
 	}
-	c.ttft.WithLabelValues(route, op, model, p).Observe(seconds(r.FirstToken.Sub(r.Start)))
+	c.ttft.WithLabelValues(values(&buf, &w, route, op, model, p)...).Observe(seconds(r.FirstToken.Sub(r.Start)))
 	if r.OutputTokens > 1 && !r.End.Before(r.FirstToken) {
-		c.tpot.WithLabelValues(route, op, model, p).Observe(seconds(r.End.Sub(r.FirstToken)) / float64(r.OutputTokens-1))
+		c.tpot.WithLabelValues(values(&buf, &w, route, op, model, p)...).Observe(seconds(r.End.Sub(r.FirstToken)) / float64(r.OutputTokens-1))
 	}
 }
 
