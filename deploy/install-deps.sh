@@ -14,6 +14,8 @@ command -v nginx >/dev/null || need+=(nginx-light)
 command -v clang-14 >/dev/null || need+=(clang-14)
 [ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 command -v wrk >/dev/null || need+=(wrk)
+# Network namespaces and veth pairs for the workload identity test.
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "install-deps: missing ${need[*]}; run as root or install them with apt-get" >&2
