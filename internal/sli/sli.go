@@ -50,6 +50,14 @@ func WorkloadLabels() []string {
 	return []string{LabelServiceName, LabelNetNS, LabelK8sNamespace, LabelK8sPod, LabelK8sContainer}
 }
 
+// WorkloadTemplate names an alert's workload in a description, after the
+// route: " (vllm, pod llm/vllm-0/server)", " (python3, netns blue)"; nothing
+// for series without workload labels.
+const WorkloadTemplate = `{{ with $labels.service_name }} ({{ . }}` +
+	`{{ with $labels.netns }}, netns {{ . }}{{ end }}` +
+	`{{ with $labels.k8s_pod_name }}, pod {{ $labels.k8s_namespace_name }}/{{ . }}` +
+	`{{ with $labels.k8s_container_name }}/{{ . }}{{ end }}{{ end }}){{ end }}`
+
 // Rule is one recording rule.
 type Rule struct {
 	Record string
