@@ -48,7 +48,7 @@ type netns struct {
 	host, peer   netip.Addr
 }
 
-func run(t *testing.T, args ...string) {
+func ipRun(t *testing.T, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
@@ -59,15 +59,15 @@ func newNetns(t *testing.T, ip, name string, block int) netns {
 	t.Helper()
 	base := netip.AddrFrom4([4]byte{198, 18 + byte(block>>14), byte(block >> 6), byte(block<<2) & 0xfc})
 	n := netns{name: name, hostIf: name + "h", host: base.Next(), peer: base.Next().Next()}
-	run(t, ip, "netns", "add", n.name)
+	ipRun(t, ip, "netns", "add", n.name)
 	t.Cleanup(func() { _ = exec.Command(ip, "netns", "del", n.name).Run() })
-	run(t, ip, "link", "add", n.hostIf, "type", "veth", "peer", "name", name+"n", "netns", n.name)
+	ipRun(t, ip, "link", "add", n.hostIf, "type", "veth", "peer", "name", name+"n", "netns", n.name)
 	t.Cleanup(func() { _ = exec.Command(ip, "link", "del", n.hostIf).Run() })
-	run(t, ip, "addr", "add", n.host.String()+"/30", "dev", n.hostIf)
-	run(t, ip, "link", "set", n.hostIf, "up")
-	run(t, ip, "-n", n.name, "addr", "add", n.peer.String()+"/30", "dev", name+"n")
-	run(t, ip, "-n", n.name, "link", "set", name+"n", "up")
-	run(t, ip, "-n", n.name, "link", "set", "lo", "up")
+	ipRun(t, ip, "addr", "add", n.host.String()+"/30", "dev", n.hostIf)
+	ipRun(t, ip, "link", "set", n.hostIf, "up")
+	ipRun(t, ip, "-n", n.name, "addr", "add", n.peer.String()+"/30", "dev", name+"n")
+	ipRun(t, ip, "-n", n.name, "link", "set", name+"n", "up")
+	ipRun(t, ip, "-n", n.name, "link", "set", "lo", "up")
 	return n
 }
 

@@ -10,6 +10,7 @@
 package workload
 
 import (
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 
 	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
 )
@@ -75,6 +77,7 @@ type Resolver struct {
 	pending map[string][]*binding
 	netns   netnsNames
 
+	pidfds  bool
 	lookups [numResults]atomic.Uint64
 	retired atomic.Uint64
 	descs   collectorDescs
@@ -88,8 +91,11 @@ func keyOf(w *traffic.Workload) key {
 }
 
 type proc struct {
-	pid      uint32
-	start    uint64
+	pid   uint32
+	start uint64
+	// pidfd refers to this very process (-1 when unavailable): while it is
+	// alive the pid cannot have been reused, which one syscall tells.
+	pidfd    int
 	info     procInfo
 	bindings map[string]*binding // by rule name, "" for the default name
 }
@@ -161,6 +167,8 @@ func New(o Options) *Resolver {
 		descs:     newCollectorDescs(),
 	}
 	r.host = r.proc.hostNetNS()
+	// pidfds only mean something for the real /proc of this machine.
+	r.pidfds = o.Proc == "/proc"
 	if o.Pods != nil {
 		o.Pods.subscribe(r.podChanged, r.podDeleted)
 	}
@@ -168,17 +176,13 @@ func New(o Options) *Resolver {
 }
 
 // Identify names the server of the connection an event opened (the
-// httpparse.Options.Identify hook). It reads /proc/<pid>/stat once per
-// connection to tell a reused pid from the process that had it before;
-// the rest of /proc/<pid> is read once per process.
+// httpparse.Options.Identify hook). /proc/<pid> is read once per process; a
+// known process is checked to still be the one its pid names (pidfd, or the
+// start time where pidfds are not available), so a reused pid is never taken
+// for the process it replaced.
 func (r *Resolver) Identify(ev *traffic.Event) *traffic.Server {
 	if ev.PID == 0 {
 		r.lookups[resultNoPID].Add(1)
-		return nil
-	}
-	start, err := r.proc.start(ev.PID)
-	if err != nil {
-		r.lookups[resultGone].Add(1)
 		return nil
 	}
 	var port uint16
@@ -189,18 +193,16 @@ func (r *Resolver) Identify(ev *traffic.Event) *traffic.Server {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.procs[ev.PID]
-	if p != nil && p.start != start {
-		r.dropProc(p, now)
-		p = nil
-	}
 	res := resultCached
-	if p == nil {
-		info, err := r.proc.info(ev.PID)
-		if err != nil {
+	if p == nil || !r.alive(p) {
+		if p != nil {
+			r.dropProc(p, now)
+		}
+		var err error
+		if p, err = r.resolve(ev.PID); err != nil {
 			r.lookups[resultGone].Add(1)
 			return nil
 		}
-		p = &proc{pid: ev.PID, start: start, info: info, bindings: make(map[string]*binding, 1)}
 		r.procs[ev.PID] = p
 		res = resultResolved
 	}
@@ -225,6 +227,47 @@ func (r *Resolver) Identify(ev *traffic.Event) *traffic.Server {
 	}
 	r.lookups[res].Add(1)
 	return b.srv
+}
+
+// alive reports whether p is still the process its pid names: through its
+// pidfd (one syscall), else by its start time in /proc/<pid>/stat.
+func (r *Resolver) alive(p *proc) bool {
+	if p.pidfd >= 0 {
+		return unix.PidfdSendSignal(p.pidfd, 0, nil, 0) == nil
+	}
+	start, err := r.proc.start(p.pid)
+	return err == nil && start == p.start
+}
+
+// resolve reads what names a process. The pidfd is opened first, so the
+// information read afterwards belongs to the process it refers to once the
+// pidfd is found alive again.
+func (r *Resolver) resolve(pid uint32) (*proc, error) {
+	p := &proc{pid: pid, pidfd: -1, bindings: make(map[string]*binding, 1)}
+	if r.pidfds {
+		if fd, err := unix.PidfdOpen(int(pid), 0); err == nil {
+			p.pidfd = fd
+		}
+	}
+	var err error
+	if p.start, err = r.proc.start(pid); err == nil {
+		p.info, err = r.proc.info(pid)
+	}
+	if err == nil && p.pidfd >= 0 && !r.alive(p) {
+		err = errors.New("process exited")
+	}
+	if err != nil {
+		p.closeFD()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *proc) closeFD() {
+	if p.pidfd >= 0 {
+		_ = unix.Close(p.pidfd)
+		p.pidfd = -1
+	}
 }
 
 // identity computes the labels of a process under a rule. pending is set
@@ -273,6 +316,7 @@ func (r *Resolver) release(e *entry, now time.Time) {
 
 func (r *Resolver) dropProc(p *proc, now time.Time) {
 	delete(r.procs, p.pid)
+	p.closeFD()
 	for _, b := range p.bindings {
 		r.release(b.entry, now)
 		r.unpend(b)
@@ -341,7 +385,7 @@ func (r *Resolver) Sweep() {
 	var retired []*traffic.Workload
 	r.mu.Lock()
 	for _, p := range r.procs {
-		if start, err := r.proc.start(p.pid); err != nil || start != p.start {
+		if !r.alive(p) {
 			r.dropProc(p, now)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -189,4 +190,41 @@ func TestResolverOutsideKubernetes(t *testing.T) {
 
 func netipPort(p uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), p)
+}
+
+// On the real /proc a known process is checked through its pidfd: once it
+// has exited, its pid names nothing until the resolver reads /proc again.
+func TestResolverRealProcessExit(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := uint32(cmd.Process.Pid)
+	r := New(Options{})
+	s := r.Identify(open(pid, 8000))
+	if got := workloadOf(t, s); got.service != "sleep" || got.netns != "" {
+		t.Fatalf("named %+v, want sleep in the host namespace", got)
+	}
+	r.mu.Lock()
+	fd := r.procs[pid].pidfd
+	r.mu.Unlock()
+	if fd < 0 {
+		t.Error("no pidfd for a process of this machine")
+	}
+	if r.Identify(open(pid, 8000)) != s {
+		t.Error("a known process was resolved again")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	if got := r.Identify(open(pid, 8000)); got != nil {
+		t.Errorf("an exited process is still named %+v", got.Workload())
+	}
+	r.Sweep()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.procs) != 0 {
+		t.Errorf("%d processes cached after their exit", len(r.procs))
+	}
 }
