@@ -423,7 +423,7 @@ func (r *Resolver) Sweep() {
 	}
 }
 
-// Run sweeps every half grace period until ctx is done.
+// Run sweeps every half grace period until done is closed.
 func (r *Resolver) Run(done <-chan struct{}) {
 	t := time.NewTicker(r.o.Grace / 2)
 	defer t.Stop()
