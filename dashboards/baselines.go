@@ -88,6 +88,8 @@ func baselines() *dashboard.DashboardBuilder {
 	b := newDashboard(UIDBaselines, "AutoGLM / Baselines and anomalies",
 		"Every SLI with the dynamic baseline band autoglm-rulegen fitted to it, the anomaly alerts raised against the bands, and the health of rulegen itself.").
 		WithVariable(variable{name: "job", label: "Traffic job", query: "label_values(" + sli.RulegenBaseline + ", job)", multi: true}.builder()).
+		WithVariable(variable{name: "namespace", label: "Namespace", query: "label_values(" + sli.RulegenBaseline + `{job=~"$job"}, ` + sli.LabelK8sNamespace + ")", multi: true}.builder()).
+		WithVariable(variable{name: "service", label: "Workload", query: "label_values(" + sli.RulegenBaseline + `{job=~"$job", ` + mNamespace + `}, ` + sli.LabelServiceName + ")", multi: true}.builder()).
 		WithVariable(variable{name: "route", label: "Route", query: "label_values(" + sli.RulegenBaseline + `{job=~"$job"}, ` + sli.LabelRoute + ")", multi: true}.builder()).
 		WithVariable(variable{name: "model", label: "Model", query: "label_values(" + sli.RulegenBaseline + `{job=~"$job"}, ` + sli.LabelModel + ")", multi: true}.builder()).
 		WithVariable(variable{name: "rulegen_job", label: "Rulegen job", query: "label_values(" + rulegenBuildInfo + ", job)", multi: true}.builder()).

@@ -80,7 +80,7 @@ func promQuery(ctx context.Context, addr, q string) (int, error) {
 // rate interval to a window that covers several scrapes.
 var grafanaExpand = strings.NewReplacer(
 	"$__rate_interval", "20s", "$__range", "1m",
-	`"$job"`, `".*"`, `"$instance"`, `".*"`, `"$route"`, `".*"`, `"$model"`, `".*"`,
+	`"$job"`, `".*"`, `"$namespace"`, `".*"`, `"$service"`, `".*"`, `"$instance"`, `".*"`, `"$route"`, `".*"`, `"$model"`, `".*"`,
 )
 
 // With the real exporter observing real HTTP traffic (eBPF), the mixin's rules

@@ -6,15 +6,23 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 )
 
-// trafficVariables are the job/instance/route/model filters over exporter series.
+// trafficVariables are the job/namespace/workload/instance/route/model filters
+// over exporter series. Namespace and workload are the Kubernetes namespace
+// and the service name (a Deployment, StatefulSet or configured service);
+// "All" also matches series without them.
 func trafficVariables(b *dashboard.DashboardBuilder) *dashboard.DashboardBuilder {
 	count := sli.HTTPDuration + "_count"
 	return b.
 		WithVariable(variable{name: "job", label: "Job", query: "label_values(" + count + ", job)", multi: true}.builder()).
+		WithVariable(variable{name: "namespace", label: "Namespace", query: "label_values(" + count + `{job=~"$job"}, ` + sli.LabelK8sNamespace + ")", multi: true}.builder()).
+		WithVariable(variable{name: "service", label: "Workload", query: "label_values(" + count + `{job=~"$job", ` + mNamespace + `}, ` + sli.LabelServiceName + ")", multi: true}.builder()).
 		WithVariable(variable{name: "instance", label: "Instance", query: "label_values(" + count + `{job=~"$job"}, instance)`, multi: true}.builder()).
 		WithVariable(variable{name: "route", label: "Route", query: "label_values(" + count + `{job=~"$job"}, ` + sli.LabelRoute + ")", multi: true}.builder()).
 		WithVariable(variable{name: "model", label: "Model", query: "label_values(" + sli.GenAIDuration + `_count{job=~"$job"}, ` + sli.LabelModel + ")", multi: true}.builder())
 }
+
+// podLabels group series by server: the pod in Kubernetes, the service and network namespace elsewhere.
+const podLabels = sli.LabelK8sNamespace + ", " + sli.LabelK8sPod + ", " + sli.LabelServiceName + ", " + sli.LabelNetNS
 
 func overview() *dashboard.DashboardBuilder {
 	count := sli.HTTPDuration + "_count"
@@ -40,6 +48,14 @@ func overview() *dashboard.DashboardBuilder {
 		WithPanel(timeSeries(panel{title: "Requests per second by route", unit: "reqps",
 			description: "Finished requests per second, per route, on the selected instances.",
 			queries:     []query{q(sumRate(sli.LabelRoute, raw(count)), "{{"+sli.LabelRoute+"}}")}})).
+		WithPanel(timeSeries(panel{title: "Requests per second by workload", unit: "reqps",
+			description: "Finished requests per second per workload: Kubernetes namespace and service name, or the configured service name (and network namespace) outside Kubernetes.",
+			queries: []query{q(sumRate(sli.LabelK8sNamespace+", "+sli.LabelServiceName+", "+sli.LabelNetNS, raw(count)),
+				"{{"+sli.LabelK8sNamespace+"}} {{"+sli.LabelServiceName+"}} {{"+sli.LabelNetNS+"}}")}})).
+		WithPanel(timeSeries(panel{title: "Error ratio by pod", unit: "percentunit",
+			description: "Share of failed requests per pod (or per server outside Kubernetes), all routes together: one failing pod stands out even when the workload as a whole looks healthy.",
+			queries: []query{q(sumRate(podLabels, raw(count, sli.ErrorSelector))+" / "+sumRate(podLabels, raw(count)),
+				"{{"+sli.LabelK8sNamespace+"}}/{{"+sli.LabelK8sPod+"}} {{"+sli.LabelServiceName+"}} {{"+sli.LabelNetNS+"}}")}})).
 		WithPanel(timeSeries(panel{title: "Requests per second by instance", unit: "reqps",
 			description: "Finished requests per second per exporter instance; compare with the per-instance QPS limit of the alert rules.",
 			queries:     []query{q(sumRate("instance", raw(count)), "{{instance}}")}})).

@@ -13,15 +13,17 @@ func sel(metric string, matchers ...string) string {
 }
 
 const (
-	mJob      = `job=~"$job"`
-	mInstance = `instance=~"$instance"`
-	mRoute    = sli.LabelRoute + `=~"$route"`
-	mModel    = sli.LabelModel + `=~"$model"`
+	mJob       = `job=~"$job"`
+	mNamespace = sli.LabelK8sNamespace + `=~"$namespace"`
+	mService   = sli.LabelServiceName + `=~"$service"`
+	mInstance  = `instance=~"$instance"`
+	mRoute     = sli.LabelRoute + `=~"$route"`
+	mModel     = sli.LabelModel + `=~"$model"`
 )
 
-// raw selects an exporter metric for the chosen job, instance and route.
+// raw selects an exporter metric for the chosen job, workload, instance and route.
 func raw(metric string, extra ...string) string {
-	return sel(metric, append([]string{mJob, mInstance, mRoute}, extra...)...)
+	return sel(metric, append([]string{mJob, mNamespace, mService, mInstance, mRoute}, extra...)...)
 }
 
 // rawModel also narrows to the chosen models.
@@ -31,7 +33,7 @@ func rawModel(metric string, extra ...string) string {
 
 // rec selects a per-route recording rule (instance is aggregated away).
 func rec(record string, extra ...string) string {
-	return sel(record, append([]string{mJob, mRoute}, extra...)...)
+	return sel(record, append([]string{mJob, mNamespace, mService, mRoute}, extra...)...)
 }
 
 // recModel selects a per-route-and-model recording rule.

@@ -8,16 +8,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 
 	"github.com/open-autoglm/autoglm-monitor/exporter/accesslog"
 	"github.com/open-autoglm/autoglm-monitor/exporter/ebpf"
 	"github.com/open-autoglm/autoglm-monitor/exporter/httpparse"
 	"github.com/open-autoglm/autoglm-monitor/exporter/metrics"
 	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
+	identity "github.com/open-autoglm/autoglm-monitor/exporter/workload"
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 )
 
@@ -43,6 +50,8 @@ type Options struct {
 	// Events or Requests replace the source named in the configuration (tests, benchmarks).
 	Events   EventSource
 	Requests RequestSource
+	// Kubernetes replaces the API server configuration of exporter.kubernetes (tests).
+	Kubernetes *rest.Config
 }
 
 // Exporter runs one source and keeps the metrics.
@@ -52,8 +61,13 @@ type Exporter struct {
 	requests RequestSource
 	parser   *httpparse.Parser
 	metrics  *metrics.Collector
-	observed atomic.Uint64
-	running  atomic.Bool
+	// resolver names the servers of eBPF connections; pods is its Kubernetes index (nil outside).
+	resolver *identity.Resolver
+	pods     *identity.Pods
+	// logWorkload names the server of access-log requests.
+	logWorkload *traffic.Workload
+	observed    atomic.Uint64
+	running     atomic.Bool
 }
 
 // New builds the source named by exporter.source (unless one is given) and
@@ -83,25 +97,28 @@ func New(o Options) (*Exporter, error) {
 			return nil, err
 		}
 	}
-	var source prometheus.Collector
+	collectors := []prometheus.Collector{e.metrics, newSelfCollector(e), versioncollector.NewCollector("autoglm_exporter")}
 	if e.events != nil {
+		if err := e.openResolver(o, time.Duration(o.Config.Metrics.Interval)); err != nil {
+			return nil, errors.Join(err, e.Close())
+		}
 		e.parser = httpparse.New(httpparse.Options{
 			MaxConnections: cfg.MaxConnections,
 			BodyScanBytes:  max(cfg.CaptureBytes, httpparse.DefaultBodyScanBytes),
+			Identify:       e.resolver.Identify,
 			OnStart:        e.metrics.Start,
 			OnRequest:      e.finish,
 			OnDrop:         e.metrics.Drop,
 		})
-		source = e.events.Collector()
+		collectors = append(collectors, e.events.Collector(), e.resolver.Collector())
+		if e.pods != nil {
+			collectors = append(collectors, e.pods.Collector())
+		}
 	} else {
-		source = e.requests.Collector()
+		e.logWorkload = &traffic.Workload{ServiceName: cfg.AccessLog.AccessLogServiceName()}
+		collectors = append(collectors, e.requests.Collector())
 	}
-	for _, c := range []prometheus.Collector{
-		e.metrics,
-		source,
-		newSelfCollector(e),
-		versioncollector.NewCollector("autoglm_exporter"),
-	} {
+	for _, c := range collectors {
 		if err := o.Registerer.Register(c); err != nil {
 			return nil, errors.Join(fmt.Errorf("exporter: registering metrics: %w", err), e.Close())
 		}
@@ -144,6 +161,60 @@ func (e *Exporter) openSource(cfg config.Exporter, logger *slog.Logger) error {
 	return nil
 }
 
+// openResolver sets up workload identity: configured service names, and
+// pods through the API server when exporter.kubernetes is enabled. Gone
+// workloads keep their series for one collection interval.
+func (e *Exporter) openResolver(o Options, interval time.Duration) error {
+	cfg := o.Config.Exporter
+	rules := make([]identity.Rule, 0, len(cfg.Services))
+	for _, s := range cfg.Services {
+		rules = append(rules, identity.Rule{Name: s.Name, Ports: s.Ports, Process: s.Process})
+	}
+	if cfg.Kubernetes.Enabled {
+		rc := o.Kubernetes
+		if rc == nil {
+			var err error
+			if rc, err = kubeConfig(cfg.Kubernetes); err != nil {
+				return err
+			}
+		}
+		node := cfg.Kubernetes.NodeName
+		if node == "" {
+			node = os.Getenv("NODE_NAME")
+		}
+		// client-go logs through klog; send it where everything else goes.
+		klog.SetSlogLogger(o.Logger)
+		pods, err := identity.NewPods(identity.PodsOptions{Config: rc, NodeName: node, Logger: o.Logger})
+		if err != nil {
+			return err
+		}
+		e.pods = pods
+	}
+	e.resolver = identity.New(identity.Options{
+		Rules:    rules,
+		Pods:     e.pods,
+		Grace:    interval,
+		OnRetire: e.metrics.Forget,
+		Logger:   o.Logger,
+	})
+	return nil
+}
+
+func kubeConfig(k config.ExporterKubernetes) (*rest.Config, error) {
+	if k.Kubeconfig != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("exporter.kubernetes.kubeconfig: %w", err)
+		}
+		return rc, nil
+	}
+	rc, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, fmt.Errorf("exporter.kubernetes: not running in a pod (%w); set exporter.kubernetes.kubeconfig", err)
+	}
+	return rc, nil
+}
+
 func (e *Exporter) finish(r *traffic.Request) {
 	e.observed.Add(1)
 	e.metrics.Finish(r)
@@ -151,6 +222,9 @@ func (e *Exporter) finish(r *traffic.Request) {
 
 func (e *Exporter) observe(r *traffic.Request) {
 	e.observed.Add(1)
+	if r.Workload == nil {
+		r.Workload = e.logWorkload
+	}
 	e.metrics.Observe(r)
 }
 
@@ -158,16 +232,28 @@ func (e *Exporter) observe(r *traffic.Request) {
 func (e *Exporter) Run(ctx context.Context) error {
 	e.running.Store(true)
 	defer e.running.Store(false)
-	if e.events != nil {
-		return e.events.Run(ctx, e.parser.Handle)
+	if e.events == nil {
+		return e.requests.Run(ctx, e.observe)
 	}
-	return e.requests.Run(ctx, e.observe)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { e.resolver.Run(ctx.Done()) })
+	if e.pods != nil {
+		wg.Go(func() { e.pods.Run(ctx) })
+	}
+	return e.events.Run(ctx, e.parser.Handle)
 }
 
-// Ready reports whether the source is running.
+// Ready reports whether the source is running and, in Kubernetes, the pods
+// of the node have been listed (before that, pods could not be named).
 func (e *Exporter) Ready() error {
 	if !e.running.Load() {
 		return errors.New("capture source not running")
+	}
+	if e.pods != nil && !e.pods.HasSynced() {
+		return errors.New("pods of this node not listed from the API server yet")
 	}
 	return nil
 }

@@ -62,6 +62,7 @@ exporter:
     path: `+logPath+`
     format: nginx
     from_start: true
+    service_name: gateway
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -84,10 +85,10 @@ exporter:
 	url := "http://" + testenv.Addr(port) + "/metrics"
 	text := scrape(t, url, func(s string) bool { return strings.Contains(s, "autoglm_exporter_requests_observed_total 10") })
 	for _, want := range []string{
-		`http_server_request_duration_seconds_count{error_type="",http_request_method="POST",http_response_status_code="200",http_route="/v1/chat/completions",server_port="8000"} 7`,
-		`http_server_request_duration_seconds_count{error_type="503",http_request_method="POST",http_response_status_code="503",http_route="/v1/chat/completions",server_port="8000"} 2`,
-		`http_server_request_duration_seconds_count{error_type="",http_request_method="GET",http_response_status_code="404",http_route="other",server_port="8000"} 1`,
-		`autoglm_exporter_client_requests_total{client_address="10.1.2.0/24"} 8`,
+		`http_server_request_duration_seconds_count{error_type="",http_request_method="POST",http_response_status_code="200",http_route="/v1/chat/completions",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",server_port="8000",service_name="gateway"} 7`,
+		`http_server_request_duration_seconds_count{error_type="503",http_request_method="POST",http_response_status_code="503",http_route="/v1/chat/completions",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",server_port="8000",service_name="gateway"} 2`,
+		`http_server_request_duration_seconds_count{error_type="",http_request_method="GET",http_response_status_code="404",http_route="other",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",server_port="8000",service_name="gateway"} 1`,
+		`autoglm_exporter_client_requests_total{client_address="10.1.2.0/24",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",service_name="gateway"} 8`,
 		`autoglm_exporter_build_info{`,
 	} {
 		if !strings.Contains(text, want) {

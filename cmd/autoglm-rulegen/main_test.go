@@ -82,7 +82,7 @@ func TestGenerateWritesValidRules(t *testing.T) {
 		t.Fatalf("promtool: %v\n%s", err, b)
 	}
 	alerts, _ := os.ReadFile(filepath.Join(out, "autoglm-alerts.rules.yml"))
-	if !strings.Contains(string(alerts), `job_route:http_server_request_errors:ratio_rate5m{job="autoglm-exporter", http_route="/v1/chat/completions"} >`) {
+	if !strings.Contains(string(alerts), `job_route:http_server_request_errors:ratio_rate5m{job="autoglm-exporter", service_name="", netns="", k8s_namespace_name="", k8s_pod_name="", k8s_container_name="", http_route="/v1/chat/completions"} >`) {
 		t.Fatalf("no per-series literal rule:\n%s", alerts)
 	}
 }
@@ -131,7 +131,7 @@ func TestRunServesBaselines(t *testing.T) {
 	}
 	_, metrics := get("/metrics")
 	for _, want := range []string{
-		`autoglm_rulegen_baseline{bound="upper",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"}`,
+		`autoglm_rulegen_baseline{bound="upper",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",service_name="",sli="request_rate"}`,
 		`autoglm_rulegen_series{sli="request_rate"} 1`,
 		"autoglm_rulegen_build_info{",
 	} {

@@ -16,6 +16,7 @@ type conn struct {
 	prev, next *conn
 	client     netip.Addr
 	port       uint16
+	server     *traffic.Server
 	errs       int
 	mid        bool // counted as first seen mid-stream
 	dead       bool // not HTTP, or upgraded to a protocol that is not followed

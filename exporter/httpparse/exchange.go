@@ -46,6 +46,7 @@ func (p *Parser) begin(c *conn, method, path string, t time.Time) *exchange {
 		GRPCStatus:       -1,
 		Client:           c.client,
 		ServerPort:       c.port,
+		Workload:         c.server.Workload(),
 	}
 	ex.head = method == "HEAD"
 	ex.grpc, ex.reqDone, ex.respSeen = false, false, false

@@ -111,6 +111,11 @@ type Options struct {
 	// MaxPipelined bounds outstanding requests per connection.
 	MaxPipelined int
 
+	// Identify names the server of a connection; it is called once, with the
+	// first event seen on the connection, and its result is carried by every
+	// request of the connection (Request.Workload). Nil leaves requests anonymous.
+	Identify func(*traffic.Event) *traffic.Server
+
 	// OnStart is called when a request's headers have been read (for in-flight gauges).
 	// Every OnStart is followed by exactly one OnRequest or OnDrop for the same pointer.
 	OnStart func(*traffic.Request)
@@ -223,6 +228,9 @@ func (p *Parser) Handle(ev *traffic.Event) {
 	c := p.lookup(ev.Conn)
 	if c == nil {
 		c = p.add(ev.Conn)
+		if p.o.Identify != nil {
+			c.server = p.o.Identify(ev)
+		}
 	} else {
 		p.touch(c)
 	}

@@ -80,19 +80,27 @@ type Collector struct {
 	lastRoute  string
 	lastAddr   netip.Addr
 	lastClient string
-	clientSer  map[string]prometheus.Counter
+	clientSer  map[clientSeriesKey]prometheus.Counter
 	clientKeys map[netip.Addr]string
 }
 
-// seriesKey is the label values a finished request's series share.
+// seriesKey is the label values a finished request's series share. The
+// workload is compared by pointer: workloads are interned by the resolver.
 type seriesKey struct {
 	method, route, errType, model, op string
 	status, port                      uint16
+	w                                 *traffic.Workload
 }
 
 type activeKey struct {
 	method, route string
 	port          uint16
+	w             *traffic.Workload
+}
+
+type clientSeriesKey struct {
+	client string
+	w      *traffic.Workload
 }
 
 // series are the resolved metrics of one seriesKey; the optional ones are
@@ -119,17 +127,43 @@ var tokenTypes = [numTokenTypes]string{sli.TokenInput, sli.TokenOutput, sli.Toke
 // are bounded, so this only happens under unusual traffic).
 const maxCached = 1 << 14
 
-var (
-	httpLabels   = []string{sli.LabelMethod, sli.LabelRoute, sli.LabelStatus, sli.LabelPort, sli.LabelErrorType}
-	activeLabels = []string{sli.LabelMethod, sli.LabelRoute, sli.LabelPort}
-	genLabels    = []string{sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelErrorType}
-	streamLabels = []string{sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort}
-	tokenLabels  = []string{sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelTokenType}
-	grpcLabels   = []string{sli.LabelRoute, sli.LabelGRPCStatus, sli.LabelPort}
-)
+// Every series ends with the workload labels (sli.WorkloadLabels), in this order.
+const numWorkloadLabels = 5
+
+func withWorkload(labels ...string) []string { return append(labels, sli.WorkloadLabels()...) }
+
+func workloadValues(w *traffic.Workload) [numWorkloadLabels]string {
+	if w == nil {
+		return [numWorkloadLabels]string{}
+	}
+	return [numWorkloadLabels]string{w.ServiceName, w.NetNS, w.K8sNamespace, w.K8sPod, w.K8sContainer}
+}
+
+// workloadMatch selects every series of a workload.
+func workloadMatch(w *traffic.Workload) prometheus.Labels {
+	v := workloadValues(w)
+	m := make(prometheus.Labels, numWorkloadLabels)
+	for i, l := range sli.WorkloadLabels() {
+		m[l] = v[i]
+	}
+	return m
+}
+
+// values joins a series' own label values with its workload's. Series are
+// resolved once per label set and cached, so this is off the per-request path.
+func values(w *traffic.Workload, own ...string) []string {
+	v := workloadValues(w)
+	return append(own, v[:]...)
+}
 
 // New returns a Collector; register it with a prometheus.Registerer.
 func New(o Options) *Collector {
+	httpLabels := withWorkload(sli.LabelMethod, sli.LabelRoute, sli.LabelStatus, sli.LabelPort, sli.LabelErrorType)
+	activeLabels := withWorkload(sli.LabelMethod, sli.LabelRoute, sli.LabelPort)
+	genLabels := withWorkload(sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelErrorType)
+	streamLabels := withWorkload(sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort)
+	tokenLabels := withWorkload(sli.LabelRoute, sli.LabelOperation, sli.LabelModel, sli.LabelPort, sli.LabelTokenType)
+	grpcLabels := withWorkload(sli.LabelRoute, sli.LabelGRPCStatus, sli.LabelPort)
 	c := &Collector{
 		routes: NewRouter(o.Endpoints),
 		v4:     o.ClientPrefixV4,
@@ -158,14 +192,14 @@ func New(o Options) *Collector {
 		clientReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: sli.ClientRequests,
 			Help: "HTTP requests by client network (top-N prefixes, the rest as other).",
-		}, []string{sli.LabelClient}),
+		}, withWorkload(sli.LabelClient)),
 		grpcResps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: sli.GRPCResponses,
 			Help: "Finished gRPC calls by method (http_route) and grpc-status.",
 		}, grpcLabels),
 		series:     make(map[seriesKey]*series),
 		actives:    make(map[activeKey]prometheus.Gauge),
-		clientSer:  make(map[string]prometheus.Counter),
+		clientSer:  make(map[clientSeriesKey]prometheus.Counter),
 		clientKeys: make(map[netip.Addr]string),
 	}
 	genVecs := []interface {
@@ -184,8 +218,12 @@ func New(o Options) *Collector {
 		c.last = nil
 	})
 	c.clients = newTopN(o.TopClients, func(client string) {
-		c.clientReqs.DeleteLabelValues(client)
-		delete(c.clientSer, client)
+		c.clientReqs.DeletePartialMatch(prometheus.Labels{sli.LabelClient: client})
+		for k := range c.clientSer {
+			if k.client == client {
+				delete(c.clientSer, k)
+			}
+		}
 	})
 	return c
 }
@@ -211,19 +249,58 @@ func (c *Collector) collectors() []prometheus.Collector {
 // Start counts a request in flight; it must be followed by Finish or Drop with the same request.
 func (c *Collector) Start(r *traffic.Request) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r.Workload.Retired() {
+		return
+	}
 	c.activeGauge(r).Inc()
-	c.mu.Unlock()
 }
 
 // Drop ends an in-flight request that will not be observed.
 func (c *Collector) Drop(r *traffic.Request) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r.Workload.Retired() {
+		return
+	}
 	c.activeGauge(r).Dec()
-	c.mu.Unlock()
+}
+
+// Forget retires a workload that is gone and deletes its series. Requests
+// that still carry it are not counted from now on, so the series stay gone.
+func (c *Collector) Forget(w *traffic.Workload) {
+	if w == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w.Retire()
+	m := workloadMatch(w)
+	for _, v := range []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{c.duration, c.reqSize, c.respSize, c.active, c.genDuration, c.ttft, c.tpot, c.tokens, c.clientReqs, c.grpcResps} {
+		v.DeletePartialMatch(m)
+	}
+	for k := range c.series {
+		if k.w == w {
+			delete(c.series, k)
+		}
+	}
+	for k := range c.actives {
+		if k.w == w {
+			delete(c.actives, k)
+		}
+	}
+	for k := range c.clientSer {
+		if k.w == w {
+			delete(c.clientSer, k)
+		}
+	}
+	c.last, c.lastAct = nil, nil
 }
 
 func (c *Collector) activeGauge(r *traffic.Request) prometheus.Gauge {
-	k := activeKey{method: method(r.Method), route: c.route(r.Path), port: r.ServerPort}
+	k := activeKey{method: method(r.Method), route: c.route(r.Path), port: r.ServerPort, w: r.Workload}
 	if c.lastAct != nil && k == c.lastActKey {
 		return c.lastAct
 	}
@@ -233,7 +310,7 @@ func (c *Collector) activeGauge(r *traffic.Request) prometheus.Gauge {
 			clear(c.actives)
 			c.lastAct = nil
 		}
-		g = c.active.WithLabelValues(k.method, k.route, port(k.port))
+		g = c.active.WithLabelValues(values(k.w, k.method, k.route, port(k.port))...)
 		c.actives[k] = g
 	}
 	c.lastActKey, c.lastAct = k, g
@@ -244,6 +321,9 @@ func (c *Collector) activeGauge(r *traffic.Request) prometheus.Gauge {
 func (c *Collector) Finish(r *traffic.Request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if r.Workload.Retired() {
+		return
+	}
 	c.activeGauge(r).Dec()
 	c.observe(r)
 }
@@ -252,11 +332,14 @@ func (c *Collector) Finish(r *traffic.Request) {
 func (c *Collector) Observe(r *traffic.Request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if r.Workload.Retired() {
+		return
+	}
 	c.observe(r)
 }
 
 func (c *Collector) observe(r *traffic.Request) {
-	k := seriesKey{method: method(r.Method), route: c.route(r.Path), port: r.ServerPort}
+	k := seriesKey{method: method(r.Method), route: c.route(r.Path), port: r.ServerPort, w: r.Workload}
 	if st := statusLabel(r.Status); st != "" {
 		k.status = uint16(r.Status)
 	}
@@ -277,17 +360,17 @@ func (c *Collector) observe(r *traffic.Request) {
 	s.duration.Observe(d)
 	if r.RequestBodySize >= 0 {
 		if s.reqSize == nil {
-			s.reqSize = c.reqSize.WithLabelValues(k.method, k.route, statusLabel(int(k.status)), port(k.port), k.errType)
+			s.reqSize = c.reqSize.WithLabelValues(values(k.w, k.method, k.route, statusLabel(int(k.status)), port(k.port), k.errType)...)
 		}
 		s.reqSize.Observe(float64(r.RequestBodySize))
 	}
 	if r.ResponseBodySize >= 0 {
 		if s.respSize == nil {
-			s.respSize = c.respSize.WithLabelValues(k.method, k.route, statusLabel(int(k.status)), port(k.port), k.errType)
+			s.respSize = c.respSize.WithLabelValues(values(k.w, k.method, k.route, statusLabel(int(k.status)), port(k.port), k.errType)...)
 		}
 		s.respSize.Observe(float64(r.ResponseBodySize))
 	}
-	c.clientCounter(r.Client).Inc()
+	c.clientCounter(r.Client, r.Workload).Inc()
 	if r.GRPC && r.GRPCStatus >= 0 {
 		s.grpcCounter(c, k, r.GRPCStatus).Inc()
 	}
@@ -295,7 +378,7 @@ func (c *Collector) observe(r *traffic.Request) {
 		return
 	}
 	if s.genDuration == nil {
-		s.genDuration = c.genDuration.WithLabelValues(k.route, k.op, k.model, port(k.port), k.errType)
+		s.genDuration = c.genDuration.WithLabelValues(values(k.w, k.route, k.op, k.model, port(k.port), k.errType)...)
 	}
 	s.genDuration.Observe(d)
 	if r.InputTokens >= 0 {
@@ -318,13 +401,13 @@ func (c *Collector) observe(r *traffic.Request) {
 		return
 	}
 	if s.ttft == nil {
-		s.ttft = c.ttft.WithLabelValues(k.route, k.op, k.model, port(k.port))
+		s.ttft = c.ttft.WithLabelValues(values(k.w, k.route, k.op, k.model, port(k.port))...)
 	}
 	s.ttft.Observe(seconds(r.FirstToken.Sub(r.Start)))
 	// Time per output token needs the server's own count.
 	if r.OutputTokens > 1 && !r.OutputTokensEstimated && !r.End.Before(r.FirstToken) {
 		if s.tpot == nil {
-			s.tpot = c.tpot.WithLabelValues(k.route, k.op, k.model, port(k.port))
+			s.tpot = c.tpot.WithLabelValues(values(k.w, k.route, k.op, k.model, port(k.port))...)
 		}
 		s.tpot.Observe(seconds(r.End.Sub(r.FirstToken)) / float64(r.OutputTokens-1))
 	}
@@ -355,7 +438,7 @@ func (c *Collector) seriesFor(k seriesKey) *series {
 	if k.status != 0 {
 		st = statusLabel(int(k.status))
 	}
-	s := &series{duration: c.duration.WithLabelValues(k.method, k.route, st, p, k.errType)}
+	s := &series{duration: c.duration.WithLabelValues(values(k.w, k.method, k.route, st, p, k.errType)...)}
 	c.series[k] = s
 	c.lastKey, c.last = k, s
 	return s
@@ -369,7 +452,7 @@ func (c *Collector) forget() {
 
 func (s *series) tokenCounter(c *Collector, k seriesKey, t int) prometheus.Counter {
 	if s.tokens[t] == nil {
-		s.tokens[t] = c.tokens.WithLabelValues(k.route, k.op, k.model, port(k.port), tokenTypes[t])
+		s.tokens[t] = c.tokens.WithLabelValues(values(k.w, k.route, k.op, k.model, port(k.port), tokenTypes[t])...)
 	}
 	return s.tokens[t]
 }
@@ -380,14 +463,14 @@ func (s *series) grpcCounter(c *Collector, k seriesKey, code int) prometheus.Cou
 	}
 	ctr := s.grpc[code]
 	if ctr == nil {
-		ctr = c.grpcResps.WithLabelValues(k.route, grpcCode(code), port(k.port))
+		ctr = c.grpcResps.WithLabelValues(values(k.w, k.route, grpcCode(code), port(k.port))...)
 		s.grpc[code] = ctr
 	}
 	return ctr
 }
 
 // clientCounter counts a request on its client network's top-N series.
-func (c *Collector) clientCounter(a netip.Addr) prometheus.Counter {
+func (c *Collector) clientCounter(a netip.Addr, w *traffic.Workload) prometheus.Counter {
 	key := c.lastClient
 	if a != c.lastAddr || key == "" {
 		var ok bool
@@ -401,11 +484,14 @@ func (c *Collector) clientCounter(a netip.Addr) prometheus.Counter {
 		}
 		c.lastAddr, c.lastClient = a, key
 	}
-	label := c.clients.label(key)
-	ctr := c.clientSer[label]
+	ck := clientSeriesKey{client: c.clients.label(key), w: w}
+	ctr := c.clientSer[ck]
 	if ctr == nil {
-		ctr = c.clientReqs.WithLabelValues(label)
-		c.clientSer[label] = ctr
+		if len(c.clientSer) >= maxCached {
+			clear(c.clientSer)
+		}
+		ctr = c.clientReqs.WithLabelValues(values(w, ck.client)...)
+		c.clientSer[ck] = ctr
 	}
 	return ctr
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,8 +43,27 @@ func stream(ttft time.Duration, in, out int64, model string) func(*traffic.Reque
 	}
 }
 
+// noWorkload are the label values of a request whose server is unknown.
+var noWorkload = []string{"", "", "", "", ""}
+
+// lbl adds a workload's labels (nil: all empty) to a label list and sorts it
+// as the exposition format writes it.
+func lbl(labels string, w *traffic.Workload) string {
+	pairs := strings.SplitAfter(labels, `",`)
+	for i := range pairs {
+		pairs[i] = strings.TrimSuffix(pairs[i], ",")
+	}
+	v := workloadValues(w)
+	for i, l := range sli.WorkloadLabels() {
+		pairs = append(pairs, l+"="+strconv.Quote(v[i]))
+	}
+	slices.Sort(pairs)
+	return strings.Join(pairs, ",")
+}
+
 // histText renders the expected exposition of one histogram series from raw observations.
 func histText(name, labels string, buckets []float64, obs ...float64) string {
+	labels = lbl(labels, nil)
 	var b strings.Builder
 	sum := 0.0
 	for _, o := range obs {
@@ -124,7 +144,7 @@ func TestGenAIMetrics(t *testing.T) {
 		{[]string{"/v1/chat/completions", "chat", "other", "8000", "output"}, 1},
 		{[]string{"/v1/embeddings", "embeddings", "glm-4", "8000", "input"}, 4},
 	} {
-		if got := testutil.ToFloat64(c.tokens.WithLabelValues(tc.labels...)); got != tc.want {
+		if got := testutil.ToFloat64(c.tokens.WithLabelValues(append(tc.labels, noWorkload...)...)); got != tc.want {
 			t.Errorf("tokens%v = %g, want %g", tc.labels, got, tc.want)
 		}
 	}
@@ -144,8 +164,8 @@ func TestActiveRequests(t *testing.T) {
 	c.Finish(a)
 	c.Drop(g)
 	want := "# HELP " + sli.HTTPActive + " Number of HTTP server requests whose headers were read and whose response is not complete.\n# TYPE " + sli.HTTPActive + " gauge\n" +
-		`http_server_active_requests{http_request_method="GET",http_route="other",server_port="8000"} 0` + "\n" +
-		`http_server_active_requests{http_request_method="POST",http_route="/v1/chat/completions",server_port="8000"} 1` + "\n"
+		`http_server_active_requests{` + lbl(`http_request_method="GET",http_route="other",server_port="8000"`, nil) + `} 0` + "\n" +
+		`http_server_active_requests{` + lbl(`http_request_method="POST",http_route="/v1/chat/completions",server_port="8000"`, nil) + `} 1` + "\n"
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), sli.HTTPActive); err != nil {
 		t.Error(err)
 	}
@@ -161,9 +181,9 @@ func TestClientAddresses(t *testing.T) {
 	}
 	c.Observe(req("GET", "/", 200, time.Millisecond, func(r *traffic.Request) { r.Client = netip.Addr{} }))
 	want := "# HELP " + sli.ClientRequests + " HTTP requests by client network (top-N prefixes, the rest as other).\n# TYPE " + sli.ClientRequests + " counter\n" +
-		`autoglm_exporter_client_requests_total{client_address="10.0.0.0/24"} 3` + "\n" +
-		`autoglm_exporter_client_requests_total{client_address="2001:db8:1:2::/64"} 2` + "\n" +
-		`autoglm_exporter_client_requests_total{client_address="other"} 3` + "\n"
+		`autoglm_exporter_client_requests_total{` + lbl(`client_address="10.0.0.0/24"`, nil) + `} 3` + "\n" +
+		`autoglm_exporter_client_requests_total{` + lbl(`client_address="2001:db8:1:2::/64"`, nil) + `} 2` + "\n" +
+		`autoglm_exporter_client_requests_total{` + lbl(`client_address="other"`, nil) + `} 3` + "\n"
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), sli.ClientRequests); err != nil {
 		t.Error(err)
 	}
@@ -240,24 +260,10 @@ func TestLintAndPromtool(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(c); err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	enc := expfmt.NewEncoder(&buf, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
-		}
-	}
+	buf := strings.NewReader(exposition(t, c))
 	promtool := testenv.Promtool(t)
 	cmd := exec.Command(promtool, "check", "metrics")
-	cmd.Stdin = &buf
+	cmd.Stdin = buf
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
@@ -295,11 +301,51 @@ func TestNativeHistograms(t *testing.T) {
 	}
 }
 
+func TestWorkloadsSeparateAndForget(t *testing.T) {
+	c := newTest()
+	a := &traffic.Workload{ServiceName: "python3", NetNS: "blue"}
+	b := &traffic.Workload{ServiceName: "vllm", K8sNamespace: "llm", K8sPod: "vllm-0", K8sContainer: "server"}
+	on := func(w *traffic.Workload) func(*traffic.Request) { return func(r *traffic.Request) { r.Workload = w } }
+	for range 3 {
+		c.Observe(req("POST", "/v1/chat/completions", 200, time.Second, on(a)))
+	}
+	for range 5 {
+		c.Observe(req("POST", "/v1/chat/completions", 200, time.Second, on(b)))
+	}
+	c.Observe(req("POST", "/v1/chat/completions", 200, time.Second))
+	inflight := req("POST", "/v1/chat/completions", 200, time.Second, on(b))
+	c.Start(inflight)
+
+	count := func(w *traffic.Workload) string {
+		return sli.HTTPDuration + "_count{" + lbl(`error_type="",http_request_method="POST",http_response_status_code="200",http_route="/v1/chat/completions",server_port="8000"`, w) + "}"
+	}
+	got := exposition(t, c)
+	for series, want := range map[string]string{count(a): " 3\n", count(b): " 5\n", count(nil): " 1\n"} {
+		if !strings.Contains(got, series+want) {
+			t.Errorf("want %s%s", series, want)
+		}
+	}
+
+	c.Forget(b)
+	// Late events of the retired workload: no series comes back, the gauge does not go negative.
+	c.Drop(inflight)
+	c.Observe(req("POST", "/v1/chat/completions", 500, time.Second, on(b)))
+	got = exposition(t, c)
+	if strings.Contains(got, `k8s_pod_name="vllm-0"`) {
+		t.Errorf("series of a forgotten workload remain:\n%s", grepLines(got, "vllm-0"))
+	}
+	if !strings.Contains(got, count(a)+" 3\n") || !strings.Contains(got, count(nil)+" 1\n") {
+		t.Errorf("other workloads lost their series:\n%s", grepLines(got, "_count{"))
+	}
+}
+
 // exposition renders the collector's text exposition.
-func exposition(t *testing.T, c *Collector) string {
+func exposition(t *testing.T, c prometheus.Collector) string {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -377,7 +423,7 @@ func TestTokenTypes(t *testing.T) {
 	for typ, want := range map[string]float64{
 		sli.TokenInput: 100, sli.TokenOutput: 21, sli.TokenInputCached: 64, sli.TokenOutputReasoning: 8, sli.TokenOutputEstimated: 11,
 	} {
-		if got := testutil.ToFloat64(c.tokens.WithLabelValues("/v1/chat/completions", "chat", "glm-4", "8000", typ)); got != want {
+		if got := testutil.ToFloat64(c.tokens.WithLabelValues("/v1/chat/completions", "chat", "glm-4", "8000", typ, "", "", "", "", "")); got != want {
 			t.Errorf("tokens{%s} = %g, want %g", typ, got, want)
 		}
 	}
@@ -406,10 +452,10 @@ func TestGRPCCalls(t *testing.T) {
 	c.Observe(call("/llm.Generator/Embed", 5, false))          // NOT_FOUND: the call's own fault, like a 404
 	c.Observe(call("/other.Svc/Do", 0, false))
 	want := "# HELP " + sli.GRPCResponses + " Finished gRPC calls by method (http_route) and grpc-status.\n# TYPE " + sli.GRPCResponses + " counter\n" +
-		sli.GRPCResponses + `{http_route="/llm.Generator/{method}",rpc_grpc_status_code="NOT_FOUND",server_port="8000"} 1` + "\n" +
-		sli.GRPCResponses + `{http_route="/llm.Generator/{method}",rpc_grpc_status_code="OK",server_port="8000"} 1` + "\n" +
-		sli.GRPCResponses + `{http_route="/llm.Generator/{method}",rpc_grpc_status_code="UNAVAILABLE",server_port="8000"} 1` + "\n" +
-		sli.GRPCResponses + `{http_route="other",rpc_grpc_status_code="OK",server_port="8000"} 1` + "\n"
+		sli.GRPCResponses + `{` + lbl(`http_route="/llm.Generator/{method}",rpc_grpc_status_code="NOT_FOUND",server_port="8000"`, nil) + `} 1` + "\n" +
+		sli.GRPCResponses + `{` + lbl(`http_route="/llm.Generator/{method}",rpc_grpc_status_code="OK",server_port="8000"`, nil) + `} 1` + "\n" +
+		sli.GRPCResponses + `{` + lbl(`http_route="/llm.Generator/{method}",rpc_grpc_status_code="UNAVAILABLE",server_port="8000"`, nil) + `} 1` + "\n" +
+		sli.GRPCResponses + `{` + lbl(`http_route="other",rpc_grpc_status_code="OK",server_port="8000"`, nil) + `} 1` + "\n"
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), sli.GRPCResponses); err != nil {
 		t.Error(err)
 	}
@@ -481,4 +527,14 @@ func TestUnknownSizesMakeNoSeries(t *testing.T) {
 	if got := testutil.CollectAndCount(c, sli.HTTPDuration); got != 1 {
 		t.Errorf("duration series = %d, want 1", got)
 	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -8,6 +8,7 @@ package traffic
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"time"
 )
 
@@ -108,7 +109,55 @@ type Request struct {
 	GRPC bool
 	// GRPCStatus is the call's grpc-status (0 is OK), -1 when none was sent.
 	GRPCStatus int
+	// Workload is the server that handled the request; nil when it could not be told.
+	Workload *Workload
 }
+
+// Workload names the server behind a request with label values (empty where
+// not applicable): outside Kubernetes a service name and, for a server in a
+// network namespace other than the host's, that namespace; in Kubernetes the
+// pod's namespace, name and container. Values are interned and shared by
+// pointer; a workload that is gone is retired and its series removed.
+type Workload struct {
+	ServiceName  string
+	NetNS        string
+	K8sNamespace string
+	K8sPod       string
+	K8sContainer string
+	retired      atomic.Bool
+}
+
+// Retire marks the workload as gone: requests still carrying it are not
+// counted any more, so its series, once deleted, stay deleted.
+func (w *Workload) Retire() { w.retired.Store(true) }
+
+// Retired reports whether Retire was called. A nil workload is never retired.
+func (w *Workload) Retired() bool { return w != nil && w.retired.Load() }
+
+// Server is the identity of one server process as its connections see it.
+// It is resolved once, when the connection is first seen, and may become more
+// precise while the connection lives (a pod the API server reports late).
+type Server struct {
+	w atomic.Pointer[Workload]
+}
+
+// NewServer returns a Server currently known as w.
+func NewServer(w *Workload) *Server {
+	s := &Server{}
+	s.w.Store(w)
+	return s
+}
+
+// Workload is the server's current workload (nil for a nil Server).
+func (s *Server) Workload() *Workload {
+	if s == nil {
+		return nil
+	}
+	return s.w.Load()
+}
+
+// Set replaces the server's workload; requests starting later carry w.
+func (s *Server) Set(w *Workload) { s.w.Store(w) }
 
 // EventSource produces kernel events until ctx is cancelled.
 type EventSource interface {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 )
 
 // Exporter is the "exporter:" section. Its keys are documented in exporter/README.md.
@@ -30,6 +31,31 @@ type Exporter struct {
 	ClientPrefixV6 int `yaml:"client_prefix_v6"`
 	// AccessLog configures the access-log source.
 	AccessLog ExporterAccessLog `yaml:"accesslog"`
+	// Services name the observed servers (service_name label); the first
+	// matching entry wins, else the process name is used.
+	Services []ExporterService `yaml:"services"`
+	// Kubernetes resolves servers to pods through the API server.
+	Kubernetes ExporterKubernetes `yaml:"kubernetes"`
+}
+
+// ExporterService is one entry of "exporter.services:".
+type ExporterService struct {
+	// Name is the service_name of matching servers.
+	Name string `yaml:"name"`
+	// Ports match the local port a connection arrived on (any when empty).
+	Ports []uint16 `yaml:"ports"`
+	// Process matches the process name (comm) or executable base name (any when empty).
+	Process string `yaml:"process"`
+}
+
+// ExporterKubernetes is the "exporter.kubernetes:" section.
+type ExporterKubernetes struct {
+	// Enabled labels series with the pod's namespace, name and container.
+	Enabled bool `yaml:"enabled"`
+	// NodeName is this node; default the NODE_NAME environment variable.
+	NodeName string `yaml:"node_name"`
+	// Kubeconfig reaches the API server from outside a pod; default the pod's service account.
+	Kubeconfig string `yaml:"kubeconfig"`
 }
 
 // ExporterAccessLog is the "exporter.accesslog:" section.
@@ -44,6 +70,9 @@ type ExporterAccessLog struct {
 	FromStart bool `yaml:"from_start"`
 	// ServerPort is the server_port label of requests read from the log.
 	ServerPort uint16 `yaml:"server_port"`
+	// ServiceName is the service_name label of requests read from the log;
+	// default the format for nginx and envoy, the file's base name for json.
+	ServiceName string `yaml:"service_name"`
 }
 
 // Exporter source names.
@@ -136,7 +165,36 @@ func (c Exporter) validate(_ *File) []error {
 		add("exporter.client_prefix_v6", "must be within [0, 128], got %d", c.ClientPrefixV6)
 	}
 	errs = append(errs, c.AccessLog.validate(c.Source)...)
+	for i, svc := range c.Services {
+		key := fmt.Sprintf("exporter.services[%d]", i)
+		if svc.Name == "" {
+			add(key+".name", "must be set: it is the service_name of the matching servers")
+		}
+		if len(svc.Ports) == 0 && svc.Process == "" {
+			add(key, "must match on ports, process or both")
+		}
+		for j, p := range svc.Ports {
+			if !slices.Contains(c.Ports, p) {
+				add(fmt.Sprintf("%s.ports[%d]", key, j), "port %d is not observed: list it in exporter.ports too", p)
+			}
+		}
+	}
+	if c.Kubernetes.Enabled && c.Source != SourceEBPF {
+		add("exporter.kubernetes.enabled", "pods are found from the processes eBPF sees; with the %s source name the log with exporter.accesslog.service_name", c.Source)
+	}
 	return errs
+}
+
+// AccessLogServiceName is the service_name of requests read from the log.
+func (a ExporterAccessLog) AccessLogServiceName() string {
+	switch {
+	case a.ServiceName != "":
+		return a.ServiceName
+	case a.Format == "json":
+		base := filepath.Base(a.Path)
+		return strings.TrimSuffix(base, filepath.Ext(base))
+	}
+	return a.Format
 }
 
 func (a ExporterAccessLog) validate(source string) []error {

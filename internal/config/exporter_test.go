@@ -69,6 +69,47 @@ exporter:
 	}
 }
 
+func TestExporterWorkloadKeys(t *testing.T) {
+	f, err := Parse([]byte(`
+exporter:
+  ports: [8000, 8001]
+  services:
+    - {name: chat-api, ports: [8000]}
+    - {name: embedder, process: text-embeddings-router}
+  kubernetes:
+    enabled: true
+    node_name: node-a
+    kubeconfig: /etc/kubeconfig
+  accesslog:
+    service_name: gateway
+`), "c.yml")
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	e := f.Exporter
+	want := []ExporterService{{Name: "chat-api", Ports: []uint16{8000}}, {Name: "embedder", Process: "text-embeddings-router"}}
+	if !slices.EqualFunc(e.Services, want, func(a, b ExporterService) bool {
+		return a.Name == b.Name && a.Process == b.Process && slices.Equal(a.Ports, b.Ports)
+	}) {
+		t.Errorf("services = %+v", e.Services)
+	}
+	if k := e.Kubernetes; !k.Enabled || k.NodeName != "node-a" || k.Kubeconfig != "/etc/kubeconfig" {
+		t.Errorf("kubernetes = %+v", k)
+	}
+	if got := e.AccessLog.AccessLogServiceName(); got != "gateway" {
+		t.Errorf("access log service name = %q", got)
+	}
+	for _, tc := range []struct{ format, path, want string }{
+		{"nginx", "/var/log/nginx/access.log", "nginx"},
+		{"envoy", "/dev/stdout", "envoy"},
+		{"json", "/var/log/app/llm-gateway.jsonl", "llm-gateway"},
+	} {
+		if got := (ExporterAccessLog{Format: tc.format, Path: tc.path}).AccessLogServiceName(); got != tc.want {
+			t.Errorf("default service name of %s %s = %q, want %q", tc.format, tc.path, got, tc.want)
+		}
+	}
+}
+
 func TestExporterBadValues(t *testing.T) {
 	for _, tc := range []struct {
 		name, body string
@@ -93,6 +134,11 @@ func TestExporterBadValues(t *testing.T) {
 		{"unknown field", "exporter:\n  accesslog:\n    format: json\n    fields:\n      paht: uri\n", []string{"c.yml:5", "exporter.accesslog.fields.paht", "unknown field"}},
 		{"empty field key", "exporter:\n  accesslog:\n    format: json\n    fields:\n      path: \"\"\n", []string{"exporter.accesslog.fields.path", "empty"}},
 		{"unknown key", "exporter:\n  prots: [80]\n", []string{"c.yml", "line 2", "prots"}},
+		{"service without name", "exporter:\n  services:\n    - ports: [8000]\n", []string{"c.yml:3", "exporter.services[0].name", "must be set"}},
+		{"service matching everything", "exporter:\n  services:\n    - name: chat\n", []string{"c.yml:3", "exporter.services[0]", "ports, process"}},
+		{"service port not observed", "exporter:\n  ports: [8000]\n  services:\n    - {name: chat, ports: [9000]}\n", []string{"c.yml:4", "exporter.services[0].ports[0]", "9000", "exporter.ports"}},
+		{"service unknown key", "exporter:\n  services:\n    - {name: chat, port: 8000}\n", []string{"c.yml", "line 3", "port"}},
+		{"kubernetes with access log", "exporter:\n  source: accesslog\n  accesslog: {path: /x.log}\n  kubernetes: {enabled: true}\n", []string{"c.yml:4", "exporter.kubernetes.enabled", "service_name"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.body), "c.yml")

@@ -95,6 +95,23 @@ type RulegenOutput struct {
 	PrometheusRule PrometheusRuleOutput `yaml:"prometheusrule"`
 	// MimirRuler pushes rule groups to a Mimir/Cortex ruler.
 	MimirRuler MimirRulerOutput `yaml:"mimir_ruler"`
+	// Kubernetes applies the rules through the API server.
+	Kubernetes KubernetesRulesOutput `yaml:"kubernetes"`
+}
+
+// KubernetesRulesOutput writes the rules as a PrometheusRule or a ConfigMap
+// with server-side apply.
+type KubernetesRulesOutput struct {
+	// Kind is "prometheusrule" or "configmap"; empty turns this output off.
+	Kind string `yaml:"kind"`
+	// Name of the object; default autoglm-rulegen.
+	Name string `yaml:"name"`
+	// Namespace of the object; default the pod's own namespace.
+	Namespace string `yaml:"namespace"`
+	// Labels make the object found (e.g. the prometheus-operator's ruleSelector).
+	Labels map[string]string `yaml:"labels"`
+	// Kubeconfig reaches the API server from outside a pod; default the pod's service account.
+	Kubeconfig string `yaml:"kubeconfig"`
 }
 
 // PrometheusRuleOutput is a PrometheusRule YAML file.
@@ -324,6 +341,22 @@ func (o RulegenOutput) validate(_ *File) []error {
 		}
 	} else if mr.Tenant != "" || mr.Namespace != "" {
 		add(Errorf("rulegen.output.mimir_ruler.url", "must be set when other mimir_ruler keys are"))
+	}
+	k := o.Kubernetes
+	switch k.Kind {
+	case "prometheusrule", "configmap":
+		if k.Name != "" && !dnsLabel(k.Name) {
+			add(Errorf("rulegen.output.kubernetes.name", "must be a DNS-1123 name, got %q", k.Name))
+		}
+		if k.Namespace != "" && !dnsLabel(k.Namespace) {
+			add(Errorf("rulegen.output.kubernetes.namespace", "must be a DNS-1123 name, got %q", k.Namespace))
+		}
+	case "":
+		if k.Name != "" || k.Namespace != "" || len(k.Labels) > 0 || k.Kubeconfig != "" {
+			add(Errorf("rulegen.output.kubernetes.kind", "must be set when other kubernetes keys are"))
+		}
+	default:
+		add(Errorf("rulegen.output.kubernetes.kind", "must be prometheusrule or configmap, got %q", k.Kind))
 	}
 	return errs
 }

@@ -97,6 +97,9 @@ func TestRulegenBadInput(t *testing.T) {
 		{"reload without dir", "rulegen:\n  output:\n    reload_url: http://p:9090/-/reload\n", []string{"bad.yml:3", "rule_dir"}},
 		{"prometheusrule without namespace", "rulegen:\n  output:\n    prometheusrule:\n      path: /tmp/x.yml\n", []string{"prometheusrule.namespace"}},
 		{"mimir without namespace", "rulegen:\n  output:\n    mimir_ruler:\n      url: http://m:8080\n", []string{"mimir_ruler.namespace"}},
+		{"kubernetes bad kind", "rulegen:\n  output:\n    kubernetes:\n      kind: secret\n", []string{"bad.yml:4", "rulegen.output.kubernetes.kind", "secret"}},
+		{"kubernetes keys without kind", "rulegen:\n  output:\n    kubernetes:\n      name: x\n", []string{"rulegen.output.kubernetes.kind", "must be set"}},
+		{"kubernetes bad name", "rulegen:\n  output:\n    kubernetes:\n      kind: configmap\n      name: Not_A_Name\n", []string{"bad.yml:5", "rulegen.output.kubernetes.name"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.body), "bad.yml")

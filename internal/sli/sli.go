@@ -30,6 +30,11 @@ const (
 	LabelTokenType    = "gen_ai_token_type"
 	LabelClient       = "client_address"
 	LabelGRPCStatus   = "rpc_grpc_status_code"
+	LabelServiceName  = "service_name"
+	LabelNetNS        = "netns"
+	LabelK8sNamespace = "k8s_namespace_name"
+	LabelK8sPod       = "k8s_pod_name"
+	LabelK8sContainer = "k8s_container_name"
 	LabelSLI          = "sli"
 	LabelBound        = "bound"
 	OtherValue        = "other"
@@ -48,6 +53,23 @@ const (
 	TokenOutputReasoning = "output_reasoning"
 	TokenOutputEstimated = "output_estimated"
 )
+// WorkloadLabels name the server behind every traffic series: a service name
+// and, for a server in a network namespace other than the host's, that
+// namespace; in Kubernetes the pod's namespace, name and container
+// (OpenTelemetry's k8s.* attributes in Prometheus form). Labels that do not
+// apply are empty, which Prometheus stores as absent. Every recording rule
+// keeps them, so alerts name the pod that fails.
+func WorkloadLabels() []string {
+	return []string{LabelServiceName, LabelNetNS, LabelK8sNamespace, LabelK8sPod, LabelK8sContainer}
+}
+
+// WorkloadTemplate names an alert's workload in a description, after the
+// route: " (vllm, pod llm/vllm-0/server)", " (python3, netns blue)"; nothing
+// for series without workload labels.
+const WorkloadTemplate = `{{ with $labels.service_name }} ({{ . }}` +
+	`{{ with $labels.netns }}, netns {{ . }}{{ end }}` +
+	`{{ with $labels.k8s_pod_name }}, pod {{ $labels.k8s_namespace_name }}/{{ . }}` +
+	`{{ with $labels.k8s_container_name }}/{{ . }}{{ end }}{{ end }}){{ end }}`
 
 // Rule is one recording rule.
 type Rule struct {
@@ -79,10 +101,15 @@ type SLI struct {
 
 // Levels of aggregation (the first part of a recording rule name).
 var (
-	byRoute      = []string{"job", LabelRoute}
-	byRouteModel = []string{"job", LabelRoute, LabelModel}
-	byInstance   = []string{"job", "instance"}
+	byRoute      = level("job", LabelRoute)
+	byRouteModel = level("job", LabelRoute, LabelModel)
+	byInstance   = level("job", "instance")
 )
+
+// level is an aggregation level: job, the workload labels, then the rest.
+func level(job string, rest ...string) []string {
+	return append(append([]string{job}, WorkloadLabels()...), rest...)
+}
 
 // Recording rule names.
 const (

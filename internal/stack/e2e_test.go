@@ -427,6 +427,9 @@ func panelQuery(expr string) string {
 			return "15s"
 		case "__range":
 			return "15m"
+		case "namespace", "service":
+			// Grafana's "All" (.*): outside Kubernetes series have no namespace.
+			return ".*"
 		default:
 			// Every variable is used in a regex matcher and allows "All".
 			return ".+"

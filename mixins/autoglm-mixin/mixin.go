@@ -103,6 +103,9 @@ type lib struct {
 	SLIs           []libSLI          `json:"slis"`
 	AlertRules     libAlertRules     `json:"alertRules"`
 	Dashboards     map[string]string `json:"dashboards"`
+	// WorkloadLabels and WorkloadTemplate carry the server's identity into alerts.
+	WorkloadLabels   []string `json:"workloadLabels"`
+	WorkloadTemplate string   `json:"workloadTemplate"`
 }
 
 // Lib returns lib/sli.libsonnet: names, recording rules, SLIs and config defaults.
@@ -126,6 +129,8 @@ func Lib() ([]byte, error) {
 			"alerting":  dashboards.UIDAlerting,
 			"exporter":  dashboards.UIDExporter,
 		},
+		WorkloadLabels:   sli.WorkloadLabels(),
+		WorkloadTemplate: sli.WorkloadTemplate,
 	}
 	for _, r := range sli.RecordingRules() {
 		l.RecordingRules = append(l.RecordingRules, libRule{Record: r.Record, Expr: r.Expr})

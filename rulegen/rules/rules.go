@@ -176,10 +176,10 @@ func camel(s string) string {
 // alertsFor names the alerts of an SLI. Names depend on the SLI only, never on
 // thresholds, so alert identity survives refits.
 func alertsFor(s sli.SLI) []alertDef {
-	where := "{{ $labels.http_route }} on {{ $labels.job }}"
+	where := "{{ $labels.http_route }}" + sli.WorkloadTemplate + " on {{ $labels.job }}"
 	for _, l := range s.By {
 		if l == sli.LabelModel {
-			where = "{{ $labels.http_route }} (model {{ $labels.gen_ai_request_model }}) on {{ $labels.job }}"
+			where = "{{ $labels.http_route }} (model {{ $labels.gen_ai_request_model }})" + sli.WorkloadTemplate + " on {{ $labels.job }}"
 		}
 	}
 	value := "{{ $value | " + humanizer(s.Kind) + " }}"
@@ -210,6 +210,11 @@ func alertsFor(s sli.SLI) []alertDef {
 func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 func onClause(by []string) string { return "on (" + strings.Join(by, ", ") + ")" }
+
+// routeLevel are the labels of the per-route recording rules: job, the workload, the route.
+func routeLevel() []string {
+	return append(append([]string{"job"}, sli.WorkloadLabels()...), sli.LabelRoute)
+}
 
 func baselineSel(name, bound string) string {
 	return fmt.Sprintf(`%s{%s=%q, %s=%q}`, sli.RulegenBaseline, sli.LabelSLI, name, sli.LabelBound, bound)
@@ -440,7 +445,7 @@ func (in Input) staticRules() []rulefmt.Rule {
 			Labels:        map[string]string{"severity": "critical"},
 			Annotations: map[string]string{
 				"summary":     "An instance serves more requests than alert_rules.qps_threshold allows.",
-				"description": "{{ $labels.instance }} of {{ $labels.job }} serves {{ $value | humanize }} req/s.",
+				"description": "{{ $labels.instance }} of {{ $labels.job }}" + sli.WorkloadTemplate + " serves {{ $value | humanize }} req/s.",
 				"runbook_url": RunbookBase + "#autoglmhighqps",
 			},
 		})
@@ -448,7 +453,7 @@ func (in Input) staticRules() []rulefmt.Rule {
 	if in.ErrorRate > 0 {
 		expr := fmt.Sprintf("%s > %s", sli.RouteErrorRatio, fmtFloat(in.ErrorRate))
 		if in.MinTraffic > 0 {
-			expr += fmt.Sprintf("\nand on (job, %s)\n%s >= %s", sli.LabelRoute, sli.RouteRequestRate, fmtFloat(in.MinTraffic))
+			expr += fmt.Sprintf("\nand %s\n%s >= %s", onClause(routeLevel()), sli.RouteRequestRate, fmtFloat(in.MinTraffic))
 		}
 		out = append(out, rulefmt.Rule{
 			Alert:         "AutoGLMHighErrorRate",
@@ -458,7 +463,7 @@ func (in Input) staticRules() []rulefmt.Rule {
 			Labels:        map[string]string{"severity": "warning"},
 			Annotations: map[string]string{
 				"summary":     "Error ratio is above alert_rules.error_rate.",
-				"description": "{{ $value | humanizePercentage }} of requests to {{ $labels.http_route }} on {{ $labels.job }} fail.",
+				"description": "{{ $value | humanizePercentage }} of requests to {{ $labels.http_route }}" + sli.WorkloadTemplate + " on {{ $labels.job }} fail.",
 				"runbook_url": RunbookBase + "#autoglmhigherrorrate",
 			},
 		})

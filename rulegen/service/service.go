@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"
@@ -161,10 +164,51 @@ func NewTargets(f *config.File, outputDir string) ([]target.Target, error) {
 		client.Timeout = 30 * time.Second
 		ts = append(ts, &target.MimirRuler{URL: o.MimirRuler.URL, Tenant: o.MimirRuler.Tenant, Namespace: o.MimirRuler.Namespace, Client: client})
 	}
+	if k := o.Kubernetes; k.Kind != "" {
+		t, err := kubernetesTarget(k)
+		if err != nil {
+			return nil, err
+		}
+		ts = append(ts, t)
+	}
 	if len(ts) == 0 {
-		return nil, errors.New("no output configured: set rulegen.output.rule_dir, prometheusrule.path or mimir_ruler.url")
+		return nil, errors.New("no output configured: set rulegen.output.rule_dir, prometheusrule.path, mimir_ruler.url or kubernetes.kind")
 	}
 	return ts, nil
+}
+
+// serviceAccountNamespace is where a pod learns its namespace.
+const serviceAccountNamespace = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+func kubernetesTarget(k config.KubernetesRulesOutput) (*target.KubernetesApply, error) {
+	var rc *rest.Config
+	var err error
+	if k.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("rulegen.output.kubernetes: no API server (%w); run in a pod or set kubeconfig", err)
+	}
+	ns := k.Namespace
+	if ns == "" {
+		b, err := os.ReadFile(serviceAccountNamespace)
+		if err != nil {
+			return nil, fmt.Errorf("rulegen.output.kubernetes.namespace: not set and not running in a pod: %w", err)
+		}
+		ns = strings.TrimSpace(string(b))
+	}
+	name := k.Name
+	if name == "" {
+		name = "autoglm-rulegen"
+	}
+	rc.UserAgent = "autoglm-rulegen"
+	client, err := rest.HTTPClientFor(rc)
+	if err != nil {
+		return nil, fmt.Errorf("rulegen.output.kubernetes: %w", err)
+	}
+	return &target.KubernetesApply{Kind: k.Kind, Name: name, Namespace: ns, Labels: k.Labels, Host: rc.Host, Client: client}, nil
 }
 
 // SetConfig swaps the configuration used by the next refit.

@@ -126,11 +126,11 @@ func TestRefitSeriesModeExposesBands(t *testing.T) {
 	want := `
 # HELP autoglm_rulegen_baseline Current band of an SLI series (bound lower, expected, upper, or spike_lower/spike_upper beyond which an alert fires at once); alert rules compare against it.
 # TYPE autoglm_rulegen_baseline gauge
-autoglm_rulegen_baseline{bound="expected",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 2
-autoglm_rulegen_baseline{bound="lower",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 1
-autoglm_rulegen_baseline{bound="spike_lower",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 0.5
-autoglm_rulegen_baseline{bound="spike_upper",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 5
-autoglm_rulegen_baseline{bound="upper",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",sli="request_rate"} 3
+autoglm_rulegen_baseline{bound="expected",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",service_name="",sli="request_rate"} 2
+autoglm_rulegen_baseline{bound="lower",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",service_name="",sli="request_rate"} 1
+autoglm_rulegen_baseline{bound="spike_lower",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",service_name="",sli="request_rate"} 0.5
+autoglm_rulegen_baseline{bound="spike_upper",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",service_name="",sli="request_rate"} 5
+autoglm_rulegen_baseline{bound="upper",gen_ai_request_model="",http_route="/v1/chat/completions",job="autoglm-exporter",k8s_container_name="",k8s_namespace_name="",k8s_pod_name="",netns="",service_name="",sli="request_rate"} 3
 `
 	var buf strings.Builder
 	mfs, err := e.reg.Gather()
@@ -192,7 +192,7 @@ func TestRefitLiteralModeBakesThresholds(t *testing.T) {
 	}
 	alerts := e.read(t, rules.AlertsFile)
 	// The test model widens its band with k: expected 2, upper 2 + 0.25·k.
-	for _, want := range []string{`job_route:http_server_requests:rate5m{job="autoglm-exporter", http_route="/v1/chat/completions"} > 2.5`, "for: 7m", "keep_firing_for: 11m"} {
+	for _, want := range []string{`job_route:http_server_requests:rate5m{job="autoglm-exporter", service_name="", netns="", k8s_namespace_name="", k8s_pod_name="", k8s_container_name="", http_route="/v1/chat/completions"} > 2.5`, "for: 7m", "keep_firing_for: 11m"} {
 		if !strings.Contains(alerts, want) {
 			t.Errorf("literal rules lack %q", want)
 		}
@@ -255,7 +255,7 @@ func TestRefitFailuresKeepLastGoodRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		// error_ratio had no history: its static limit (alert_rules.error_rate) applies.
-		if !strings.Contains(alerts, `job_route:http_server_request_errors:ratio_rate5m{job="autoglm-exporter", http_route="/v1/chat/completions"} > 0.05`) {
+		if !strings.Contains(alerts, `job_route:http_server_request_errors:ratio_rate5m{job="autoglm-exporter", service_name="", netns="", k8s_namespace_name="", k8s_pod_name="", k8s_container_name="", http_route="/v1/chat/completions"} > 0.05`) {
 			t.Error("static fallback missing")
 		}
 		if !strings.Contains(e.logs.String(), "too little history, static limits apply") {

@@ -40,7 +40,8 @@ local lib = import 'lib.libsonnet';
       else '{{ $value | humanize }} requests/s',
     local where = function(s)
       '{{ $labels.job }} route {{ $labels.http_route }}' +
-      (if std.member(s.by, 'gen_ai_request_model') then ' model {{ $labels.gen_ai_request_model }}' else ''),
+      (if std.member(s.by, 'gen_ai_request_model') then ' model {{ $labels.gen_ai_request_model }}' else '') +
+      lib.workload,
 
     groups+: if !c.baselineAlerts then [] else [
       {

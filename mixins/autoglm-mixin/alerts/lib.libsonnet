@@ -17,8 +17,17 @@ local sli = import '../lib/sli.libsonnet';
     },
   } + (if cooldown then { keep_firing_for: '%ds' % config.cooldownSeconds } else {}),
 
-  // Dashboard variables that narrow a dashboard to the alert's job and route.
-  routeQuery:: '?var-job={{ $labels.job }}&var-route={{ $labels.http_route }}',
-  modelQuery:: '?var-job={{ $labels.job }}&var-route={{ $labels.http_route }}&var-model={{ $labels.gen_ai_request_model }}',
-  instanceQuery:: '?var-job={{ $labels.job }}&var-instance={{ $labels.instance }}',
+  // The labels of one route of one server (job, the workload labels, the
+  // route) and the matching clause, so that alerts fire per pod.
+  routeLabels:: ['job'] + sli.workloadLabels + ['http_route'],
+  routeOn:: 'on (%s)' % std.join(', ', self.routeLabels),
+  modelOn:: 'on (%s)' % std.join(', ', self.routeLabels + ['gen_ai_request_model']),
+  // " (<service>, pod <namespace>/<pod>/<container>)" in descriptions.
+  workload:: sli.workloadTemplate,
+
+  // Dashboard variables that narrow a dashboard to the alert's job, workload and route.
+  local workloadVars = '{{ with $labels.k8s_namespace_name }}&var-namespace={{ . }}{{ end }}{{ with $labels.service_name }}&var-service={{ . }}{{ end }}',
+  routeQuery:: '?var-job={{ $labels.job }}' + workloadVars + '&var-route={{ $labels.http_route }}',
+  modelQuery:: '?var-job={{ $labels.job }}' + workloadVars + '&var-route={{ $labels.http_route }}&var-model={{ $labels.gen_ai_request_model }}',
+  instanceQuery:: '?var-job={{ $labels.job }}' + workloadVars + '&var-instance={{ $labels.instance }}',
 }

@@ -18,12 +18,12 @@ local r = sli.records;
             'AutoGLMHighErrorRate',
             'warning',
             'LLM API error ratio is above the configured limit',
-            'Route {{ $labels.http_route }} of {{ $labels.job }} fails {{ $value | humanizePercentage }} of its requests over 5 minutes (limit %g%%).' % (100 * c.errorRatioThreshold),
+            'Route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} fails {{ $value | humanizePercentage }} of its requests over 5 minutes (limit %g%%).' % (100 * c.errorRatioThreshold),
             |||
               (%(ratio)s{%(sel)s} > %(threshold)g)
-              and on (job, http_route)
+              and %(on)s
               (%(busy)s)
-            ||| % { ratio: r.routeErrorRatio, sel: sel, threshold: c.errorRatioThreshold, busy: busy },
+            ||| % { on: lib.routeOn, modelOn: lib.modelOn, ratio: r.routeErrorRatio, sel: sel, threshold: c.errorRatioThreshold, busy: busy },
             '5m',
             'overview',
             lib.routeQuery,
@@ -34,14 +34,14 @@ local r = sli.records;
             'AutoGLMHighErrorRate',
             'critical',
             'LLM API error ratio is far above the configured limit',
-            'Route {{ $labels.http_route }} of {{ $labels.job }} fails {{ $value | humanizePercentage }} of its requests over 5 minutes, and more than %g%% over the last hour.' % (100 * c.errorRatioThreshold),
+            'Route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} fails {{ $value | humanizePercentage }} of its requests over 5 minutes, and more than %g%% over the last hour.' % (100 * c.errorRatioThreshold),
             |||
               (%(ratio)s{%(sel)s} > %(critical)g)
-              and on (job, http_route)
+              and %(on)s
               (%(ratio1h)s{%(sel)s} > %(threshold)g)
-              and on (job, http_route)
+              and %(on)s
               (%(busy)s)
-            ||| % { ratio: r.routeErrorRatio, ratio1h: r.routeErrorRatio1h, sel: sel, critical: c.errorRatioCriticalThreshold, threshold: c.errorRatioThreshold, busy: busy },
+            ||| % { on: lib.routeOn, modelOn: lib.modelOn, ratio: r.routeErrorRatio, ratio1h: r.routeErrorRatio1h, sel: sel, critical: c.errorRatioCriticalThreshold, threshold: c.errorRatioThreshold, busy: busy },
             '2m',
             'overview',
             lib.routeQuery,
@@ -52,12 +52,12 @@ local r = sli.records;
             'AutoGLMHighLatency',
             'warning',
             'LLM API p95 latency is above its objective',
-            'The 95th percentile request duration of route {{ $labels.http_route }} of {{ $labels.job }} is {{ $value | humanizeDuration }} (objective %gs).' % c.latencyP95Seconds,
+            'The 95th percentile request duration of route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} is {{ $value | humanizeDuration }} (objective %gs).' % c.latencyP95Seconds,
             |||
               (%(p95)s{%(sel)s} > %(objective)g)
-              and on (job, http_route)
+              and %(on)s
               (%(busy)s)
-            ||| % { p95: r.routeLatencyP95, sel: sel, objective: c.latencyP95Seconds, busy: busy },
+            ||| % { on: lib.routeOn, modelOn: lib.modelOn, p95: r.routeLatencyP95, sel: sel, objective: c.latencyP95Seconds, busy: busy },
             '10m',
             'overview',
             lib.routeQuery,
@@ -67,12 +67,12 @@ local r = sli.records;
             'AutoGLMHighTimeToFirstToken',
             'warning',
             'LLM time to first token p95 is above its objective',
-            'The 95th percentile time to first token of model {{ $labels.gen_ai_request_model }} on route {{ $labels.http_route }} of {{ $labels.job }} is {{ $value | humanizeDuration }} (objective %gs).' % c.ttftP95Seconds,
+            'The 95th percentile time to first token of model {{ $labels.gen_ai_request_model }} on route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} is {{ $value | humanizeDuration }} (objective %gs).' % c.ttftP95Seconds,
             |||
               (%(ttft)s{%(sel)s} > %(objective)g)
-              and on (job, http_route, gen_ai_request_model)
+              and %(modelOn)s
               (%(rate)s{%(sel)s} > %(min)g)
-            ||| % { ttft: r.modelTTFTP95, rate: r.modelRequestRate, sel: sel, objective: c.ttftP95Seconds, min: c.minRequestRate },
+            ||| % { on: lib.routeOn, modelOn: lib.modelOn, ttft: r.modelTTFTP95, rate: r.modelRequestRate, sel: sel, objective: c.ttftP95Seconds, min: c.minRequestRate },
             '10m',
             'models',
             lib.modelQuery,
@@ -82,12 +82,12 @@ local r = sli.records;
             'AutoGLMTrafficSharpDrop',
             'warning',
             'LLM API traffic dropped sharply',
-            'Route {{ $labels.http_route }} of {{ $labels.job }} receives {{ $value | humanize }} requests/s, less than %g%% of its rate over the last hour.' % (100 * c.trafficDropRatio),
+            'Route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} receives {{ $value | humanize }} requests/s, less than %g%% of its rate over the last hour.' % (100 * c.trafficDropRatio),
             |||
               (%(rate)s{%(sel)s} < %(ratio)g * %(rate1h)s{%(sel)s})
-              and on (job, http_route)
+              and %(on)s
               (%(rate1h)s{%(sel)s} > %(min)g)
-            ||| % { rate: r.routeRequestRate, rate1h: r.routeRequestRate1h, sel: sel, ratio: c.trafficDropRatio, min: c.minRequestRate },
+            ||| % { on: lib.routeOn, modelOn: lib.modelOn, rate: r.routeRequestRate, rate1h: r.routeRequestRate1h, sel: sel, ratio: c.trafficDropRatio, min: c.minRequestRate },
             '10m',
             'overview',
             lib.routeQuery,
@@ -97,12 +97,12 @@ local r = sli.records;
             'AutoGLMTrafficSharpSurge',
             'warning',
             'LLM API traffic surged',
-            'Route {{ $labels.http_route }} of {{ $labels.job }} receives {{ $value | humanize }} requests/s, more than %g times its rate over the last hour.' % c.trafficSurgeRatio,
+            'Route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} receives {{ $value | humanize }} requests/s, more than %g times its rate over the last hour.' % c.trafficSurgeRatio,
             |||
               (%(rate)s{%(sel)s} > %(ratio)g * %(rate1h)s{%(sel)s})
-              and on (job, http_route)
+              and %(on)s
               (%(rate)s{%(sel)s} > %(min)g)
-            ||| % { rate: r.routeRequestRate, rate1h: r.routeRequestRate1h, sel: sel, ratio: c.trafficSurgeRatio, min: c.trafficSurgeMinRequestRate },
+            ||| % { on: lib.routeOn, modelOn: lib.modelOn, rate: r.routeRequestRate, rate1h: r.routeRequestRate1h, sel: sel, ratio: c.trafficSurgeRatio, min: c.trafficSurgeMinRequestRate },
             '5m',
             'overview',
             lib.routeQuery,
@@ -112,12 +112,12 @@ local r = sli.records;
             'AutoGLMTrafficOutage',
             'critical',
             'LLM API route stopped receiving traffic',
-            'Route {{ $labels.http_route }} of {{ $labels.job }} has received no requests for 5 minutes although it had traffic within the last %s.' % c.trafficOutageLookback,
+            'Route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} has received no requests for 5 minutes although it had traffic within the last %s.' % c.trafficOutageLookback,
             |||
               (%(rate)s{%(sel)s} == 0)
-              and on (job, http_route)
+              and %(on)s
               (max_over_time(%(rate1h)s{%(sel)s}[%(lookback)s]) > %(min)g)
-            ||| % { rate: r.routeRequestRate, rate1h: r.routeRequestRate1h, sel: sel, lookback: c.trafficOutageLookback, min: c.minRequestRate },
+            ||| % { on: lib.routeOn, modelOn: lib.modelOn, rate: r.routeRequestRate, rate1h: r.routeRequestRate1h, sel: sel, lookback: c.trafficOutageLookback, min: c.minRequestRate },
             '5m',
             'overview',
             lib.routeQuery,
@@ -128,7 +128,7 @@ local r = sli.records;
             // Same name and severity as the static rule rulegen generates, so Alertmanager merges the two.
             'critical',
             'LLM API instance is above its QPS limit',
-            'Instance {{ $labels.instance }} of {{ $labels.job }} serves {{ $value | humanize }} requests/s, above the configured limit of %g.' % c.qpsThreshold,
+            'Instance {{ $labels.instance }}' + lib.workload + ' of {{ $labels.job }} serves {{ $value | humanize }} requests/s, above the configured limit of %g.' % c.qpsThreshold,
             '%(rate)s{%(sel)s} > %(limit)g' % { rate: r.instanceRequestRate, sel: sel, limit: c.qpsThreshold },
             '2m',
             'overview',

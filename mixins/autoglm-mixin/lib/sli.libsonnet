@@ -35,67 +35,67 @@
   recordingRules: [
     {
       record: 'job_route:http_server_requests:rate5m',
-      expr: 'sum by (job, http_route) (rate(http_server_request_duration_seconds_count[5m]))',
+      expr: 'sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route) (rate(http_server_request_duration_seconds_count[5m]))',
     },
     {
       record: 'job_route:http_server_requests:rate1h',
-      expr: 'sum by (job, http_route) (rate(http_server_request_duration_seconds_count[1h]))',
+      expr: 'sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route) (rate(http_server_request_duration_seconds_count[1h]))',
     },
     {
       record: 'job_route:http_server_request_errors:rate5m',
-      expr: 'sum by (job, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[5m]))',
+      expr: 'sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[5m]))',
     },
     {
       record: 'job_route:http_server_request_errors:ratio_rate5m',
-      expr: '(sum by (job, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[5m])) or job_route:http_server_requests:rate5m * 0) / (job_route:http_server_requests:rate5m > 0)',
+      expr: '(sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[5m])) or job_route:http_server_requests:rate5m * 0) / (job_route:http_server_requests:rate5m > 0)',
     },
     {
       record: 'job_route:http_server_request_errors:ratio_rate1h',
-      expr: '(sum by (job, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[1h])) or job_route:http_server_requests:rate1h * 0) / (job_route:http_server_requests:rate1h > 0)',
+      expr: '(sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route) (rate(http_server_request_duration_seconds_count{error_type!=""}[1h])) or job_route:http_server_requests:rate1h * 0) / (job_route:http_server_requests:rate1h > 0)',
     },
     {
       record: 'job_route:http_server_request_duration_seconds:p50_rate5m',
-      expr: 'histogram_quantile(0.5, sum by (job, http_route, le) (rate(http_server_request_duration_seconds_bucket[5m])))',
+      expr: 'histogram_quantile(0.5, sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, le) (rate(http_server_request_duration_seconds_bucket[5m])))',
     },
     {
       record: 'job_route:http_server_request_duration_seconds:p95_rate5m',
-      expr: 'histogram_quantile(0.95, sum by (job, http_route, le) (rate(http_server_request_duration_seconds_bucket[5m])))',
+      expr: 'histogram_quantile(0.95, sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, le) (rate(http_server_request_duration_seconds_bucket[5m])))',
     },
     {
       record: 'job_route:http_server_request_duration_seconds:p99_rate5m',
-      expr: 'histogram_quantile(0.99, sum by (job, http_route, le) (rate(http_server_request_duration_seconds_bucket[5m])))',
+      expr: 'histogram_quantile(0.99, sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, le) (rate(http_server_request_duration_seconds_bucket[5m])))',
     },
     {
       record: 'job_instance:http_server_requests:rate5m',
-      expr: 'sum by (job, instance) (rate(http_server_request_duration_seconds_count[5m]))',
+      expr: 'sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, instance) (rate(http_server_request_duration_seconds_count[5m]))',
     },
     {
       record: 'job_route_model:gen_ai_server_requests:rate5m',
-      expr: 'sum by (job, http_route, gen_ai_request_model) (rate(gen_ai_server_request_duration_seconds_count[5m]))',
+      expr: 'sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, gen_ai_request_model) (rate(gen_ai_server_request_duration_seconds_count[5m]))',
     },
     {
       record: 'job_route_model:gen_ai_server_time_to_first_token_seconds:p50_rate5m',
-      expr: 'histogram_quantile(0.5, sum by (job, http_route, gen_ai_request_model, le) (rate(gen_ai_server_time_to_first_token_seconds_bucket[5m])))',
+      expr: 'histogram_quantile(0.5, sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, gen_ai_request_model, le) (rate(gen_ai_server_time_to_first_token_seconds_bucket[5m])))',
     },
     {
       record: 'job_route_model:gen_ai_server_time_to_first_token_seconds:p95_rate5m',
-      expr: 'histogram_quantile(0.95, sum by (job, http_route, gen_ai_request_model, le) (rate(gen_ai_server_time_to_first_token_seconds_bucket[5m])))',
+      expr: 'histogram_quantile(0.95, sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, gen_ai_request_model, le) (rate(gen_ai_server_time_to_first_token_seconds_bucket[5m])))',
     },
     {
       record: 'job_route_model:gen_ai_server_time_per_output_token_seconds:p95_rate5m',
-      expr: 'histogram_quantile(0.95, sum by (job, http_route, gen_ai_request_model, le) (rate(gen_ai_server_time_per_output_token_seconds_bucket[5m])))',
+      expr: 'histogram_quantile(0.95, sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, gen_ai_request_model, le) (rate(gen_ai_server_time_per_output_token_seconds_bucket[5m])))',
     },
     {
       record: 'job_route_model:gen_ai_server_request_duration_seconds:p95_rate5m',
-      expr: 'histogram_quantile(0.95, sum by (job, http_route, gen_ai_request_model, le) (rate(gen_ai_server_request_duration_seconds_bucket[5m])))',
+      expr: 'histogram_quantile(0.95, sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, gen_ai_request_model, le) (rate(gen_ai_server_request_duration_seconds_bucket[5m])))',
     },
     {
       record: 'job_route_model:gen_ai_server_output_tokens:rate5m',
-      expr: 'sum by (job, http_route, gen_ai_request_model) (rate(gen_ai_server_tokens_total{gen_ai_token_type="output"}[5m]))',
+      expr: 'sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, gen_ai_request_model) (rate(gen_ai_server_tokens_total{gen_ai_token_type="output"}[5m]))',
     },
     {
       record: 'job_route_model:gen_ai_server_input_tokens:rate5m',
-      expr: 'sum by (job, http_route, gen_ai_request_model) (rate(gen_ai_server_tokens_total{gen_ai_token_type="input"}[5m]))',
+      expr: 'sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, gen_ai_request_model) (rate(gen_ai_server_tokens_total{gen_ai_token_type="input"}[5m]))',
     },
   ],
   slis: [
@@ -105,6 +105,11 @@
       record: 'job_route:http_server_requests:rate5m',
       by: [
         'job',
+        'service_name',
+        'netns',
+        'k8s_namespace_name',
+        'k8s_pod_name',
+        'k8s_container_name',
         'http_route',
       ],
       traffic: 'job_route:http_server_requests:rate5m',
@@ -115,6 +120,11 @@
       record: 'job_route:http_server_request_errors:ratio_rate5m',
       by: [
         'job',
+        'service_name',
+        'netns',
+        'k8s_namespace_name',
+        'k8s_pod_name',
+        'k8s_container_name',
         'http_route',
       ],
       traffic: 'job_route:http_server_requests:rate5m',
@@ -125,6 +135,11 @@
       record: 'job_route:http_server_request_duration_seconds:p95_rate5m',
       by: [
         'job',
+        'service_name',
+        'netns',
+        'k8s_namespace_name',
+        'k8s_pod_name',
+        'k8s_container_name',
         'http_route',
       ],
       traffic: 'job_route:http_server_requests:rate5m',
@@ -135,6 +150,11 @@
       record: 'job_route:http_server_request_duration_seconds:p99_rate5m',
       by: [
         'job',
+        'service_name',
+        'netns',
+        'k8s_namespace_name',
+        'k8s_pod_name',
+        'k8s_container_name',
         'http_route',
       ],
       traffic: 'job_route:http_server_requests:rate5m',
@@ -145,6 +165,11 @@
       record: 'job_route_model:gen_ai_server_time_to_first_token_seconds:p95_rate5m',
       by: [
         'job',
+        'service_name',
+        'netns',
+        'k8s_namespace_name',
+        'k8s_pod_name',
+        'k8s_container_name',
         'http_route',
         'gen_ai_request_model',
       ],
@@ -163,4 +188,12 @@
     models: 'autoglm-models',
     overview: 'autoglm-overview',
   },
+  workloadLabels: [
+    'service_name',
+    'netns',
+    'k8s_namespace_name',
+    'k8s_pod_name',
+    'k8s_container_name',
+  ],
+  workloadTemplate: '{{ with $labels.service_name }} ({{ . }}{{ with $labels.netns }}, netns {{ . }}{{ end }}{{ with $labels.k8s_pod_name }}, pod {{ $labels.k8s_namespace_name }}/{{ . }}{{ with $labels.k8s_container_name }}/{{ . }}{{ end }}{{ end }}){{ end }}',
 }
