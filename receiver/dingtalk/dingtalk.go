@@ -31,22 +31,9 @@ const minSplit = 2000
 // RateLimit is the documented 20 messages per minute per robot.
 const RateLimit = 20
 
-// Config of one robot.
-type Config struct {
-	// URL is the robot webhook with its access_token.
-	URL string
-	// Secret enables signing when set (the SEC... value of the robot's "加签").
-	Secret      string
-	AtMobiles   []string
-	AtUserIDs   []string
-	AtAll       bool
-	MessageType string // markdown (default) or actioncard
-	Timeout     time.Duration
-}
-
 // Notifier sends to one robot.
 type Notifier struct {
-	cfg         Config
+	cfg         *Config
 	tmpl        *tmpl.Templates
 	client      *http.Client
 	now         func() time.Time
@@ -55,10 +42,11 @@ type Notifier struct {
 	sent        *chanhttp.Sent
 }
 
-// New returns a notifier; client and now default to http.DefaultClient and time.Now.
-func New(cfg Config, t *tmpl.Templates, client *http.Client, now func() time.Time, externalURL string) *Notifier {
-	if client == nil {
-		client = http.DefaultClient
+// New returns a notifier for a validated configuration; now defaults to time.Now.
+func New(cfg *Config, t *tmpl.Templates, now func() time.Time, externalURL string) (*Notifier, error) {
+	client, err := cfg.HTTP.Client("dingtalk")
+	if err != nil {
+		return nil, err
 	}
 	if now == nil {
 		now = time.Now
@@ -66,7 +54,7 @@ func New(cfg Config, t *tmpl.Templates, client *http.Client, now func() time.Tim
 	if t == nil {
 		t = tmpl.New(tmpl.Options{})
 	}
-	return &Notifier{cfg: cfg, tmpl: t, client: client, now: now, externalURL: externalURL, maxBytes: MaxBytes, sent: chanhttp.NewSent(4096)}
+	return &Notifier{cfg: cfg, tmpl: t, client: client, now: now, externalURL: externalURL, maxBytes: MaxBytes, sent: chanhttp.NewSent(4096)}, nil
 }
 
 type message struct {
@@ -195,11 +183,11 @@ func (n *Notifier) send(ctx context.Context, m message) error {
 	if err != nil {
 		return &notify.Error{Class: notify.Permanent, Err: fmt.Errorf("encode message: %w", err)}
 	}
-	target, err := SignURL(n.cfg.URL, n.cfg.Secret, n.now())
+	target, err := SignURL(n.cfg.URL.Value(), n.cfg.Secret.Value(), n.now())
 	if err != nil {
 		return &notify.Error{Class: notify.Config, Err: err}
 	}
-	r, err := chanhttp.PostJSON(ctx, n.client, target, body, n.cfg.Timeout)
+	r, err := chanhttp.PostJSON(ctx, n.client, target, body, n.cfg.HTTP.RequestTimeout())
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/redact"
 	"github.com/open-autoglm/autoglm-monitor/receiver/route"
 	"github.com/open-autoglm/autoglm-monitor/receiver/store"
 )
@@ -111,7 +112,7 @@ func (s *syncBuffer) String() string {
 
 var policy = Policy{InitialBackoff: time.Second, MaxBackoff: time.Minute, Jitter: 0, ExpireAfter: time.Hour}
 
-func newEnv(t *testing.T, dir string, c *clock, chs ...Channel) *env {
+func newEnv(t *testing.T, dir string, c *clock, chs ...notify.Integration) *env {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -128,7 +129,7 @@ func newEnv(t *testing.T, dir string, c *clock, chs ...Channel) *env {
 	e, err := New(Options{
 		Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil)), Now: c.Now, Policy: policy,
 		Registerer: reg, Tick: 5 * time.Millisecond, Rand: func() float64 { return 0.5 },
-		Redactor: NewRedactor("TOPSECRET-TOKEN"),
+		Redactor: redact.New("TOPSECRET-TOKEN"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +221,7 @@ func (en *env) outcomes(channel string) []string {
 
 func TestDeliversAndAudits(t *testing.T) {
 	ch := &fakeChannel{}
-	en := newEnv(t, "", nil, Channel{Name: "im", Notifier: ch, Target: "https://robot.example/send?access_token=<secret>"})
+	en := newEnv(t, "", nil, notify.Integration{Name: "im", Notifier: ch, Target: "https://robot.example/send?access_token=<secret>"})
 	en.accept(spec{group: "g1", status: "firing", channels: []string{"im"}})
 	waitFor(t, "delivery", func() bool { return len(ch.Calls()) == 1 && en.eng.Depth() == 0 })
 	waitFor(t, "audit", func() bool { return strings.Join(en.outcomes("im"), ",") == "delivered" })
@@ -238,7 +239,7 @@ func TestDeliversAndAudits(t *testing.T) {
 
 func TestRetriesWithBackoffThenDelivers(t *testing.T) {
 	ch := &fakeChannel{errs: []error{errors.New("connection refused"), notify.Errorf(notify.Retry, "130101", "too fast")}}
-	en := newEnv(t, "", nil, Channel{Name: "im", Notifier: ch})
+	en := newEnv(t, "", nil, notify.Integration{Name: "im", Notifier: ch})
 	en.accept(spec{group: "g", status: "firing", channels: []string{"im"}})
 	waitFor(t, "first attempt", func() bool { return len(ch.Calls()) == 1 })
 	time.Sleep(50 * time.Millisecond)
@@ -290,7 +291,7 @@ func TestBackoffSchedule(t *testing.T) {
 func TestEscalatesAfterFailuresAndKeepsRetrying(t *testing.T) {
 	sms := &fakeChannel{always: notify.Errorf(notify.Retry, "isv.BUSINESS_LIMIT_CONTROL", "gateway down")}
 	mail := &fakeChannel{}
-	en := newEnv(t, "", nil, Channel{Name: "sms", Notifier: sms}, Channel{Name: "mail", Notifier: mail})
+	en := newEnv(t, "", nil, notify.Integration{Name: "sms", Notifier: sms}, notify.Integration{Name: "mail", Notifier: mail})
 	en.accept(spec{group: "g", status: "firing", channels: []string{"sms"}, fallback: []string{"mail"}, failures: 2})
 	waitFor(t, "first attempt", func() bool { return len(sms.Calls()) == 1 })
 	if len(mail.Calls()) != 0 {
@@ -316,7 +317,7 @@ func TestEscalatesAfterFailuresAndKeepsRetrying(t *testing.T) {
 func TestEscalatesAfterTime(t *testing.T) {
 	sms := &fakeChannel{always: errors.New("timeout")}
 	mail := &fakeChannel{}
-	en := newEnv(t, "", nil, Channel{Name: "sms", Notifier: sms}, Channel{Name: "mail", Notifier: mail})
+	en := newEnv(t, "", nil, notify.Integration{Name: "sms", Notifier: sms}, notify.Integration{Name: "mail", Notifier: mail})
 	en.accept(spec{group: "g", status: "firing", channels: []string{"sms"}, fallback: []string{"mail"}, escalateAfter: 2 * time.Minute})
 	waitFor(t, "attempt", func() bool { return len(sms.Calls()) == 1 })
 	en.clock.Advance(119 * time.Second)
@@ -333,7 +334,7 @@ func TestEscalatesAfterTime(t *testing.T) {
 func TestConfigErrorStopsChannelUntilReload(t *testing.T) {
 	bot := &fakeChannel{errs: []error{notify.Errorf(notify.Config, "310000", "bad signature for https://oapi.dingtalk.com/robot/send?access_token=TOPSECRET-TOKEN")}}
 	mail := &fakeChannel{}
-	chs := []Channel{{Name: "bot", Notifier: bot}, {Name: "mail", Notifier: mail}}
+	chs := []notify.Integration{{Name: "bot", Notifier: bot}, {Name: "mail", Notifier: mail}}
 	en := newEnv(t, "", nil, chs...)
 	en.accept(spec{group: "g", status: "firing", channels: []string{"bot"}, fallback: []string{"mail"}})
 	waitFor(t, "escalation", func() bool { return len(mail.Calls()) == 1 })
@@ -359,7 +360,7 @@ func TestConfigErrorStopsChannelUntilReload(t *testing.T) {
 func TestExpiryDeadLetterReportsThroughFallback(t *testing.T) {
 	sms := &fakeChannel{always: errors.New("down")}
 	mail := &fakeChannel{}
-	en := newEnv(t, "", nil, Channel{Name: "sms", Notifier: sms}, Channel{Name: "mail", Notifier: mail})
+	en := newEnv(t, "", nil, notify.Integration{Name: "sms", Notifier: sms}, notify.Integration{Name: "mail", Notifier: mail})
 	en.accept(spec{group: "g", status: "firing", channels: []string{"sms"}, fallback: []string{"mail"}})
 	waitFor(t, "attempt", func() bool { return len(sms.Calls()) == 1 })
 	en.clock.Advance(time.Hour)
@@ -377,7 +378,7 @@ func TestExpiryDeadLetterReportsThroughFallback(t *testing.T) {
 
 func TestPermanentErrorIsDeadImmediately(t *testing.T) {
 	bot := &fakeChannel{errs: []error{notify.Errorf(notify.Permanent, "40058", "too long")}}
-	en := newEnv(t, "", nil, Channel{Name: "bot", Notifier: bot})
+	en := newEnv(t, "", nil, notify.Integration{Name: "bot", Notifier: bot})
 	en.accept(spec{group: "g", status: "firing", channels: []string{"bot"}})
 	waitFor(t, "dead letter", func() bool { return en.eng.Depth() == 0 })
 	time.Sleep(30 * time.Millisecond)
@@ -393,7 +394,7 @@ func TestRateLimitedBacklogBecomesDigest(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		en.accept(spec{group: fmt.Sprintf("g%02d", i), status: "firing", channels: []string{"bot"}})
 	}
-	en.eng.SetChannels([]Channel{{Name: "bot", Notifier: bot, PerMinute: 20}})
+	en.eng.SetChannels([]notify.Integration{{Name: "bot", Notifier: bot, PerMinute: 20}})
 	waitFor(t, "digest", func() bool { return en.eng.Depth() == 0 })
 	calls := bot.Calls()
 	if len(calls) != 1 || len(calls[0]) != 40 {
@@ -451,7 +452,7 @@ func TestLimiterNeverExceedsPerMinute(t *testing.T) {
 
 func TestResolvedNeverOvertakesFiring(t *testing.T) {
 	im := &fakeChannel{errs: []error{errors.New("flaky")}}
-	en := newEnv(t, "", nil, Channel{Name: "im", Notifier: im})
+	en := newEnv(t, "", nil, notify.Integration{Name: "im", Notifier: im})
 	en.accept(spec{group: "g", status: "firing", channels: []string{"im"}})
 	waitFor(t, "first attempt", func() bool { return len(im.Calls()) == 1 })
 	en.accept(spec{group: "g", status: "resolved", channels: []string{"im"}})
@@ -473,7 +474,7 @@ func TestRestartResumesScheduleAndResendsInFlight(t *testing.T) {
 	dir := t.TempDir()
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	down := &fakeChannel{always: errors.New("down")}
-	en := newEnv(t, dir, c, Channel{Name: "im", Notifier: down})
+	en := newEnv(t, dir, c, notify.Integration{Name: "im", Notifier: down})
 	en.accept(spec{group: "g", status: "firing", channels: []string{"im"}})
 	waitFor(t, "attempt", func() bool { return len(down.Calls()) == 1 })
 	waitFor(t, "schedule stored", func() bool {
@@ -497,7 +498,7 @@ func TestRestartResumesScheduleAndResendsInFlight(t *testing.T) {
 	}
 
 	up := &fakeChannel{}
-	en2 := newEnv(t, dir, c, Channel{Name: "im", Notifier: up})
+	en2 := newEnv(t, dir, c, notify.Integration{Name: "im", Notifier: up})
 	time.Sleep(50 * time.Millisecond)
 	if len(up.Calls()) != 0 {
 		t.Fatal("restart ignored the stored backoff")
@@ -510,7 +511,7 @@ func TestRestartResumesScheduleAndResendsInFlight(t *testing.T) {
 
 func TestMetricsExposeQueue(t *testing.T) {
 	down := &fakeChannel{always: errors.New("down")}
-	en := newEnv(t, "", nil, Channel{Name: "im", Notifier: down})
+	en := newEnv(t, "", nil, notify.Integration{Name: "im", Notifier: down})
 	en.accept(spec{group: "g", status: "firing", channels: []string{"im"}})
 	waitFor(t, "attempt", func() bool { return len(down.Calls()) == 1 })
 	en.clock.Advance(30 * time.Second)

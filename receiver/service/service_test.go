@@ -14,14 +14,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/store"
 )
 
 const body = `{"version":"4","groupKey":"g1","status":"firing","receiver":"x","commonLabels":{"alertname":"SvcTest","severity":"critical"},
 "alerts":[{"status":"firing","labels":{"alertname":"SvcTest","severity":"critical"},"annotations":{},"startsAt":"2026-01-01T00:00:00Z","fingerprint":"01"}]}`
 
-func cfg(t *testing.T, dir, channels string) *config.File {
+func cfg(t *testing.T, dir, channels string) *config.Config {
 	t.Helper()
 	f, err := config.Parse([]byte(fmt.Sprintf("receiver:\n  storage: {path: %s}\n  channels:\n%s  routes:\n    - channels: [console]\n",
 		filepath.Join(dir, "store"), channels)), filepath.Join(dir, "c.yml"))

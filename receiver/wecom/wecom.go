@@ -29,33 +29,25 @@ const RateLimit = 20
 // minSplit bounds re-splitting after a 40058.
 const minSplit = 512
 
-// Config of one robot.
-type Config struct {
-	// URL is the robot webhook with its key.
-	URL                 string
-	MessageType         string // markdown (default) or text
-	MentionedMobileList []string
-	Timeout             time.Duration
-}
-
 // Notifier sends to one robot.
 type Notifier struct {
-	cfg         Config
+	cfg         *Config
 	tmpl        *tmpl.Templates
 	client      *http.Client
 	externalURL string
 	sent        *chanhttp.Sent
 }
 
-// New returns a notifier; client defaults to http.DefaultClient.
-func New(cfg Config, t *tmpl.Templates, client *http.Client, externalURL string) *Notifier {
-	if client == nil {
-		client = http.DefaultClient
+// New returns a notifier for a validated configuration.
+func New(cfg *Config, t *tmpl.Templates, externalURL string) (*Notifier, error) {
+	client, err := cfg.HTTP.Client("wecom")
+	if err != nil {
+		return nil, err
 	}
 	if t == nil {
 		t = tmpl.New(tmpl.Options{})
 	}
-	return &Notifier{cfg: cfg, tmpl: t, client: client, externalURL: externalURL, sent: chanhttp.NewSent(4096)}
+	return &Notifier{cfg: cfg, tmpl: t, client: client, externalURL: externalURL, sent: chanhttp.NewSent(4096)}, nil
 }
 
 type message struct {
@@ -151,16 +143,16 @@ func (n *Notifier) send(ctx context.Context, m message) error {
 	if err != nil {
 		return &notify.Error{Class: notify.Permanent, Err: fmt.Errorf("encode message: %w", err)}
 	}
-	r, err := chanhttp.PostJSON(ctx, n.client, n.cfg.URL, body, n.cfg.Timeout)
+	r, err := chanhttp.PostJSON(ctx, n.client, n.cfg.URL.Value(), body, n.cfg.HTTP.RequestTimeout())
 	if err != nil {
 		return err
 	}
 	if r.Status != http.StatusOK {
-		return chanhttp.StatusError(n.cfg.URL, r)
+		return chanhttp.StatusError(n.cfg.URL.Value(), r)
 	}
 	var a answer
 	if err := json.Unmarshal(r.Body, &a); err != nil {
-		return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("%s: unreadable answer %q", chanhttp.Redact(n.cfg.URL), chanhttp.Snippet(r.Body))}
+		return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("%s: unreadable answer %q", chanhttp.Redact(n.cfg.URL.Value()), chanhttp.Snippet(r.Body))}
 	}
 	return Classify(a.ErrCode, a.ErrMsg)
 }
