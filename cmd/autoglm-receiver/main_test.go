@@ -316,8 +316,11 @@ func runCrash(t testing.TB, n, conc, killAfter int) crashResult {
 		c, _ := sk.snapshot()
 		return len(c) >= n
 	})
-	// Let any straggling duplicate arrive before counting.
-	time.Sleep(300 * time.Millisecond)
+	// A duplicate could still be on its way while a delivery is pending; an
+	// empty outbox means every send has finished.
+	waitUntil(t, "empty outbox", 30*time.Second, func() bool {
+		return strings.Contains(metricsText(t, p2.url), "\nautoglm_receiver_queue_depth 0\n")
+	})
 	counts, _ := sk.snapshot()
 	uncertain := map[string]bool{}
 	recs, _ := audit(t, p2.url, "status=uncertain")
