@@ -43,6 +43,9 @@ func serve(app *cli.App) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckWebConfig(*app.Web.WebConfigFile); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -55,6 +58,9 @@ func serve(app *cli.App) error {
 	}
 	reload := func() error {
 		next, err := config.Load(*app.ConfigFile)
+		if err == nil {
+			err = next.CheckWebConfig(*app.Web.WebConfigFile)
+		}
 		if err != nil {
 			logger.Error("reload failed, keeping the running configuration", "err", err)
 			return err

@@ -11,10 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
+	yaml "gopkg.in/yaml.v3"
 
 	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanconf"
@@ -335,3 +337,26 @@ func (c *Config) validateRoute(r Route, key string, isDefault bool) []error {
 
 // errNoType is reported for a channel without type.
 var errNoType = errors.New("is required: one of " + chanconf.OrList(ChannelTypes))
+
+// CheckWebConfig rejects a bearer token together with basic auth from
+// --web.config.file: both travel in the Authorization header, so no request
+// could carry both and every webhook would be refused.
+func (c *Config) CheckWebConfig(path string) error {
+	if path == "" || c.AuthToken() == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read web config: %w", err)
+	}
+	var web struct {
+		BasicAuthUsers map[string]string `yaml:"basic_auth_users"`
+	}
+	if err := yaml.Unmarshal(b, &web); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if len(web.BasicAuthUsers) > 0 {
+		return fmt.Errorf("%s sets basic_auth_users and receiver.webhook.auth_token is set too: both use the Authorization header, so no request could pass; use one of them", path)
+	}
+	return nil
+}

@@ -212,3 +212,31 @@ func TestChannelHTTPSettingsAreStrict(t *testing.T) {
 		}
 	}
 }
+
+func TestBearerTokenAndBasicAuthCannotBeCombined(t *testing.T) {
+	dir := t.TempDir()
+	web := filepath.Join(dir, "web.yml")
+	if err := os.WriteFile(web, []byte("basic_auth_users:\n  am: $2y$10$abcdefghijklmnopqrstuuJ3x6dWcBYb2sM7VX1p9e0W0bqk5C7Gi\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tls := filepath.Join(dir, "tls.yml")
+	if err := os.WriteFile(tls, []byte("tls_server_config: {cert_file: c, key_file: k}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	with, err := Parse([]byte(receiverBase+"  webhook: {auth_token: tok-123}\n"), "r.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := Parse([]byte(receiverBase), "r.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := with.CheckWebConfig(web); err == nil || !strings.Contains(err.Error(), "Authorization header") {
+		t.Errorf("token + basic auth: %v", err)
+	}
+	for _, ok := range []error{with.CheckWebConfig(tls), with.CheckWebConfig(""), without.CheckWebConfig(web)} {
+		if ok != nil {
+			t.Errorf("unexpected error: %v", ok)
+		}
+	}
+}
