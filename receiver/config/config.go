@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/alertmanager/pkg/labels"
-	yaml "gopkg.in/yaml.v3"
+	yaml "go.yaml.in/yaml/v3"
 
 	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanconf"
