@@ -16,6 +16,7 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/internal/stack"
 	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
+	rconfig "github.com/open-autoglm/autoglm-monitor/receiver/config"
 )
 
 func run(t *testing.T, dir, bin string, args ...string) string {
@@ -190,7 +191,11 @@ func TestSharedConfigLoads(t *testing.T) {
 	if f.Exporter.Source != config.SourceEBPF || !slices.Contains(f.Exporter.Ports, 8000) {
 		t.Errorf("quickstart exporter watches %v with %s, want port 8000 with ebpf", f.Exporter.Ports, f.Exporter.Source)
 	}
-	if len(f.Receiver.Routes) == 0 {
+	rc, err := rconfig.FromFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.Routes) == 0 {
 		t.Error("quickstart receiver has no routes")
 	}
 }

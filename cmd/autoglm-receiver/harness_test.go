@@ -243,14 +243,20 @@ type auditRecord struct {
 	Alertnames []string `json:"alertnames"`
 }
 
-// audit pages through /api/v1/notifications with the given filter.
+// audit pages through /api/v1/notifications with the given filter, with the token.
 func audit(t testing.TB, base, query string) ([]auditRecord, string) {
 	t.Helper()
 	var all []auditRecord
 	var raw bytes.Buffer
 	cursor := ""
 	for page := 0; page < 100; page++ {
-		resp, err := http.Get(base + "/api/v1/notifications?limit=1000&" + query + "&cursor=" + cursor)
+		req, err := http.NewRequest(http.MethodGet, base+"/api/v1/notifications?limit=1000&"+query+"&cursor="+cursor, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Receivers started without auth ignore the header.
+		req.Header.Set("Authorization", "Bearer "+authToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

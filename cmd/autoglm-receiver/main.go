@@ -17,8 +17,8 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/open-autoglm/autoglm-monitor/internal/cli"
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/internal/httpserver"
+	"github.com/open-autoglm/autoglm-monitor/receiver/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/service"
 )
 
@@ -43,6 +43,9 @@ func serve(app *cli.App) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckWebConfig(*app.Web.WebConfigFile); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -55,6 +58,9 @@ func serve(app *cli.App) error {
 	}
 	reload := func() error {
 		next, err := config.Load(*app.ConfigFile)
+		if err == nil {
+			err = next.CheckWebConfig(*app.Web.WebConfigFile)
+		}
 		if err != nil {
 			logger.Error("reload failed, keeping the running configuration", "err", err)
 			return err
@@ -81,7 +87,7 @@ func serve(app *cli.App) error {
 		return err
 	}
 	svc.Register(mux)
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: svc.Protect(mux)}
 
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
@@ -111,7 +117,7 @@ func serve(app *cli.App) error {
 			}
 		}, func(error) { stop(); signal.Stop(hup) })
 	}
-	logger.Info("starting", "listen", *app.Web.WebListenAddresses, "storage", cfg.Receiver.Storage.Path,
-		"channels", len(cfg.Receiver.Channels), "routes", len(cfg.Receiver.Routes))
+	logger.Info("starting", "listen", *app.Web.WebListenAddresses, "storage", cfg.Storage.Path,
+		"channels", len(cfg.Channels), "routes", len(cfg.Routes), "auth", cfg.AuthToken() != "")
 	return g.Run()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -161,17 +162,18 @@ func TestEndToEndDeliveryAuditMetricsAndSecrets(t *testing.T) {
 	waitUntil(t, "reloaded route", 5*time.Second, func() bool {
 		return regexp.MustCompile(`msg="notification delivered" channel=hook alertname=E2R00002 route=reloaded`).MatchString(p.logs.String())
 	})
+	// With webhook auth on, the audit API and reload need the token too.
+	for _, ep := range []struct{ method, path string }{{"GET", "/api/v1/notifications"}, {"POST", "/-/reload"}} {
+		if code := request(t, ep.method, p.url+ep.path); code != 401 {
+			t.Errorf("%s %s without the token answered %d, want 401", ep.method, ep.path, code)
+		}
+	}
 	// A broken config is rejected by /-/reload and the old one keeps running.
 	if err := os.WriteFile(cfg, []byte("receiver:\n  routes: [{channels: [nope]}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(p.url+"/-/reload", "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 500 {
-		t.Errorf("bad reload answered %d", resp.StatusCode)
+	if code := request(t, "POST", p.url+"/-/reload", auth...); code != 500 {
+		t.Errorf("bad reload answered %d", code)
 	}
 
 	p.stop(t)
@@ -181,6 +183,57 @@ func TestEndToEndDeliveryAuditMetricsAndSecrets(t *testing.T) {
 				t.Errorf("%s contain secret %q", what, secret)
 			}
 		}
+	}
+}
+
+func request(t testing.TB, method, url string, hdr ...string) int {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Authentication fails closed: a token file that is empty or cannot be read
+// stops the binary with an error naming the key, instead of starting open.
+func TestAuthTokenFileFailsClosed(t *testing.T) {
+	bin := testenv.Binary(t, name)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty-token")
+	if err := os.WriteFile(empty, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, file, want string
+	}{
+		{"empty", empty, "is empty"},
+		{"missing", filepath.Join(dir, "no-such-token"), "cannot read secret file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := writeConfig(t, dir, fmt.Sprintf("receiver:\n  storage: {path: %s}\n  webhook: {auth_token_file: %s}\n  channels: {c: {type: file}}\n  routes: [{channels: [c]}]\n",
+				filepath.Join(dir, "store"), tc.file))
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--web.listen-address="+testenv.Addr(testenv.FreePort(t))).CombinedOutput()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("want exit status 1, got %v:\n%s", err, out)
+			}
+			for _, w := range []string{"receiver.webhook.auth_token_file", tc.want} {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("error does not say %q:\n%s", w, out)
+				}
+			}
+		})
 	}
 }
 
@@ -263,8 +316,11 @@ func runCrash(t testing.TB, n, conc, killAfter int) crashResult {
 		c, _ := sk.snapshot()
 		return len(c) >= n
 	})
-	// Let any straggling duplicate arrive before counting.
-	time.Sleep(300 * time.Millisecond)
+	// A duplicate could still be on its way while a delivery is pending; an
+	// empty outbox means every send has finished.
+	waitUntil(t, "empty outbox", 30*time.Second, func() bool {
+		return strings.Contains(metricsText(t, p2.url), "\nautoglm_receiver_queue_depth 0\n")
+	})
 	counts, _ := sk.snapshot()
 	uncertain := map[string]bool{}
 	recs, _ := audit(t, p2.url, "status=uncertain")

@@ -25,6 +25,7 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	rconfig "github.com/open-autoglm/autoglm-monitor/receiver/config"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/rules"
 )
 
@@ -228,7 +229,18 @@ func checkConfig(t *testing.T, objs []object) *config.File {
 	if err != nil {
 		t.Fatalf("rendered configuration does not load: %v\n%s", err, body)
 	}
+	receiverOf(t, f)
 	return f
+}
+
+// receiverOf decodes the receiver section, which receiver/config owns.
+func receiverOf(t *testing.T, f *config.File) *rconfig.Config {
+	t.Helper()
+	rc, err := rconfig.FromFile(f)
+	if err != nil {
+		t.Fatalf("rendered receiver configuration does not load: %v", err)
+	}
+	return rc
 }
 
 // checkCommon holds for every value set.
@@ -308,8 +320,8 @@ func TestChartRendersAndDecodesStrictly(t *testing.T) {
 				t.Errorf("rulegen output %+v (recording rules %v): the mixin's PrometheusRule has the recording rules", k, cfg.Rulegen.Output.RecordingRules)
 			}
 			sts := find[*appsv1.StatefulSet](t, objs, receiver)
-			if len(sts.Spec.VolumeClaimTemplates) != 1 || sts.Spec.Template.Spec.Containers[0].VolumeMounts[1].MountPath != cfg.Receiver.Storage.Path {
-				t.Errorf("receiver store: claims %d, mounts %+v, config path %s", len(sts.Spec.VolumeClaimTemplates), sts.Spec.Template.Spec.Containers[0].VolumeMounts, cfg.Receiver.Storage.Path)
+			if rc := receiverOf(t, cfg); len(sts.Spec.VolumeClaimTemplates) != 1 || sts.Spec.Template.Spec.Containers[0].VolumeMounts[1].MountPath != rc.Storage.Path {
+				t.Errorf("receiver store: claims %d, mounts %+v, config path %s", len(sts.Spec.VolumeClaimTemplates), sts.Spec.Template.Spec.Containers[0].VolumeMounts, rc.Storage.Path)
 			}
 			k := kinds(objs)
 			if k["ServiceMonitor"] != 3 || k["PrometheusRule"] != 1 || k["ConfigMap"] != 6 {
@@ -387,7 +399,7 @@ receiver: {existingSecrets: [dingtalk-robot], replicas: 3}
 			if !found || *sts.Spec.Replicas != 3 {
 				t.Errorf("receiver volumes %+v", sts.Spec.Template.Spec.Volumes)
 			}
-			if _, ok := cfg.Receiver.Channels["oncall"]; !ok {
+			if _, ok := receiverOf(t, cfg).Channels["oncall"]; !ok {
 				t.Error("the dingtalk channel is missing")
 			}
 		}},

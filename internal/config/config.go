@@ -3,7 +3,9 @@
 // Each part reads its own section (exporter, rulegen, receiver) plus the shared
 // metrics and alert_rules sections. Decoding is strict: an unknown key or a bad
 // value fails with the file, line and key, so a typo never silently changes
-// what the monitor does.
+// what the monitor does. The receiver's section is decoded by receiver/config
+// through Decode and Locate, so binaries that deliver no notifications do not
+// link the receiver's dependencies.
 package config
 
 import (
@@ -25,10 +27,16 @@ type File struct {
 	AlertRules AlertRules `yaml:"alert_rules"`
 	Exporter   Exporter   `yaml:"exporter"`
 	Rulegen    Rulegen    `yaml:"rulegen"`
-	Receiver   Receiver   `yaml:"receiver"`
+	// Receiver is kept as parsed YAML: receiver/config owns its keys and
+	// decodes it strictly with Decode.
+	Receiver yaml.Node `yaml:"receiver"`
 
 	// path is where the file was read from; relative *_file paths resolve against its directory.
 	path string
+	// raw and root are the file's bytes and document, for sections decoded
+	// elsewhere and for locating their errors.
+	raw  []byte
+	root *yaml.Node
 }
 
 // Path returns the file the configuration was loaded from ("" when parsed from memory).
@@ -63,7 +71,6 @@ func defaults() File {
 		AlertRules: AlertRules{QPSThreshold: 5000, ErrorRate: 0.05, Cooldown: Seconds(300 * time.Second)},
 		Exporter:   defaultExporter(),
 		Rulegen:    defaultRulegen(),
-		Receiver:   defaultReceiver(),
 	}
 }
 
@@ -71,7 +78,7 @@ func defaults() File {
 func Load(path string) (*File, error) {
 	if path == "" {
 		f := defaults()
-		if err := f.validate(nil); err != nil {
+		if err := f.validate(); err != nil {
 			return nil, err
 		}
 		return &f, nil
@@ -95,6 +102,7 @@ func parse(b []byte, name string) (*File, error) {
 	// Lists given in the file replace the defaults rather than merging into them.
 	f.Metrics.Endpoints = nil
 	f.path = name
+	f.raw = b
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, cleanYAMLError(err))
@@ -107,51 +115,74 @@ func parse(b []byte, name string) (*File, error) {
 	if f.Metrics.Endpoints == nil && lookup(&root, "metrics.endpoints") == nil {
 		f.Metrics.Endpoints = defaults().Metrics.Endpoints
 	}
-	if err := f.validate(&root); err != nil {
+	f.root = &root
+	if err := f.validate(); err != nil {
 		return nil, err
 	}
 	return &f, nil
 }
 
-func (f *File) validate(root *yaml.Node) error {
+func (f *File) validate() error {
 	var errs []error
-	add := func(err error) {
+	errs = append(errs, f.Metrics.validate()...)
+	errs = append(errs, f.AlertRules.validate()...)
+	errs = append(errs, f.Exporter.validate(f)...)
+	errs = append(errs, f.Rulegen.validate(f)...)
+	return f.Locate(errs...)
+}
+
+// Decode decodes the whole file again, strictly, into out: a struct that
+// names the section it owns and collects the other top-level keys in an
+// inline map, so unknown keys inside that section fail with file and line
+// as they do in Load. A file loaded from no path decodes to nothing.
+func (f *File) Decode(out any) error {
+	if len(f.raw) == 0 {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(f.raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: %w", f.path, cleanYAMLError(err))
+	}
+	return nil
+}
+
+// Locate joins validation errors, naming the file in each and the line of
+// each FieldError's key (or of its nearest existing parent, for a missing
+// key). Joined errors are flattened.
+func (f *File) Locate(errs ...error) error {
+	var out []error
+	var add func(err error)
+	add = func(err error) {
 		if err == nil {
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				add(e)
+			}
 			return
 		}
 		var fe *FieldError
 		if errors.As(err, &fe) {
 			fe.File = f.path
-			if root != nil && fe.Line == 0 {
-				// A missing key has no line: point at its nearest existing parent.
+			if f.root != nil && fe.Line == 0 {
 				for k := fe.Key; k != ""; k = parentKey(k) {
-					if n := lookup(root, k); n != nil {
+					if n := lookup(f.root, k); n != nil {
 						fe.Line = n.Line
 						break
 					}
 				}
 			}
-			errs = append(errs, fe)
+			out = append(out, fe)
 			return
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", f.path, err))
+		out = append(out, fmt.Errorf("%s: %w", f.path, err))
 	}
-	for _, err := range f.Metrics.validate() {
+	for _, err := range errs {
 		add(err)
 	}
-	for _, err := range f.AlertRules.validate() {
-		add(err)
-	}
-	for _, err := range f.Exporter.validate(f) {
-		add(err)
-	}
-	for _, err := range f.Rulegen.validate(f) {
-		add(err)
-	}
-	for _, err := range f.Receiver.validate(f) {
-		add(err)
-	}
-	return errors.Join(errs...)
+	return errors.Join(out...)
 }
 
 func (m Metrics) validate() []error {

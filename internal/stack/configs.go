@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	rconfig "github.com/open-autoglm/autoglm-monitor/receiver/config"
 )
 
 type configFile struct {
@@ -86,7 +86,7 @@ func (s *Stack) writeConfigs() error {
 			return fmt.Errorf("write %s: %w", f.dst, err)
 		}
 	}
-	if _, err := config.Load(s.path("autoglm.yml")); err != nil {
+	if _, err := rconfig.Load(s.path("autoglm.yml")); err != nil {
 		return fmt.Errorf("quickstart configuration is invalid after setting ports and paths: %w", err)
 	}
 	return nil

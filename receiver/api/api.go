@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/open-autoglm/autoglm-monitor/receiver/engine"
 	"github.com/open-autoglm/autoglm-monitor/receiver/route"
 	"github.com/open-autoglm/autoglm-monitor/receiver/store"
 )
@@ -22,10 +22,15 @@ import (
 type Config struct {
 	Router       *route.Router
 	MaxBodyBytes int64
-	// AuthToken, when not empty, is required as a bearer token.
-	AuthToken   string
-	ExpireAfter time.Duration
+	// AuthToken, when not empty, is required as a bearer token by every
+	// endpoint Protect guards.
+	AuthToken string
 }
+
+// Protected are the endpoints that need the bearer token when one is set:
+// they take notifications, reveal them (group keys, alert names, error
+// texts) or change the running configuration.
+var Protected = []string{"/webhook", "/api/v1/notifications", "/-/reload"}
 
 // Enqueuer hands accepted deliveries to the delivery engine.
 type Enqueuer interface {
@@ -85,6 +90,36 @@ func New(o Options, c *Config) (*API, error) {
 // SetConfig swaps the configuration (reload).
 func (a *API) SetConfig(c *Config) { a.cfg.Store(c) }
 
+// Protect wraps the server's handler: requests to a Protected endpoint
+// without the right bearer token get 401 before anything reads their body.
+func (a *API) Protect(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(Protected, r.URL.Path) && !a.authorized(r) {
+			if r.ContentLength != 0 {
+				// Without this, the server would try to read the unread body before
+				// answering; a client that never sends it would hold the request open.
+				w.Header().Set("Connection", "close")
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="autoglm-receiver"`)
+			a.fail(w, http.StatusUnauthorized, "", "missing or invalid bearer token")
+			if r.URL.Path == "/webhook" {
+				a.requests.WithLabelValues("401").Inc()
+			}
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *API) authorized(r *http.Request) bool {
+	token := a.cfg.Load().AuthToken
+	if token == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
+}
+
 // Register adds the API routes to mux.
 func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/webhook", a.Webhook)
@@ -121,13 +156,6 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Allow", http.MethodPost)
 		return a.fail(w, http.StatusMethodNotAllowed, "", "use POST")
 	}
-	if cfg.AuthToken != "" {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(cfg.AuthToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="autoglm-receiver"`)
-			return a.fail(w, http.StatusUnauthorized, "", "missing or invalid bearer token")
-		}
-	}
 	if r.ContentLength > cfg.MaxBodyBytes {
 		return a.fail(w, http.StatusRequestEntityTooLarge, "", "payload of "+strconv.FormatInt(r.ContentLength, 10)+" bytes exceeds receiver.webhook.max_body_bytes ("+strconv.FormatInt(cfg.MaxBodyBytes, 10)+")")
 	}
@@ -144,42 +172,8 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request) int {
 		}
 		return a.fail(w, http.StatusBadRequest, "", "cannot read payload: "+err.Error())
 	}
-	now := a.o.Now()
-	routes := cfg.Router.Match(&msg.Data)
-	prio := cfg.Router.Priority(&msg.Data)
-	base := route.BaseKey(msg.GroupKey, &msg.Data)
-	rec := &store.Record{
-		Time: now, Outcome: store.OutcomeReceived, GroupKey: msg.GroupKey, Status: msg.Status,
-		Alertnames: engine.Alertnames(msg.Alerts), Receiver: msg.Receiver, Priority: string(prio),
-	}
-	for _, al := range msg.Alerts {
-		rec.Fingerprints = append(rec.Fingerprints, al.Fingerprint)
-	}
-	names := make([]string, 0, len(routes))
-	ds := make([]*store.Delivery, 0, 2*len(routes))
-	seen := make(map[string]bool, 4)
-	for _, rt := range routes {
-		names = append(names, rt.Name)
-		for _, ch := range rt.Channels {
-			if seen[ch] {
-				continue
-			}
-			seen[ch] = true
-			d := &store.Delivery{
-				ID: route.ChannelKey(base, ch), Base: base, Channel: ch, Route: rt.Name, Fallback: rt.Fallback,
-				EscalateAfterFailures: rt.EscalateAfterFailures, GroupKey: msg.GroupKey, Priority: prio,
-				Data: &msg.Data, TruncatedAlerts: int(msg.TruncatedAlerts), Received: now, ExpireAt: now.Add(cfg.ExpireAfter),
-			}
-			if rt.EscalateAfter > 0 {
-				d.EscalateAt = now.Add(rt.EscalateAfter)
-			}
-			ds = append(ds, d)
-		}
-	}
-	rec.Route = strings.Join(names, ",")
-	if len(routes) == 0 {
-		rec.Outcome = store.OutcomeUnrouted
-	}
+	plan := cfg.Router.Plan(msg, a.o.Now())
+	rec, ds := plan.Record, plan.Deliveries
 	accepted, dups, err := a.o.Store.Accept(rec, ds)
 	if err != nil {
 		a.o.Logger.Error("cannot store webhook payload", "group_key", msg.GroupKey, "err", err)
@@ -192,11 +186,11 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request) int {
 			a.alerts.WithLabelValues(al.Labels["alertname"], al.Labels["severity"], al.Status).Inc()
 		}
 	}
-	if len(routes) == 0 {
+	if len(plan.Routes) == 0 {
 		a.o.Logger.Warn("no route matched and no default route configured", "group_key", msg.GroupKey, "alertname", strings.Join(rec.Alertnames, ","))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"status": "success", "accepted": len(accepted), "duplicates": dups, "routes": names,
+		"status": "success", "accepted": len(accepted), "duplicates": dups, "routes": plan.Routes,
 	})
 	return http.StatusOK
 }

@@ -1,10 +1,12 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/route"
 	"github.com/open-autoglm/autoglm-monitor/receiver/store"
@@ -62,7 +64,7 @@ func newFixture(t *testing.T, token string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	router, err := route.New(f.Receiver)
+	router, err := route.New(f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,13 +76,14 @@ func newFixture(t *testing.T, token string) *fixture {
 	rec := &recorder{}
 	reg := prometheus.NewRegistry()
 	a, err := New(Options{Store: st, Engine: rec, Now: func() time.Time { return now }, Registerer: reg},
-		&Config{Router: router, MaxBodyBytes: 16 << 10, AuthToken: token, ExpireAfter: time.Hour})
+		&Config{Router: router, MaxBodyBytes: 16 << 10, AuthToken: token})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	a.Register(mux)
-	srv := httptest.NewServer(mux)
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "Reloaded.\n") })
+	srv := httptest.NewServer(a.Protect(mux))
 	fx := &fixture{api: a, store: st, rec: rec, reg: reg, srv: srv, now: now}
 	t.Cleanup(func() {
 		srv.Close()
@@ -253,7 +256,7 @@ autoglm_receiver_webhook_requests_total{code="200"} 3
 	}
 }
 
-func TestWebhookAuthToken(t *testing.T) {
+func TestAuthTokenProtectsEveryDataAndControlEndpoint(t *testing.T) {
 	fx := newFixture(t, "s3cr3t-token")
 	for _, tc := range []struct {
 		hdr  map[string]string
@@ -267,6 +270,58 @@ func TestWebhookAuthToken(t *testing.T) {
 		if code, out := fx.post(t, read(t, "full.json"), tc.hdr); code != tc.code || strings.Contains(fmt.Sprint(out), "s3cr3t") {
 			t.Errorf("%v: code %d, want %d (%v)", tc.hdr, code, tc.code, out)
 		}
+		for _, ep := range []struct{ method, path string }{{"GET", "/api/v1/notifications"}, {"POST", "/-/reload"}} {
+			req, _ := http.NewRequest(ep.method, fx.srv.URL+ep.path, nil)
+			for k, v := range tc.hdr {
+				req.Header.Set(k, v)
+			}
+			resp, err := fx.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.code || strings.Contains(string(b), "s3cr3t") {
+				t.Errorf("%s %s with %v: %d %s, want %d", ep.method, ep.path, tc.hdr, resp.StatusCode, b, tc.code)
+			}
+			if tc.code == 401 && resp.Header.Get("WWW-Authenticate") == "" {
+				t.Errorf("%s: 401 without WWW-Authenticate", ep.path)
+			}
+		}
+	}
+	// Only the protected endpoints ask for the token.
+	resp, err := http.Get(fx.srv.URL + "/-/healthy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 401 {
+		t.Error("an unprotected endpoint asked for the token")
+	}
+}
+
+// A client without credentials that declares a body and never sends it is
+// answered 401 at once, and the connection is closed.
+func TestMissingCredentialsAnsweredBeforeTheBody(t *testing.T) {
+	fx := newFixture(t, "s3cr3t-token")
+	conn, err := net.Dial("tcp", fx.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer while the body is outstanding: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || !resp.Close {
+		t.Fatalf("got %d (close=%v), want 401 and the connection closed", resp.StatusCode, resp.Close)
 	}
 }
 

@@ -10,17 +10,9 @@ import (
 	"strings"
 	"time"
 
+	amwebhook "github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/template"
 )
-
-// Message is Alertmanager's webhook payload, version 4. Unknown fields are ignored
-// so newer Alertmanager versions keep working.
-type Message struct {
-	template.Data
-	Version         string `json:"version"`
-	GroupKey        string `json:"groupKey"`
-	TruncatedAlerts uint64 `json:"truncatedAlerts"`
-}
 
 // DecodeError says what is wrong with a payload and where.
 type DecodeError struct {
@@ -40,10 +32,12 @@ func badf(field, format string, args ...any) error {
 	return &DecodeError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
 
-// Decode reads and validates one payload.
-func Decode(r io.Reader) (*Message, error) {
+// Decode reads and validates one payload: Alertmanager's own webhook message
+// type (version 4, every field). Unknown fields are ignored so newer
+// Alertmanager versions keep working. A message Decode returns has Data set.
+func Decode(r io.Reader) (*amwebhook.Message, error) {
 	dec := json.NewDecoder(r)
-	var m Message
+	m := amwebhook.Message{Data: &template.Data{}}
 	if err := dec.Decode(&m); err != nil {
 		return nil, jsonError(err)
 	}
@@ -53,7 +47,7 @@ func Decode(r io.Reader) (*Message, error) {
 		}
 		return nil, badf("", "unexpected data after the JSON object")
 	}
-	if err := m.validate(); err != nil {
+	if err := validate(&m); err != nil {
 		return nil, err
 	}
 	return &m, nil
@@ -85,7 +79,7 @@ func jsonError(err error) error {
 
 func validStatus(s string) bool { return s == "firing" || s == "resolved" }
 
-func (m *Message) validate() error {
+func validate(m *amwebhook.Message) error {
 	if m.Version != "" && m.Version != "4" {
 		return badf("version", "unsupported webhook payload version %q, want \"4\"", m.Version)
 	}

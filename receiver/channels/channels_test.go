@@ -14,7 +14,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
@@ -59,13 +59,16 @@ func TestBuildEveryTypeFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	for name, c := range f.Receiver.Channels {
-		ch, err := Build(name, c, f, Options{})
-		if err != nil {
-			t.Fatalf("build %s: %v", name, err)
-		}
-		if err := ch.Notify(context.Background(), fixture.Notification("LLMHighErrorRate", 1, 50)); err != nil {
-			t.Fatalf("%s: %v", name, err)
+	ints, err := Build(f, Options{})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if len(ints) != 6 {
+		t.Fatalf("built %d channels, want 6", len(ints))
+	}
+	for _, in := range ints {
+		if err := in.Notifier.Notify(context.Background(), fixture.Notification("LLMHighErrorRate", 1, 50)); err != nil {
+			t.Fatalf("%s: %v", in.Name, err)
 		}
 	}
 	if m := ding.Messages(); len(m) != 1 || !strings.Contains(m[0].Content(), "@13800000000") {
@@ -97,10 +100,11 @@ func TestTemplateFailuresReachTheCallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []string
-	ch, err := Build("d", f.Receiver.Channels["d"], f, Options{OnTemplateError: func(c string, fl tmpl.Failure) { got = append(got, c+"/"+fl.Template+"/"+fl.Source) }})
+	in, err := New("d", f.Channels["d"], "", Options{OnTemplateError: func(c string, fl tmpl.Failure) { got = append(got, c+"/"+fl.Template+"/"+fl.Source) }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	ch := in.Notifier
 	if err := ch.Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
 		t.Fatalf("a template bug must not fail delivery: %v", err)
 	}
@@ -118,31 +122,50 @@ func TestTemplateFailuresReachTheCallback(t *testing.T) {
 	}
 }
 
-func TestRateLimitAndTarget(t *testing.T) {
+func TestRateLimitTargetAndSecrets(t *testing.T) {
+	f, err := config.Parse([]byte(`receiver:
+  channels:
+    d: {type: dingtalk, url: "https://oapi.dingtalk.com/robot/send?access_token=TOKEN-D", secret: SEC-SIGNING}
+    w: {type: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY-W", http_config: {proxy_url: "http://proxyuser:PROXY-PW@127.0.0.1:3128"}}
+    m: {type: email, smtp: {host: smtp.example.com, port: 587, username: u, password: PASS-M}, from: a@example.com, to: [oncall@example.com]}
+    s: {type: sms, provider: aliyun, access_key_id: ID, access_key_secret: ALI-SECRET, sign_name: N, template_code: SMS_1, phone_numbers: ["13800001234"]}
+    h: {type: webhook, url: "https://hooks.example.com/x", headers: {Authorization: "Bearer HOOK-TOKEN"}, http_config: {basic_auth: {username: u, password: BASIC-PW}}}
+    f: {type: file}
+`), "c.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		c      config.Channel
+		name   string
 		rate   int
 		target string
 	}{
-		{config.Channel{Type: "dingtalk", URL: "https://oapi.dingtalk.com/robot/send?access_token=SECRET"}, 20, "https://oapi.dingtalk.com/robot/send?<redacted>"},
-		{config.Channel{Type: "wecom", URL: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=SECRET"}, 20, "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?<redacted>"},
-		{config.Channel{Type: "email", SMTP: config.SMTP{Host: "smtp.example.com", Port: 587}, To: []string{"a@b"}}, 0, "smtp://smtp.example.com:587 to 1 recipients"},
-		{config.Channel{Type: "sms", Provider: "aliyun", PhoneNumbers: []string{"13800001234"}}, 0, "sms aliyun [138****1234]"},
-		{config.Channel{Type: "file"}, 0, "stdout"},
+		{"d", 20, "https://oapi.dingtalk.com/robot/send?<redacted>"},
+		{"w", 20, "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?<redacted>"},
+		{"m", 0, "smtp://smtp.example.com:587 to 1 recipients"},
+		{"s", 0, "sms aliyun [138****1234]"},
+		{"h", 0, "https://hooks.example.com/x"},
+		{"f", 0, "stdout"},
 	} {
-		if got := RateLimit(tc.c); got != tc.rate {
-			t.Errorf("%s rate = %d", tc.c.Type, got)
+		in, err := New(tc.name, f.Channels[tc.name], "", Options{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got := Target(tc.c); got != tc.target || strings.Contains(got, "SECRET") {
-			t.Errorf("%s target = %q", tc.c.Type, got)
+		if in.PerMinute != tc.rate || in.Target != tc.target {
+			t.Errorf("%s: rate %d target %q, want %d %q", tc.name, in.PerMinute, in.Target, tc.rate, tc.target)
+		}
+	}
+	joined := strings.Join(f.Secrets(), " ")
+	for _, want := range []string{"TOKEN-D", "SEC-SIGNING", "KEY-W", "PROXY-PW", "PASS-M", "ALI-SECRET", "HOOK-TOKEN", "BASIC-PW"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("Secrets misses %s", want)
 		}
 	}
 }
 
-func TestBuildReportsUnreadableSecretFile(t *testing.T) {
-	c := config.Channel{Type: "dingtalk", URLFile: "/nonexistent/url"}
-	_, err := Build("d", c, &config.File{}, Options{})
-	if err == nil || !strings.Contains(err.Error(), "url_file") {
+func TestUnreadableSecretFileFailsTheLoad(t *testing.T) {
+	_, err := config.Parse([]byte("receiver:\n  channels:\n    d: {type: dingtalk, url_file: /nonexistent/url}\n"), "c.yml")
+	if err == nil || !strings.Contains(err.Error(), "receiver.channels.d.url_file") {
 		t.Fatalf("got %v", err)
 	}
 }

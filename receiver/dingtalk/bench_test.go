@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
@@ -16,7 +17,7 @@ import (
 func BenchmarkDigestDelivery(b *testing.B) {
 	fake := providertest.NewDingTalk(b, token, secret)
 	fake.PerMinute = 1 << 30
-	n := New(Config{URL: fake.URL(), Secret: secret, AtMobiles: []string{"13800000000"}}, nil, nil, nil, "")
+	n := newNotifier(b, Config{Endpoint: ep(fake.URL()), Secret: fileconfig.Secret(secret), AtMobiles: []string{"13800000000"}}, nil, nil)
 	b.Logf("%-8s %-8s %-8s %-12s", "groups", "alerts", "parts", "ms/digest")
 	for _, groups := range []int{1, 10, 50} {
 		ns := make([]*notify.Notification, 0, groups)

@@ -31,34 +31,22 @@ const minSplit = 2000
 // RateLimit is the documented 20 messages per minute per robot.
 const RateLimit = 20
 
-// Config of one robot.
-type Config struct {
-	// URL is the robot webhook with its access_token.
-	URL string
-	// Secret enables signing when set (the SEC... value of the robot's "加签").
-	Secret      string
-	AtMobiles   []string
-	AtUserIDs   []string
-	AtAll       bool
-	MessageType string // markdown (default) or actioncard
-	Timeout     time.Duration
-}
-
 // Notifier sends to one robot.
 type Notifier struct {
-	cfg         Config
+	cfg         *Config
 	tmpl        *tmpl.Templates
 	client      *http.Client
 	now         func() time.Time
 	externalURL string
 	maxBytes    int
-	sent        *chanhttp.Sent
+	split       *chanhttp.Splitter
 }
 
-// New returns a notifier; client and now default to http.DefaultClient and time.Now.
-func New(cfg Config, t *tmpl.Templates, client *http.Client, now func() time.Time, externalURL string) *Notifier {
-	if client == nil {
-		client = http.DefaultClient
+// New returns a notifier for a validated configuration; now defaults to time.Now.
+func New(cfg *Config, t *tmpl.Templates, now func() time.Time, externalURL string) (*Notifier, error) {
+	client, err := cfg.HTTP.Client("dingtalk")
+	if err != nil {
+		return nil, err
 	}
 	if now == nil {
 		now = time.Now
@@ -66,7 +54,7 @@ func New(cfg Config, t *tmpl.Templates, client *http.Client, now func() time.Tim
 	if t == nil {
 		t = tmpl.New(tmpl.Options{})
 	}
-	return &Notifier{cfg: cfg, tmpl: t, client: client, now: now, externalURL: externalURL, maxBytes: MaxBytes, sent: chanhttp.NewSent(4096)}
+	return &Notifier{cfg: cfg, tmpl: t, client: client, now: now, externalURL: externalURL, maxBytes: MaxBytes, split: chanhttp.NewSplitter("460101", minSplit)}, nil
 }
 
 type message struct {
@@ -117,53 +105,17 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		mentions += " @" + u
 	}
 	link := firstLink(d)
-	return n.sendSplit(ctx, ns, title, body, mentions, link, n.maxBytes)
-}
-
-func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, title, body, mentions, link string, limit int) error {
-	const partHeader = 32 // "(12/34)\n\n" and some slack
-	budget := limit - len(mentions) - len(title) - partHeader - 4
-	if budget < minSplit/2 {
-		budget = minSplit / 2
-	}
-	parts := chanhttp.Split(body, budget)
-	for i, p := range parts {
-		text := p
-		if len(parts) > 1 {
-			text = fmt.Sprintf("(%d/%d)\n\n%s", i+1, len(parts), p)
+	const partHeader = 36 // "(12/34)\n\n", the "\n\n" before mentions and some slack
+	return n.split.Send(ctx, ns, body, n.maxBytes, len(mentions)+len(title)+partHeader, func(ctx context.Context, i, total int, part string) error {
+		text := part
+		if total > 1 {
+			text = fmt.Sprintf("(%d/%d)\n\n%s", i+1, total, part)
 		}
 		if mentions != "" {
 			text += "\n\n" + strings.TrimSpace(mentions)
 		}
-		// A retry after a failed part resends only the parts not yet accepted.
-		key := chanhttp.PartKey(ns, text)
-		if len(parts) > 1 && n.sent.Seen(key) {
-			continue
-		}
-		err := n.send(ctx, n.build(title, text, link))
-		if e, ok := err.(*notify.Error); ok && e.Code == "460101" && limit/2 >= minSplit {
-			// The robot counts differently than we do (e.g. after escaping):
-			// resend this and the remaining parts in smaller pieces.
-			return n.sendSplit(ctx, ns, title, strings.Join(parts[i:], ""), mentions, link, limit/2)
-		}
-		if err == nil && len(parts) > 1 {
-			n.sent.Mark(key)
-		}
-		if err != nil {
-			if len(parts) > 1 {
-				return wrapPart(err, i, len(parts))
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-func wrapPart(err error, i, total int) error {
-	if e, ok := err.(*notify.Error); ok {
-		return &notify.Error{Class: e.Class, Code: e.Code, RetryAfter: e.RetryAfter, Err: fmt.Errorf("part %d/%d: %w", i+1, total, e.Err)}
-	}
-	return fmt.Errorf("part %d/%d: %w", i+1, total, err)
+		return n.send(ctx, n.build(title, text, link))
+	})
 }
 
 func (n *Notifier) build(title, text, link string) message {
@@ -195,11 +147,11 @@ func (n *Notifier) send(ctx context.Context, m message) error {
 	if err != nil {
 		return &notify.Error{Class: notify.Permanent, Err: fmt.Errorf("encode message: %w", err)}
 	}
-	target, err := SignURL(n.cfg.URL, n.cfg.Secret, n.now())
+	target, err := SignURL(n.cfg.URL.Value(), n.cfg.Secret.Value(), n.now())
 	if err != nil {
 		return &notify.Error{Class: notify.Config, Err: err}
 	}
-	r, err := chanhttp.PostJSON(ctx, n.client, target, body, n.cfg.Timeout)
+	r, err := chanhttp.PostJSON(ctx, n.client, target, body, n.cfg.HTTP.RequestTimeout())
 	if err != nil {
 		return err
 	}

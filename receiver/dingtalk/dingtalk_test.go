@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
@@ -50,15 +52,17 @@ func TestNotifyAgainstFakeRobot(t *testing.T) {
 		{
 			name: "signed markdown with mentions",
 			cfg: func(f *providertest.DingTalk) Config {
-				return Config{URL: f.URL(), Secret: secret, AtMobiles: []string{"13800000000"}}
+				return Config{Endpoint: ep(f.URL()), Secret: fileconfig.Secret(secret), AtMobiles: []string{"13800000000"}}
 			},
 			ns:         []*notify.Notification{fixture.Notification("LLMHighErrorRate", 2, 200)},
 			wantParts:  1,
 			wantInText: []string{"LLMHighErrorRate", "@13800000000", "http://prometheus:9090/graph", "http://grafana:3000/d/autoglm"},
 		},
 		{
-			name:      "wrong secret is a configuration error",
-			cfg:       func(f *providertest.DingTalk) Config { return Config{URL: f.URL(), Secret: "SECwrong"} },
+			name: "wrong secret is a configuration error",
+			cfg: func(f *providertest.DingTalk) Config {
+				return Config{Endpoint: ep(f.URL()), Secret: fileconfig.Secret("SECwrong")}
+			},
 			ns:        []*notify.Notification{fixture.Notification("A", 1, 10)},
 			wantErr:   true,
 			wantClass: notify.Config, wantCode: "310000",
@@ -66,15 +70,17 @@ func TestNotifyAgainstFakeRobot(t *testing.T) {
 		{
 			name: "unknown token is a configuration error",
 			cfg: func(f *providertest.DingTalk) Config {
-				return Config{URL: strings.Replace(f.URL(), token, "nope", 1), Secret: secret}
+				return Config{Endpoint: ep(strings.Replace(f.URL(), token, "nope", 1)), Secret: fileconfig.Secret(secret)}
 			},
 			ns:        []*notify.Notification{fixture.Notification("A", 1, 10)},
 			wantErr:   true,
 			wantClass: notify.Config, wantCode: "300005",
 		},
 		{
-			name:       "oversize digest is split on rune and line boundaries",
-			cfg:        func(f *providertest.DingTalk) Config { return Config{URL: f.URL(), Secret: secret} },
+			name: "oversize digest is split on rune and line boundaries",
+			cfg: func(f *providertest.DingTalk) Config {
+				return Config{Endpoint: ep(f.URL()), Secret: fileconfig.Secret(secret)}
+			},
 			ns:         []*notify.Notification{fixture.Notification("A", 40, 30000), fixture.Notification("B", 10, 9000)},
 			wantParts:  3,
 			wantInText: []string{"(1/3)", "(3/3)"},
@@ -82,7 +88,7 @@ func TestNotifyAgainstFakeRobot(t *testing.T) {
 		{
 			name: "actioncard links to the source",
 			cfg: func(f *providertest.DingTalk) Config {
-				return Config{URL: f.URL(), MessageType: "actioncard", Secret: secret}
+				return Config{Endpoint: ep(f.URL()), MessageType: "actioncard", Secret: fileconfig.Secret(secret)}
 			},
 			ns:         []*notify.Notification{fixture.Notification("A", 1, 10)},
 			wantParts:  1,
@@ -91,7 +97,7 @@ func TestNotifyAgainstFakeRobot(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := providertest.NewDingTalk(t, token, secret)
-			n := New(tc.cfg(fake), tmpl.New(tmpl.Options{}), nil, nil, "")
+			n := newNotifier(t, tc.cfg(fake), tmpl.New(tmpl.Options{}), nil)
 			err := n.Notify(context.Background(), tc.ns...)
 			if tc.wantErr {
 				class, code, _ := notify.Classify(err)
@@ -147,7 +153,7 @@ func TestRateLimitAndRecovery(t *testing.T) {
 	fake := providertest.NewDingTalk(t, token, "")
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	fake.SetNow(func() time.Time { return now })
-	n := New(Config{URL: fake.URL()}, nil, nil, func() time.Time { return now }, "")
+	n := newNotifier(t, Config{Endpoint: ep(fake.URL())}, nil, func() time.Time { return now })
 	for i := 0; i < RateLimit; i++ {
 		if err := n.Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
 			t.Fatalf("message %d: %v", i, err)
@@ -170,7 +176,7 @@ func TestRateLimitAndRecovery(t *testing.T) {
 func TestRobotSaysTooLongAfterOurSplit(t *testing.T) {
 	fake := providertest.NewDingTalk(t, token, "")
 	fake.MaxBytes = 6000 // the robot counts more strictly than our split
-	n := New(Config{URL: fake.URL()}, nil, nil, nil, "")
+	n := newNotifier(t, Config{Endpoint: ep(fake.URL())}, nil, nil)
 	if err := n.Notify(context.Background(), fixture.Notification("A", 30, 15000)); err != nil {
 		t.Fatalf("notify: %v", err)
 	}
@@ -201,7 +207,7 @@ func TestFailuresAreClassifiedAndRedacted(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := providertest.NewDingTalk(t, token, secret)
 			fake.FailNext(tc.fail)
-			n := New(Config{URL: fake.URL(), Secret: secret}, nil, nil, nil, "")
+			n := newNotifier(t, Config{Endpoint: ep(fake.URL()), Secret: fileconfig.Secret(secret)}, nil, nil)
 			err := n.Notify(context.Background(), fixture.Notification("A", 1, 10))
 			class, code, _ := notify.Classify(err)
 			if class != tc.wantClass || code != tc.wantCode {
@@ -216,7 +222,7 @@ func TestFailuresAreClassifiedAndRedacted(t *testing.T) {
 		})
 	}
 	// Transport errors carry the URL inside *url.Error; it must be redacted too.
-	n := New(Config{URL: "http://127.0.0.1:1/robot/send?access_token=" + token, Secret: secret}, nil, nil, nil, "")
+	n := newNotifier(t, Config{Endpoint: ep("http://127.0.0.1:1/robot/send?access_token=" + token), Secret: fileconfig.Secret(secret)}, nil, nil)
 	err := n.Notify(context.Background(), fixture.Notification("A", 1, 10))
 	var ue *url.Error
 	if err == nil || strings.Contains(err.Error(), token) || errors.As(err, &ue) {
@@ -229,7 +235,7 @@ func TestFailuresAreClassifiedAndRedacted(t *testing.T) {
 
 func TestRetryResendsOnlyMissingParts(t *testing.T) {
 	fake := providertest.NewDingTalk(t, token, "")
-	n := New(Config{URL: fake.URL()}, nil, nil, nil, "")
+	n := newNotifier(t, Config{Endpoint: ep(fake.URL())}, nil, nil)
 	big := fixture.Notification("A", 40, 45000) // three parts
 	// Part 2 hits the rate limit; parts 1 was accepted.
 	fake.FailNext(providertest.Failure{}, providertest.Failure{Status: 200, Body: `{"errcode":130101,"errmsg":"send too fast"}`})
@@ -250,3 +256,18 @@ func TestRetryResendsOnlyMissingParts(t *testing.T) {
 		}
 	}
 }
+
+// newNotifier builds a notifier the way the channel builder does: from the
+// defaults plus the given keys.
+func newNotifier(t testing.TB, c Config, tp *tmpl.Templates, now func() time.Time) *Notifier {
+	t.Helper()
+	c.HTTP = DefaultConfig().HTTP
+	n, err := New(&c, tp, now, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// ep is the url key of a channel.
+func ep(u string) chanhttp.Endpoint { return chanhttp.Endpoint{URL: fileconfig.Secret(u)} }

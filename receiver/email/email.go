@@ -21,48 +21,29 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
 
-// Config of an email channel.
-type Config struct {
-	Host     string
-	Port     int
-	Username string
-	Password string
-	// TLS is starttls (default), tls (implicit, port 465) or none.
-	TLS                string
-	InsecureSkipVerify bool
-	// Auth is plain (default) or login; used when Username is set.
-	Auth    string
-	From    string
-	To      []string
-	Timeout time.Duration
-	// RootCAs overrides the system pool (tests use a self-signed server).
-	RootCAs *x509.CertPool
-}
-
 // Notifier sends mail.
 type Notifier struct {
-	cfg  Config
+	cfg  *Config
+	tls  *tls.Config
 	tmpl *tmpl.Templates
 	now  func() time.Time
 	// externalURL is used when the payload carries none.
 	externalURL string
 }
 
-// New returns a notifier.
-func New(cfg Config, t *tmpl.Templates, now func() time.Time, externalURL string) *Notifier {
+// New returns a notifier for a validated configuration.
+func New(cfg *Config, t *tmpl.Templates, now func() time.Time, externalURL string) (*Notifier, error) {
 	if t == nil {
 		t = tmpl.New(tmpl.Options{})
 	}
 	if now == nil {
 		now = time.Now
 	}
-	if cfg.TLS == "" {
-		cfg.TLS = "starttls"
+	tc, err := cfg.SMTP.tlsConfig()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.Port == 0 {
-		cfg.Port = map[string]int{"starttls": 587, "tls": 465, "none": 25}[cfg.TLS]
-	}
-	return &Notifier{cfg: cfg, tmpl: t, now: now, externalURL: externalURL}
+	return &Notifier{cfg: cfg, tls: tc, tmpl: t, now: now, externalURL: externalURL}, nil
 }
 
 // Notify sends one message for ns (a digest when several).
@@ -78,13 +59,10 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	if err != nil {
 		return &notify.Error{Class: notify.Config, Err: err}
 	}
-	if n.cfg.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.cfg.Timeout)
-		defer cancel()
-	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout())
+	defer cancel()
 	if err := c.DialAndSendWithContext(ctx, m); err != nil {
-		return Classify(err, n.cfg.Password)
+		return Classify(err, n.cfg.SMTP.Password.Value())
 	}
 	return nil
 }
@@ -131,9 +109,10 @@ func messageID(ns []*notify.Notification) string {
 }
 
 func (n *Notifier) client() (*mail.Client, error) {
-	opts := []mail.Option{mail.WithPort(n.cfg.Port)}
-	tc := &tls.Config{ServerName: n.cfg.Host, InsecureSkipVerify: n.cfg.InsecureSkipVerify, RootCAs: n.cfg.RootCAs, MinVersion: tls.VersionTLS12} //nolint:gosec // opt-in for lab relays
-	switch n.cfg.TLS {
+	sc := &n.cfg.SMTP
+	opts := []mail.Option{mail.WithPort(sc.port())}
+	tc := n.tls
+	switch sc.TLS {
 	case "tls":
 		opts = append(opts, mail.WithSSL(), mail.WithTLSConfig(tc))
 	case "none":
@@ -141,23 +120,21 @@ func (n *Notifier) client() (*mail.Client, error) {
 	default:
 		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory), mail.WithTLSConfig(tc))
 	}
-	if n.cfg.Username != "" {
+	if sc.Username != "" {
 		auth := mail.SMTPAuthPlain
-		if n.cfg.Auth == "login" {
+		if sc.Auth == "login" {
 			auth = mail.SMTPAuthLogin
 		}
-		if n.cfg.TLS == "none" {
+		if sc.TLS == "none" {
 			// Credentials in the clear are the operator's explicit choice for a local relay.
 			auth = map[mail.SMTPAuthType]mail.SMTPAuthType{mail.SMTPAuthPlain: mail.SMTPAuthPlainNoEnc, mail.SMTPAuthLogin: mail.SMTPAuthLoginNoEnc}[auth]
 		}
-		opts = append(opts, mail.WithSMTPAuth(auth), mail.WithUsername(n.cfg.Username), mail.WithPassword(n.cfg.Password))
+		opts = append(opts, mail.WithSMTPAuth(auth), mail.WithUsername(sc.Username), mail.WithPassword(sc.Password.Value()))
 	} else {
 		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthNoAuth))
 	}
-	if n.cfg.Timeout > 0 {
-		opts = append(opts, mail.WithTimeout(n.cfg.Timeout))
-	}
-	return mail.NewClient(n.cfg.Host, opts...)
+	opts = append(opts, mail.WithTimeout(n.cfg.RequestTimeout()))
+	return mail.NewClient(sc.Host, opts...)
 }
 
 // Classify maps an SMTP failure to a delivery outcome: 4xx retry, 5xx

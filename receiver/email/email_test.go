@@ -8,12 +8,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
 	"mime"
 	"net"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +25,9 @@ import (
 
 	"github.com/emersion/go-sasl"
 	smtp "github.com/emersion/go-smtp"
+	commoncfg "github.com/prometheus/common/config"
 
+	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
@@ -106,7 +111,7 @@ func (s *session) Data(r io.Reader) error {
 func (s *session) Reset()        { s.cur = received{} }
 func (s *session) Logout() error { return nil }
 
-func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+func selfSigned(t *testing.T) (tls.Certificate, string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -123,24 +128,22 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pool
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, ca
 }
 
 // startSMTP serves mode (none, starttls, tls) on a loopback port.
-func startSMTP(t *testing.T, mode string, auth bool) (*backend, int, *x509.CertPool) {
+func startSMTP(t *testing.T, mode string, auth bool) (*backend, int, string) {
 	t.Helper()
 	be := &backend{auth: auth}
 	s := smtp.NewServer(be)
 	s.Domain = "localhost"
 	s.ReadTimeout, s.WriteTimeout = 10*time.Second, 10*time.Second
 	s.AllowInsecureAuth = mode == "none"
-	cert, pool := selfSigned(t)
+	cert, ca := selfSigned(t)
 	var l net.Listener
 	var err error
 	switch mode {
@@ -158,8 +161,24 @@ func startSMTP(t *testing.T, mode string, auth bool) (*backend, int, *x509.CertP
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Serve(l) }()
-	t.Cleanup(func() { _ = s.Close(); <-done })
-	return be, l.Addr().(*net.TCPAddr).Port, pool
+	// Closing the listener too ends Serve even when Close ran before Serve
+	// registered it (the "server gone" case never connects).
+	t.Cleanup(func() { _ = s.Close(); _ = l.Close(); <-done })
+	return be, l.Addr().(*net.TCPAddr).Port, ca
+}
+
+// newNotifier builds a notifier as the channel builder does, from a
+// configuration that passed validation.
+func newNotifier(t *testing.T, c Config, tp *tmpl.Templates) *Notifier {
+	t.Helper()
+	if err := c.Validate("c", nil); err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(&c, tp, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestSendsMultipartMailOverEveryTLSMode(t *testing.T) {
@@ -173,12 +192,12 @@ func TestSendsMultipartMailOverEveryTLSMode(t *testing.T) {
 		{"tls", true},
 	} {
 		t.Run(tc.mode+"/auth="+strconv.FormatBool(tc.auth), func(t *testing.T) {
-			be, port, pool := startSMTP(t, tc.mode, tc.auth)
-			cfg := Config{Host: "127.0.0.1", Port: port, TLS: tc.mode, From: "alerts@example.com", To: []string{"oncall@example.com", "lead@example.com"}, RootCAs: pool, Timeout: 10 * time.Second}
+			be, port, ca := startSMTP(t, tc.mode, tc.auth)
+			cfg := Config{SMTP: SMTP{Host: "127.0.0.1", Port: port, TLS: tc.mode, TLSConfig: commoncfg.TLSConfig{CAFile: ca}}, From: "alerts@example.com", To: []string{"oncall@example.com", "lead@example.com"}, Timeout: fileconfig.Duration(10 * time.Second)}
 			if tc.auth {
-				cfg.Username, cfg.Password = user, password
+				cfg.SMTP.Username, cfg.SMTP.Password = user, password
 			}
-			n := New(cfg, tmpl.New(tmpl.Options{Language: "zh"}), nil, "")
+			n := newNotifier(t, cfg, tmpl.New(tmpl.Options{Language: "zh"}))
 			if err := n.Notify(context.Background(), fixture.Notification("LLMHighErrorRate", 2, 100)); err != nil {
 				t.Fatalf("notify: %v", err)
 			}
@@ -215,7 +234,7 @@ func TestSendsMultipartMailOverEveryTLSMode(t *testing.T) {
 
 func TestDigestIsOneMessage(t *testing.T) {
 	be, port, _ := startSMTP(t, "none", false)
-	n := New(Config{Host: "127.0.0.1", Port: port, TLS: "none", From: "a@example.com", To: []string{"b@example.com"}}, tmpl.New(tmpl.Options{Language: "en"}), nil, "")
+	n := newNotifier(t, Config{SMTP: SMTP{Host: "127.0.0.1", Port: port, TLS: "none"}, From: "a@example.com", To: []string{"b@example.com"}}, tmpl.New(tmpl.Options{Language: "en"}))
 	if err := n.Notify(context.Background(), fixture.Notification("First", 1, 10), fixture.Notification("Second", 1, 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -239,18 +258,18 @@ func TestFailuresAreClassifiedWithoutSecrets(t *testing.T) {
 		wantClass notify.Class
 		wantCode  string
 	}{
-		{"wrong password", "starttls", func(c *Config) { c.Password = "wrong-" + password }, notify.Config, "535"},
-		{"auth required", "none", func(c *Config) { c.Username, c.Password = "", "" }, notify.Config, "530"},
+		{"wrong password", "starttls", func(c *Config) { c.SMTP.Password = "wrong-" + password }, notify.Config, "535"},
+		{"auth required", "none", func(c *Config) { c.SMTP.Username, c.SMTP.Password = "", "" }, notify.Config, "530"},
 		{"unknown recipient", "starttls", func(c *Config) { c.To = []string{"bounce@example.com"} }, notify.Permanent, "550"},
 		{"temporary failure", "starttls", func(c *Config) { c.To = []string{"later@example.com"} }, notify.Retry, "451"},
-		{"untrusted certificate", "starttls", func(c *Config) { c.RootCAs = nil }, notify.Config, ""},
-		{"server gone", "none", func(c *Config) { c.Port = 1 }, notify.Retry, ""},
+		{"untrusted certificate", "starttls", func(c *Config) { c.SMTP.TLSConfig.CAFile = "" }, notify.Config, ""},
+		{"server gone", "none", func(c *Config) { c.SMTP.Port = 1 }, notify.Retry, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, port, pool := startSMTP(t, tc.mode, true)
-			cfg := Config{Host: "127.0.0.1", Port: port, TLS: tc.mode, Username: user, Password: password, From: "a@example.com", To: []string{"b@example.com"}, RootCAs: pool, Timeout: 5 * time.Second}
+			_, port, ca := startSMTP(t, tc.mode, true)
+			cfg := Config{SMTP: SMTP{Host: "127.0.0.1", Port: port, TLS: tc.mode, Username: user, Password: password, TLSConfig: commoncfg.TLSConfig{CAFile: ca}}, From: "a@example.com", To: []string{"b@example.com"}, Timeout: fileconfig.Duration(5 * time.Second)}
 			tc.cfg(&cfg)
-			err := New(cfg, nil, nil, "").Notify(context.Background(), fixture.Notification("A", 1, 10))
+			err := newNotifier(t, cfg, nil).Notify(context.Background(), fixture.Notification("A", 1, 10))
 			class, code, _ := notify.Classify(err)
 			if class != tc.wantClass || code != tc.wantCode {
 				t.Fatalf("got %v (class %s code %q)", err, class, code)

@@ -2,9 +2,7 @@ package engine
 
 import (
 	"fmt"
-	"sort"
 
-	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -53,19 +51,4 @@ func newMetrics(reg prometheus.Registerer, e *Engine) (*metrics, error) {
 		}
 	}
 	return m, nil
-}
-
-// Alertnames returns the distinct alertname labels, sorted.
-func Alertnames(as template.Alerts) []string {
-	seen := make(map[string]bool, 1)
-	out := make([]string, 0, 1)
-	for _, a := range as {
-		n := a.Labels["alertname"]
-		if !seen[n] {
-			seen[n] = true
-			out = append(out, n)
-		}
-	}
-	sort.Strings(out)
-	return out
 }

@@ -44,8 +44,10 @@ type Notifier struct {
 	mu   sync.Mutex
 }
 
-// New returns a notifier for path; stdout is used for "" and "-" (or w when not nil, for tests).
-func New(name, path string, t *tmpl.Templates, now func() time.Time, w io.Writer) *Notifier {
+// New returns a notifier for the channel name; stdout is used for path "" and
+// "-" (or w when not nil, for tests).
+func New(name string, cfg *Config, t *tmpl.Templates, now func() time.Time, w io.Writer) *Notifier {
+	path := cfg.Path
 	if t == nil {
 		t = tmpl.New(tmpl.Options{})
 	}

@@ -17,7 +17,7 @@ import (
 func TestAppendsOneLinePerNotification(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "out.jsonl")
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	n := New("console", p, tmpl.New(tmpl.Options{Language: "en"}), func() time.Time { return now }, nil)
+	n := New("console", &Config{Path: p}, tmpl.New(tmpl.Options{Language: "en"}), func() time.Time { return now }, nil)
 	if err := n.Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestAppendsOneLinePerNotification(t *testing.T) {
 
 func TestWritesToWriter(t *testing.T) {
 	var buf bytes.Buffer
-	if err := New("c", "-", nil, nil, &buf).Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
+	if err := New("c", &Config{Path: "-"}, nil, nil, &buf).Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
 		t.Fatal(err)
 	}
 	if bytes.Count(buf.Bytes(), []byte("\n")) != 1 {

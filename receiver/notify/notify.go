@@ -106,3 +106,13 @@ func Classify(err error) (Class, string, time.Duration) {
 func Errorf(class Class, code string, format string, args ...any) *Error {
 	return &Error{Class: class, Code: code, Err: fmt.Errorf(format, args...)}
 }
+
+// Integration is a built channel as the engine uses it.
+type Integration struct {
+	Name     string
+	Notifier Channel
+	// PerMinute is the provider's message limit (0 = none).
+	PerMinute int
+	// Target is a redacted description of the destination for audit and logs.
+	Target string
+}

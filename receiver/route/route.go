@@ -1,6 +1,7 @@
-// Package route selects the receiver's channels for a notification: ordered
-// routes with Alertmanager matchers, continue, a default route, and the
-// severity-to-priority mapping.
+// Package route turns a webhook message into outbox deliveries: ordered
+// routes with Alertmanager matchers, continue, a default route, the
+// severity-to-priority mapping and idempotency keys. Plan is a pure function
+// of the message, the configuration and the time.
 package route
 
 import (
@@ -11,12 +12,14 @@ import (
 	"strings"
 	"time"
 
+	amwebhook "github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/alertmanager/pkg/labels"
 	"github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/common/model"
 
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/store"
 )
 
 // Route is one compiled route.
@@ -32,14 +35,15 @@ type Route struct {
 
 // Router matches notifications against routes in order.
 type Router struct {
-	routes     []Route
-	def        *Route
-	priorities func(string) string
+	routes      []Route
+	def         *Route
+	priorities  func(string) string
+	expireAfter time.Duration
 }
 
-// New compiles the routes of the receiver section.
-func New(c config.Receiver) (*Router, error) {
-	r := &Router{priorities: c.PriorityOf}
+// New compiles the routes of a validated receiver section.
+func New(c *config.Config) (*Router, error) {
+	r := &Router{priorities: c.PriorityOf, expireAfter: c.Retry.ExpireAfter.D()}
 	compile := func(cr config.Route, i int) (Route, error) {
 		ms, err := cr.ParsedMatchers()
 		if err != nil {
@@ -92,6 +96,60 @@ func (r *Router) Match(d *template.Data) []Route {
 		out = append(out, *r.def)
 	}
 	return out
+}
+
+// Plan is what one webhook message becomes.
+type Plan struct {
+	// Routes are the names of the matched routes, in order.
+	Routes   []string
+	Priority notify.Priority
+	// Record audits the receipt (outcome received, or unrouted when no route matched).
+	Record *store.Record
+	// Deliveries are the outbox entries: one per channel of the matched
+	// routes (a channel named by two routes is delivered once, for the first).
+	Deliveries []*store.Delivery
+}
+
+// Plan routes msg, received at now, into deliveries. It reads nothing but
+// its arguments and the compiled configuration.
+func (r *Router) Plan(msg *amwebhook.Message, now time.Time) Plan {
+	d := msg.Data
+	routes := r.Match(d)
+	prio := r.Priority(d)
+	base := BaseKey(msg.GroupKey, d)
+	rec := &store.Record{
+		Time: now, Outcome: store.OutcomeReceived, GroupKey: msg.GroupKey, Status: d.Status,
+		Alertnames: store.Alertnames(d.Alerts), Receiver: d.Receiver, Priority: string(prio),
+		Fingerprints: make([]string, 0, len(d.Alerts)),
+	}
+	for _, a := range d.Alerts {
+		rec.Fingerprints = append(rec.Fingerprints, a.Fingerprint)
+	}
+	p := Plan{Routes: make([]string, 0, len(routes)), Priority: prio, Record: rec, Deliveries: make([]*store.Delivery, 0, 2*len(routes))}
+	seen := make(map[string]bool, 4)
+	for _, rt := range routes {
+		p.Routes = append(p.Routes, rt.Name)
+		for _, ch := range rt.Channels {
+			if seen[ch] {
+				continue
+			}
+			seen[ch] = true
+			dl := &store.Delivery{
+				ID: ChannelKey(base, ch), Base: base, Channel: ch, Route: rt.Name, Fallback: rt.Fallback,
+				EscalateAfterFailures: rt.EscalateAfterFailures, GroupKey: msg.GroupKey, Priority: prio,
+				Data: d, TruncatedAlerts: int(min(msg.TruncatedAlerts, 1<<31-1)), Received: now, ExpireAt: now.Add(r.expireAfter),
+			}
+			if rt.EscalateAfter > 0 {
+				dl.EscalateAt = now.Add(rt.EscalateAfter)
+			}
+			p.Deliveries = append(p.Deliveries, dl)
+		}
+	}
+	rec.Route = strings.Join(p.Routes, ",")
+	if len(routes) == 0 {
+		rec.Outcome = store.OutcomeUnrouted
+	}
+	return p
 }
 
 var rank = map[notify.Priority]int{notify.P1: 1, notify.P2: 2, notify.P3: 3}

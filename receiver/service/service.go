@@ -8,16 +8,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/api"
 	"github.com/open-autoglm/autoglm-monitor/receiver/channels"
+	"github.com/open-autoglm/autoglm-monitor/receiver/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/engine"
+	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/redact"
 	"github.com/open-autoglm/autoglm-monitor/receiver/route"
 	"github.com/open-autoglm/autoglm-monitor/receiver/store"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
@@ -28,7 +29,8 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
-	HTTPClient *http.Client
+	// Escalator replaces the engine's RouteEscalator.
+	Escalator engine.Escalator
 	// PruneInterval is how often retention is applied (default 1h).
 	PruneInterval time.Duration
 }
@@ -44,21 +46,18 @@ type Service struct {
 	path string
 }
 
-// New opens the store and builds routes, channels, engine and API from cfg.
-func New(cfg *config.File, o Options) (*Service, error) {
+// New opens the store and builds routes, channels, engine and API from a
+// validated receiver configuration.
+func New(rc *config.Config, o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{}
-	}
 	if o.PruneInterval <= 0 {
 		o.PruneInterval = time.Hour
 	}
-	rc := cfg.Receiver
 	st, err := store.Open(rc.Storage.Path, store.Options{
 		CommitDelay: rc.Storage.CommitDelay.D(), DedupWindow: rc.Storage.DedupWindow.D(),
 		Retention: rc.Storage.AuditRetention.D(), Now: o.Now,
@@ -71,12 +70,12 @@ func New(cfg *config.File, o Options) (*Service, error) {
 		return nil, errors.Join(err, st.Close())
 	}
 	s.eng, err = engine.New(engine.Options{
-		Store: st, Logger: o.Logger, Now: o.Now, Registerer: o.Registerer, Policy: policy(rc),
+		Store: st, Logger: o.Logger, Now: o.Now, Registerer: o.Registerer, Policy: policy(rc), Escalator: o.Escalator,
 	})
 	if err != nil {
 		return fail(err)
 	}
-	chs, red, apiCfg, err := s.build(cfg)
+	chs, red, apiCfg, err := s.build(rc)
 	if err != nil {
 		return fail(err)
 	}
@@ -89,7 +88,7 @@ func New(cfg *config.File, o Options) (*Service, error) {
 	return s, nil
 }
 
-func policy(rc config.Receiver) engine.Policy {
+func policy(rc *config.Config) engine.Policy {
 	return engine.Policy{
 		InitialBackoff: rc.Retry.InitialBackoff.D(), MaxBackoff: rc.Retry.MaxBackoff.D(),
 		Jitter: rc.Retry.Jitter, ExpireAfter: rc.Retry.ExpireAfter.D(),
@@ -97,49 +96,27 @@ func policy(rc config.Receiver) engine.Policy {
 }
 
 // build turns the configuration into channels, a redactor and the API settings.
-func (s *Service) build(cfg *config.File) ([]engine.Channel, *engine.Redactor, *api.Config, error) {
-	rc := cfg.Receiver
+func (s *Service) build(rc *config.Config) ([]notify.Integration, *redact.Redactor, *api.Config, error) {
 	router, err := route.New(rc)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	token, err := cfg.ResolveSecret("receiver.webhook.auth_token", rc.Webhook.AuthToken, rc.Webhook.AuthTokenFile)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	names := make([]string, 0, len(rc.Channels))
-	for n := range rc.Channels {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	var secrets []string
-	if token.Value() != "" {
-		secrets = append(secrets, token.Value())
-	}
-	for _, n := range names {
-		secrets = append(secrets, engine.Secrets(rc.Channels[n], cfg)...)
-	}
-	red := engine.NewRedactor(secrets...)
-	opts := channels.Options{
-		Logger: s.o.Logger, HTTPClient: s.o.HTTPClient, Now: s.o.Now, ExternalURL: rc.ExternalURL,
+	red := redact.New(rc.Secrets()...)
+	chs, err := channels.Build(rc, channels.Options{
+		Logger: s.o.Logger, Now: s.o.Now,
 		OnTemplateError: func(channel string, f tmpl.Failure) { s.templateFailed(red, channel, f) },
+	})
+	if err != nil {
+		return nil, nil, nil, errors.New(red.String(err.Error()))
 	}
-	chs := make([]engine.Channel, 0, len(names))
-	for _, n := range names {
-		c := rc.Channels[n]
-		ch, err := channels.Build(n, c, cfg, opts)
-		if err != nil {
-			return nil, nil, nil, errors.New(red.String(err.Error()))
-		}
-		chs = append(chs, engine.Channel{Name: n, Notifier: ch, PerMinute: channels.RateLimit(c), Target: red.String(channels.Target(c))})
+	for i := range chs {
+		chs[i].Target = red.String(chs[i].Target)
 	}
-	return chs, red, &api.Config{
-		Router: router, MaxBodyBytes: rc.Webhook.MaxBodyBytes, AuthToken: token.Value(), ExpireAfter: rc.Retry.ExpireAfter.D(),
-	}, nil
+	return chs, red, &api.Config{Router: router, MaxBodyBytes: rc.Webhook.MaxBodyBytes, AuthToken: rc.AuthToken()}, nil
 }
 
 // templateFailed records a custom template that failed; the built-in text was sent.
-func (s *Service) templateFailed(red *engine.Redactor, channel string, f tmpl.Failure) {
+func (s *Service) templateFailed(red *redact.Redactor, channel string, f tmpl.Failure) {
 	msg := red.String(f.Error())
 	s.o.Logger.Warn("template failed, built-in used", "channel", channel, "template", f.Template, "source", f.Source, "err", msg)
 	rec := &store.Record{Time: s.o.Now(), Outcome: store.OutcomeTemplating, Channel: channel, Error: msg}
@@ -151,6 +128,10 @@ func (s *Service) templateFailed(red *engine.Redactor, channel string, f tmpl.Fa
 // Register adds POST /webhook and GET /api/v1/notifications to mux.
 func (s *Service) Register(mux *http.ServeMux) { s.api.Register(mux) }
 
+// Protect wraps the server's handler so that, when receiver.webhook.auth_token
+// is set, /webhook, /api/v1/notifications and /-/reload need it.
+func (s *Service) Protect(h http.Handler) http.Handler { return s.api.Protect(h) }
+
 // Ready reports whether the store is usable.
 func (s *Service) Ready() error {
 	if _, _, err := s.store.Audit(store.Query{Limit: 1}); err != nil {
@@ -161,18 +142,18 @@ func (s *Service) Ready() error {
 
 // Reload applies a new configuration: routes, channels, limits, auth token.
 // The storage path and retry policy of pending deliveries stay as they were.
-func (s *Service) Reload(cfg *config.File) error {
+func (s *Service) Reload(rc *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	chs, red, apiCfg, err := s.build(cfg)
+	chs, red, apiCfg, err := s.build(rc)
 	if err != nil {
 		return err
 	}
-	if cfg.Receiver.Storage.Path != s.path {
+	if rc.Storage.Path != s.path {
 		s.o.Logger.Warn("receiver.storage.path changes need a restart; keeping the current store", "path", s.path)
 	}
 	s.eng.SetRedactor(red)
-	s.eng.SetPolicy(policy(cfg.Receiver))
+	s.eng.SetPolicy(policy(rc))
 	s.eng.SetChannels(chs)
 	s.api.SetConfig(apiCfg)
 	return nil

@@ -42,11 +42,11 @@ func (a *aliyun) send(ctx context.Context, phone string, m *message) error {
 		"TemplateCode":  {a.cfg.TemplateCode},
 		"TemplateParam": {string(tp)},
 	}
-	req, err := NewAliyunRequest(a.cfg.Endpoint, "SendSms", "2017-05-25", q, a.cfg.AccessKeyID, a.cfg.AccessKeySecret, a.now(), a.nonce())
+	req, err := NewAliyunRequest(a.cfg.Endpoint, "SendSms", "2017-05-25", q, a.cfg.AccessKeyID, a.cfg.AccessKeySecret.Value(), a.now(), a.nonce())
 	if err != nil {
 		return &notify.Error{Class: notify.Config, Err: err}
 	}
-	r, err := chanhttp.Do(ctx, a.client, req, a.cfg.Timeout)
+	r, err := chanhttp.Do(ctx, a.client, req, a.cfg.HTTP.RequestTimeout())
 	if err != nil {
 		return err
 	}

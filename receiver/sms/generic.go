@@ -32,7 +32,7 @@ func (g *generic) send(ctx context.Context, phone string, m *message) error {
 	for i, v := range m.Params {
 		d.Params[m.Names[i]] = v
 	}
-	target := g.tmpl.RenderText(ctx, "sms_url", g.cfg.URL, d, "")
+	target := g.tmpl.RenderText(ctx, "sms_url", g.cfg.Gateway.URL.Value(), d, "")
 	body := g.tmpl.RenderText(ctx, "sms_body", g.cfg.Body, d, `{"phone":{{ printf "%q" .Phone }},"message":{{ printf "%q" .Message }}}`)
 	method := strings.ToUpper(g.cfg.Method)
 	if method == "" {
@@ -52,7 +52,7 @@ func (g *generic) send(ctx context.Context, phone string, m *message) error {
 	for k, v := range g.cfg.Headers {
 		req.Header.Set(k, g.tmpl.RenderText(ctx, "sms_header", v, d, ""))
 	}
-	r, err := chanhttp.Do(ctx, g.client, req, g.cfg.Timeout)
+	r, err := chanhttp.Do(ctx, g.client, req, g.cfg.HTTP.RequestTimeout())
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -32,40 +31,6 @@ const (
 	// GenericMessageChars bounds the text given to a generic gateway.
 	GenericMessageChars = 500
 )
-
-// Param is one SMS template variable (Name for Aliyun; order for Tencent).
-type Param struct {
-	Name  string
-	Value string // Go template
-}
-
-// Config of an SMS channel.
-type Config struct {
-	Provider     string // aliyun, tencent, generic
-	Endpoint     string
-	PhoneNumbers []string
-	SignName     string
-	Params       []Param
-	Timeout      time.Duration
-
-	// Aliyun
-	AccessKeyID     string
-	AccessKeySecret string
-	TemplateCode    string
-
-	// Tencent
-	SecretID    string
-	SecretKey   string
-	SMSSdkAppID string
-	TemplateID  string
-	Region      string
-
-	// Generic gateway: templates over the message data.
-	URL     string
-	Method  string
-	Headers map[string]string
-	Body    string
-}
 
 // Default endpoints.
 const (
@@ -89,7 +54,7 @@ type sender interface {
 }
 
 type message struct {
-	Params []string // rendered, truncated, in Config.Params order
+	Params []string // rendered, truncated, in Config.TemplateParams order
 	Names  []string
 	Text   string
 	Data   *tmpl.Data
@@ -109,10 +74,12 @@ type Notifier struct {
 
 const rememberMessages = 4096
 
-// New builds a notifier; client and now default to http.DefaultClient and time.Now.
-func New(cfg Config, t *tmpl.Templates, client *http.Client, now func() time.Time) (*Notifier, error) {
-	if client == nil {
-		client = http.DefaultClient
+// New builds a notifier for a validated configuration; now defaults to time.Now.
+func New(c *Config, t *tmpl.Templates, now func() time.Time) (*Notifier, error) {
+	cfg := *c
+	client, err := cfg.HTTP.Client("sms")
+	if err != nil {
+		return nil, err
 	}
 	if now == nil {
 		now = time.Now
@@ -120,8 +87,8 @@ func New(cfg Config, t *tmpl.Templates, client *http.Client, now func() time.Tim
 	if t == nil {
 		t = tmpl.New(tmpl.Options{})
 	}
-	if len(cfg.Params) == 0 {
-		cfg.Params = DefaultParams(cfg.Provider)
+	if len(cfg.TemplateParams) == 0 {
+		cfg.TemplateParams = DefaultParams(cfg.Provider)
 	}
 	n := &Notifier{cfg: cfg, tmpl: t, sent: map[string]map[string]bool{}}
 	switch cfg.Provider {
@@ -164,7 +131,7 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	}
 	d := tmpl.NewData(n.tmpl.Language(), "", ns...)
 	m := &message{Data: d, Text: tmpl.Truncate(n.tmpl.Render(ctx, tmpl.SMS, d), GenericMessageChars)}
-	for i, p := range n.cfg.Params {
+	for i, p := range n.cfg.TemplateParams {
 		v := n.tmpl.RenderText(ctx, "sms_param_"+p.Name, p.Value, d, DefaultParams("")[min(i, 3)].Value)
 		// Line breaks and empty values are rejected by the providers.
 		v = strings.Join(strings.Fields(v), " ")

@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
@@ -29,11 +31,12 @@ var phones = []string{"13800000000", "13900000000"}
 
 func aliyunNotifier(t *testing.T, fake *providertest.Aliyun, mutate func(*Config)) *Notifier {
 	t.Helper()
-	cfg := Config{Provider: "aliyun", Endpoint: fake.URL(), AccessKeyID: akID, AccessKeySecret: akSecret, SignName: "AutoGLM", TemplateCode: "SMS_1", PhoneNumbers: phones}
+	cfg := Config{Provider: "aliyun", Endpoint: fake.URL(), AccessKeyID: akID, AccessKeySecret: fileconfig.Secret(akSecret), SignName: "AutoGLM", TemplateCode: "SMS_1", PhoneNumbers: phones}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	n, err := New(cfg, tmpl.New(tmpl.Options{}), nil, nil)
+	cfg.HTTP = DefaultConfig().HTTP
+	n, err := New(&cfg, tmpl.New(tmpl.Options{}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,11 +45,12 @@ func aliyunNotifier(t *testing.T, fake *providertest.Aliyun, mutate func(*Config
 
 func tencentNotifier(t *testing.T, fake *providertest.Tencent, mutate func(*Config)) *Notifier {
 	t.Helper()
-	cfg := Config{Provider: "tencent", Endpoint: fake.URL(), SecretID: tcID, SecretKey: tcKey, SMSSdkAppID: "1400000000", SignName: "AutoGLM", TemplateID: "100", PhoneNumbers: []string{"+8613800000000"}}
+	cfg := Config{Provider: "tencent", Endpoint: fake.URL(), SecretID: tcID, SecretKey: fileconfig.Secret(tcKey), SMSSdkAppID: "1400000000", SignName: "AutoGLM", TemplateID: "100", PhoneNumbers: []string{"+8613800000000"}}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	n, err := New(cfg, tmpl.New(tmpl.Options{}), nil, nil)
+	cfg.HTTP = DefaultConfig().HTTP
+	n, err := New(&cfg, tmpl.New(tmpl.Options{}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,8 +218,8 @@ func TestTencentErrors(t *testing.T) {
 
 func TestSignatureExpiresWithSkewedClock(t *testing.T) {
 	fake := providertest.NewTencent(t, tcID, tcKey, "1400000000", "AutoGLM", "100")
-	n, err := New(Config{Provider: "tencent", Endpoint: fake.URL(), SecretID: tcID, SecretKey: tcKey, SMSSdkAppID: "1400000000", SignName: "AutoGLM", TemplateID: "100", PhoneNumbers: []string{"+8613800000000"}},
-		nil, nil, func() time.Time { return time.Now().Add(-10 * time.Minute) })
+	n, err := New(&Config{HTTP: DefaultConfig().HTTP, Provider: "tencent", Endpoint: fake.URL(), SecretID: tcID, SecretKey: fileconfig.Secret(tcKey), SMSSdkAppID: "1400000000", SignName: "AutoGLM", TemplateID: "100", PhoneNumbers: []string{"+8613800000000"}},
+		nil, func() time.Time { return time.Now().Add(-10 * time.Minute) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,12 +249,12 @@ func TestGenericGateway(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	n, err := New(Config{
-		Provider: "generic", PhoneNumbers: phones, Method: "POST",
-		URL:     srv.URL + "/send?to={{ .Phone }}&token=gw-secret",
+	n, err := New(&Config{
+		HTTP: DefaultConfig().HTTP, Provider: "generic", PhoneNumbers: phones, Method: "POST",
+		Gateway: ep(srv.URL + "/send?to={{ .Phone }}&token=gw-secret"),
 		Headers: map[string]string{"X-Token": "tok-{{ .Priority }}"},
 		Body:    `{"phone":{{ printf "%q" .Phone }},"text":{{ printf "%q" .Message }},"name":{{ printf "%q" (index .Params "alertname") }}}`,
-	}, tmpl.New(tmpl.Options{Language: "en"}), nil, nil)
+	}, tmpl.New(tmpl.Options{Language: "en"}), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,3 +269,6 @@ func TestGenericGateway(t *testing.T) {
 		t.Fatalf("gateway saw %v %v", got, auth)
 	}
 }
+
+// ep is the url key of a channel.
+func ep(u string) chanhttp.Endpoint { return chanhttp.Endpoint{URL: fileconfig.Secret(u)} }

@@ -56,11 +56,11 @@ func (tc *tencent) send(ctx context.Context, phone string, m *message) error {
 	if err != nil {
 		return &notify.Error{Class: notify.Permanent, Err: fmt.Errorf("encode request: %w", err)}
 	}
-	req, err := NewTencentRequest(tc.cfg.Endpoint, tencentService, "SendSms", "2021-01-11", tc.cfg.Region, body, tc.cfg.SecretID, tc.cfg.SecretKey, tc.now())
+	req, err := NewTencentRequest(tc.cfg.Endpoint, tencentService, "SendSms", "2021-01-11", tc.cfg.Region, body, tc.cfg.SecretID, tc.cfg.SecretKey.Value(), tc.now())
 	if err != nil {
 		return &notify.Error{Class: notify.Config, Err: err}
 	}
-	r, err := chanhttp.Do(ctx, tc.client, req, tc.cfg.Timeout)
+	r, err := chanhttp.Do(ctx, tc.client, req, tc.cfg.HTTP.RequestTimeout())
 	if err != nil {
 		return err
 	}

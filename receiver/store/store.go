@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/prometheus/alertmanager/template"
@@ -672,4 +673,19 @@ func (s *Store) Prune() (int, error) {
 		return n, fmt.Errorf("prune store: %w", err)
 	}
 	return n, nil
+}
+
+// Alertnames returns the distinct alertname labels, sorted.
+func Alertnames(as template.Alerts) []string {
+	seen := make(map[string]bool, 1)
+	out := make([]string, 0, 1)
+	for _, a := range as {
+		n := a.Labels["alertname"]
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

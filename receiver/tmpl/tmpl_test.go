@@ -10,7 +10,6 @@ import (
 
 	amtemplate "github.com/prometheus/alertmanager/template"
 
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 )
 
@@ -149,23 +148,26 @@ func TestTruncateKeepsRunes(t *testing.T) {
 	}
 }
 
-// Config parses templates with a stand-in for our functions; keep the lists in step.
-func TestConfigKnowsEveryFunction(t *testing.T) {
-	tp := New(Options{})
-	for name := range tp.funcs {
-		if _, ok := amtemplate.DefaultFuncs[name]; ok {
-			continue
-		}
-		if !slices.Contains(config.TemplateExtraFuncs, name) {
-			t.Errorf("function %q is missing from config.TemplateExtraFuncs", name)
+// Configured templates are checked with the very functions rendering uses.
+func TestConfigValidateUsesTheRenderingFunctions(t *testing.T) {
+	ok := Config{Language: "en", Templates: map[string]string{Title: `{{ truncate 5 .Name }} {{ severityIcon "critical" }}`, SMS: `{{ .Status | toUpper }}`}}
+	if errs := ok.Validate("c"); len(errs) != 0 {
+		t.Fatalf("valid templates rejected: %v", errs)
+	}
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Language: "fr"}, "c.language: must be zh or en"},
+		{Config{Templates: map[string]string{"body": "x"}}, "c.templates.body: unknown template"},
+		{Config{Templates: map[string]string{Title: "{{ nosuchfunc .Name }}"}}, "c.templates.title: does not parse"},
+	} {
+		errs := tc.cfg.Validate("c")
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), tc.want) {
+			t.Errorf("%+v: got %v, want %q", tc.cfg, errs, tc.want)
 		}
 	}
-	for _, name := range config.TemplateExtraFuncs {
-		if _, ok := tp.funcs[name]; !ok {
-			t.Errorf("config lists %q but tmpl does not provide it", name)
-		}
-	}
-	if !slices.Equal(config.TemplateNames, Names) {
-		t.Errorf("config.TemplateNames %v != tmpl.Names %v", config.TemplateNames, Names)
+	if err := Check("u", "https://gw/send?token=SECRET-IN-TEMPLATE&to={{ .Phone "); err == nil || strings.Contains(err.Error(), "SECRET-IN-TEMPLATE") {
+		t.Errorf("Check must fail without echoing the text: %v", err)
 	}
 }

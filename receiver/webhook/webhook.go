@@ -9,31 +9,21 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"time"
 
+	amwebhook "github.com/prometheus/alertmanager/notify/webhook"
 	amtemplate "github.com/prometheus/alertmanager/template"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 )
 
-// Config of an outgoing webhook.
-type Config struct {
-	URL     string
-	Headers map[string]string
-	Timeout time.Duration
-}
-
-// Message is one forwarded notification: Alertmanager's v4 webhook payload
-// plus the receiver's fields.
+// Message is one forwarded notification: Alertmanager's own v4 webhook
+// payload type plus the receiver's fields.
 type Message struct {
-	*amtemplate.Data
-	Version         string `json:"version"`
-	GroupKey        string `json:"groupKey"`
-	TruncatedAlerts int    `json:"truncatedAlerts"`
-	ID              string `json:"notificationID"`
-	Priority        string `json:"priority"`
-	Route           string `json:"route"`
+	amwebhook.Message
+	ID       string `json:"notificationID"`
+	Priority string `json:"priority"`
+	Route    string `json:"route"`
 }
 
 // Digest carries several notifications in one request. Its top level is still
@@ -50,21 +40,25 @@ func NewMessage(n *notify.Notification) Message {
 	if d == nil {
 		d = &amtemplate.Data{}
 	}
-	return Message{Data: d, Version: "4", GroupKey: n.GroupKey, TruncatedAlerts: n.TruncatedAlerts, ID: n.ID, Priority: string(n.Priority), Route: n.Route}
+	return Message{
+		Message: amwebhook.Message{Data: d, Version: "4", GroupKey: n.GroupKey, TruncatedAlerts: uint64(max(n.TruncatedAlerts, 0))},
+		ID:      n.ID, Priority: string(n.Priority), Route: n.Route,
+	}
 }
 
 // Notifier posts to one URL.
 type Notifier struct {
-	cfg    Config
+	cfg    *Config
 	client *http.Client
 }
 
-// New returns a notifier; client defaults to http.DefaultClient.
-func New(cfg Config, client *http.Client) *Notifier {
-	if client == nil {
-		client = http.DefaultClient
+// New returns a notifier for a validated configuration.
+func New(cfg *Config) (*Notifier, error) {
+	client, err := cfg.HTTP.Client("webhook")
+	if err != nil {
+		return nil, err
 	}
-	return &Notifier{cfg: cfg, client: client}
+	return &Notifier{cfg: cfg, client: client}, nil
 }
 
 // Body encodes ns as the request body.
@@ -102,20 +96,20 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		return err
 	}
 	if r.Status/100 != 2 {
-		return chanhttp.StatusError(n.cfg.URL, r)
+		return chanhttp.StatusError(n.cfg.URL.Value(), r)
 	}
 	return nil
 }
 
 func (n *Notifier) post(ctx context.Context, body []byte) (*chanhttp.Response, error) {
-	req, err := http.NewRequest(http.MethodPost, n.cfg.URL, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, n.cfg.URL.Value(), bytes.NewReader(body))
 	if err != nil {
-		return nil, &notify.Error{Class: notify.Config, Err: fmt.Errorf("webhook URL %s is invalid", chanhttp.Redact(n.cfg.URL))}
+		return nil, &notify.Error{Class: notify.Config, Err: fmt.Errorf("webhook URL %s is invalid", chanhttp.Redact(n.cfg.URL.Value()))}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "autoglm-receiver")
 	for k, v := range n.cfg.Headers {
 		req.Header.Set(k, v)
 	}
-	return chanhttp.Do(ctx, n.client, req, n.cfg.Timeout)
+	return chanhttp.Do(ctx, n.client, req, n.cfg.HTTP.RequestTimeout())
 }

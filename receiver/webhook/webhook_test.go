@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 )
@@ -29,7 +31,10 @@ func TestForwardsAlertmanagerPayload(t *testing.T) {
 		w.WriteHeader(status)
 	}))
 	t.Cleanup(srv.Close)
-	n := New(Config{URL: srv.URL + "/hook?token=hook-secret", Headers: map[string]string{"X-Team": "sre"}}, nil)
+	n, err := New(&Config{HTTP: DefaultConfig().HTTP, Endpoint: ep(srv.URL + "/hook?token=hook-secret"), Headers: map[string]string{"X-Team": "sre"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := n.Notify(context.Background(), fixture.Notification("A", 2, 10)); err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +50,7 @@ func TestForwardsAlertmanagerPayload(t *testing.T) {
 		t.Errorf("digest %v", d)
 	}
 	status = http.StatusBadGateway
-	err := n.Notify(context.Background(), fixture.Notification("A", 1, 10))
+	err = n.Notify(context.Background(), fixture.Notification("A", 1, 10))
 	if c, code, _ := notify.Classify(err); c != notify.Retry || code != "502" || strings.Contains(err.Error(), "hook-secret") {
 		t.Fatalf("got %v", err)
 	}
@@ -54,3 +59,6 @@ func TestForwardsAlertmanagerPayload(t *testing.T) {
 		t.Fatalf("422 class %s", c)
 	}
 }
+
+// ep is the url key of a channel.
+func ep(u string) chanhttp.Endpoint { return chanhttp.Endpoint{URL: fileconfig.Secret(u)} }

@@ -6,7 +6,6 @@ package wecom
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -29,33 +28,25 @@ const RateLimit = 20
 // minSplit bounds re-splitting after a 40058.
 const minSplit = 512
 
-// Config of one robot.
-type Config struct {
-	// URL is the robot webhook with its key.
-	URL                 string
-	MessageType         string // markdown (default) or text
-	MentionedMobileList []string
-	Timeout             time.Duration
-}
-
 // Notifier sends to one robot.
 type Notifier struct {
-	cfg         Config
+	cfg         *Config
 	tmpl        *tmpl.Templates
 	client      *http.Client
 	externalURL string
-	sent        *chanhttp.Sent
+	split       *chanhttp.Splitter
 }
 
-// New returns a notifier; client defaults to http.DefaultClient.
-func New(cfg Config, t *tmpl.Templates, client *http.Client, externalURL string) *Notifier {
-	if client == nil {
-		client = http.DefaultClient
+// New returns a notifier for a validated configuration.
+func New(cfg *Config, t *tmpl.Templates, externalURL string) (*Notifier, error) {
+	client, err := cfg.HTTP.Client("wecom")
+	if err != nil {
+		return nil, err
 	}
 	if t == nil {
 		t = tmpl.New(tmpl.Options{})
 	}
-	return &Notifier{cfg: cfg, tmpl: t, client: client, externalURL: externalURL, sent: chanhttp.NewSent(4096)}
+	return &Notifier{cfg: cfg, tmpl: t, client: client, externalURL: externalURL, split: chanhttp.NewSplitter("40058", minSplit)}, nil
 }
 
 type message struct {
@@ -96,49 +87,23 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	return nil
 }
 
+// sendSplit sends body in parts of at most limit bytes; text messages carry
+// the mentions on their last part.
 func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, body string, limit int, text bool) error {
-	const partHeader = 16
-	parts := chanhttp.Split(body, limit-partHeader)
-	for i, p := range parts {
-		if len(parts) > 1 {
-			p = fmt.Sprintf("(%d/%d)\n%s", i+1, len(parts), p)
+	const partHeader = 16 // "(12/34)\n" and some slack
+	return n.split.Send(ctx, ns, body, limit, partHeader, func(ctx context.Context, i, total int, p string) error {
+		if total > 1 {
+			p = fmt.Sprintf("(%d/%d)\n%s", i+1, total, p)
 		}
 		m := message{MsgType: "markdown", Markdown: &content{Content: p}}
 		if text {
 			m = message{MsgType: "text", Text: &textBody{Content: p}}
-			if i == len(parts)-1 {
+			if i == total-1 {
 				m.Text.MentionedMobileList = n.cfg.MentionedMobileList
 			}
 		}
-		// A retry after a failed part resends only the parts not yet accepted.
-		key := chanhttp.PartKey(ns, p)
-		if len(parts) > 1 && n.sent.Seen(key) {
-			continue
-		}
-		err := n.send(ctx, m)
-		var e *notify.Error
-		if errors.As(err, &e) && e.Code == "40058" && limit/2 >= minSplit {
-			return n.sendSplit(ctx, ns, joinRest(parts[i:]), limit/2, text)
-		}
-		if err == nil && len(parts) > 1 {
-			n.sent.Mark(key)
-		}
-		if err != nil {
-			if len(parts) > 1 && e != nil {
-				return &notify.Error{Class: e.Class, Code: e.Code, RetryAfter: e.RetryAfter, Err: fmt.Errorf("part %d/%d: %w", i+1, len(parts), e.Err)}
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-func joinRest(parts []string) string {
-	out := ""
-	for _, p := range parts {
-		out += p
-	}
-	return out
+		return n.send(ctx, m)
+	})
 }
 
 type answer struct {
@@ -151,16 +116,16 @@ func (n *Notifier) send(ctx context.Context, m message) error {
 	if err != nil {
 		return &notify.Error{Class: notify.Permanent, Err: fmt.Errorf("encode message: %w", err)}
 	}
-	r, err := chanhttp.PostJSON(ctx, n.client, n.cfg.URL, body, n.cfg.Timeout)
+	r, err := chanhttp.PostJSON(ctx, n.client, n.cfg.URL.Value(), body, n.cfg.HTTP.RequestTimeout())
 	if err != nil {
 		return err
 	}
 	if r.Status != http.StatusOK {
-		return chanhttp.StatusError(n.cfg.URL, r)
+		return chanhttp.StatusError(n.cfg.URL.Value(), r)
 	}
 	var a answer
 	if err := json.Unmarshal(r.Body, &a); err != nil {
-		return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("%s: unreadable answer %q", chanhttp.Redact(n.cfg.URL), chanhttp.Snippet(r.Body))}
+		return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("%s: unreadable answer %q", chanhttp.Redact(n.cfg.URL.Value()), chanhttp.Snippet(r.Body))}
 	}
 	return Classify(a.ErrCode, a.ErrMsg)
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
@@ -33,8 +35,8 @@ func TestNotifyAgainstFakeRobot(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := providertest.NewWeCom(t, key)
 			cfg := tc.cfg
-			cfg.URL = fake.URL()
-			if err := New(cfg, tmpl.New(tmpl.Options{Language: "en"}), nil, "").Notify(context.Background(), tc.ns...); err != nil {
+			cfg.Endpoint = ep(fake.URL())
+			if err := newNotifier(t, cfg, tmpl.New(tmpl.Options{Language: "en"})).Notify(context.Background(), tc.ns...); err != nil {
 				t.Fatalf("notify: %v", err)
 			}
 			msgs := fake.Messages()
@@ -69,7 +71,7 @@ func TestNotifyAgainstFakeRobot(t *testing.T) {
 func TestErrorsAreClassified(t *testing.T) {
 	t.Run("bad key", func(t *testing.T) {
 		fake := providertest.NewWeCom(t, key)
-		err := New(Config{URL: strings.Replace(fake.URL(), key, "other", 1)}, nil, nil, "").Notify(context.Background(), fixture.Notification("A", 1, 10))
+		err := newNotifier(t, Config{Endpoint: ep(strings.Replace(fake.URL(), key, "other", 1))}, nil).Notify(context.Background(), fixture.Notification("A", 1, 10))
 		if c, code, _ := notify.Classify(err); c != notify.Config || code != "93000" {
 			t.Fatalf("got %v", err)
 		}
@@ -81,7 +83,7 @@ func TestErrorsAreClassified(t *testing.T) {
 		fake := providertest.NewWeCom(t, key)
 		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		fake.SetNow(func() time.Time { return now })
-		n := New(Config{URL: fake.URL()}, nil, nil, "")
+		n := newNotifier(t, Config{Endpoint: ep(fake.URL())}, nil)
 		for i := 0; i < RateLimit; i++ {
 			if err := n.Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
 				t.Fatal(err)
@@ -104,7 +106,7 @@ func TestErrorsAreClassified(t *testing.T) {
 	} {
 		fake := providertest.NewWeCom(t, key)
 		fake.FailNext(providertest.Failure{Status: tc.status, Body: tc.body})
-		err := New(Config{URL: fake.URL()}, nil, nil, "").Notify(context.Background(), fixture.Notification("A", 1, 10))
+		err := newNotifier(t, Config{Endpoint: ep(fake.URL())}, nil).Notify(context.Background(), fixture.Notification("A", 1, 10))
 		if c, _, _ := notify.Classify(err); c != tc.wantClass || strings.Contains(err.Error(), key) {
 			t.Errorf("%s: got %v", tc.body, err)
 		}
@@ -115,7 +117,7 @@ func TestRobotSaysTooLongIsResplit(t *testing.T) {
 	fake := providertest.NewWeCom(t, key)
 	// First answer 40058 as if the robot measured more than we did.
 	fake.FailNext(providertest.Failure{Status: 200, Body: `{"errcode":40058,"errmsg":"markdown.content exceed max length"}`})
-	if err := New(Config{URL: fake.URL()}, nil, nil, "").Notify(context.Background(), fixture.Notification("A", 5, 3000)); err != nil {
+	if err := newNotifier(t, Config{Endpoint: ep(fake.URL())}, nil).Notify(context.Background(), fixture.Notification("A", 5, 3000)); err != nil {
 		t.Fatal(err)
 	}
 	msgs := fake.Messages()
@@ -128,3 +130,18 @@ func TestRobotSaysTooLongIsResplit(t *testing.T) {
 		}
 	}
 }
+
+// newNotifier builds a notifier the way the channel builder does: from the
+// defaults plus the given keys.
+func newNotifier(t testing.TB, c Config, tp *tmpl.Templates) *Notifier {
+	t.Helper()
+	c.HTTP = DefaultConfig().HTTP
+	n, err := New(&c, tp, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// ep is the url key of a channel.
+func ep(u string) chanhttp.Endpoint { return chanhttp.Endpoint{URL: fileconfig.Secret(u)} }

@@ -33,7 +33,7 @@ func TestReceiverDefaultsAndKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := f.Receiver
+	r := f
 	if r.Storage.Path != "/tmp/r" || r.Storage.DedupWindow.D() != time.Hour {
 		t.Errorf("storage = %+v", r.Storage)
 	}
@@ -105,7 +105,7 @@ func TestReceiverAuthTokenFileNeverInErrors(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(receiverBase+"  webhook: {auth_token_file: tok}\n  retry: {jitter: 9}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := Load(cfg)
+	_, err := Load(cfg)
 	if err == nil {
 		t.Fatal("expected jitter error")
 	}
@@ -115,12 +115,12 @@ func TestReceiverAuthTokenFileNeverInErrors(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(receiverBase+"  webhook: {auth_token_file: tok}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if f, err = Load(cfg); err != nil {
+	f, err := Load(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := f.ResolveSecret("receiver.webhook.auth_token", f.Receiver.Webhook.AuthToken, f.Receiver.Webhook.AuthTokenFile)
-	if err != nil || tok.Value() != "tok-SECRET-1" {
-		t.Fatalf("token = %v, %v", tok, err)
+	if tok := f.AuthToken(); tok != "tok-SECRET-1" {
+		t.Fatalf("token = %q", tok)
 	}
 }
 
@@ -135,7 +135,7 @@ func TestReceiverSpecificationRoutesLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := f.Receiver
+	r := f
 	if r.Storage.Path != "/var/lib/autoglm-receiver" || len(r.Channels) != 5 || len(r.Routes) != 2 {
 		t.Fatalf("receiver = %+v", r)
 	}
@@ -144,5 +144,99 @@ func TestReceiverSpecificationRoutesLoad(t *testing.T) {
 	}
 	if ms, err := r.Routes[1].ParsedMatchers(); err != nil || ms[0].Value != "warning" {
 		t.Errorf("route 1 matchers = %v %v", ms, err)
+	}
+}
+
+// Authentication fails closed: a token file that is empty or unreadable is a
+// load error, never a receiver without authentication.
+func TestAuthTokenFileFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{"empty": "", "blank": " \n\t\n"} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Parse([]byte(receiverBase+"  webhook: {auth_token_file: "+p+"}\n"), "r.yml")
+		if err == nil || !strings.Contains(err.Error(), "r.yml:6: receiver.webhook.auth_token_file") || !strings.Contains(err.Error(), "is empty") {
+			t.Errorf("%s token file: %v", name, err)
+		}
+	}
+	_, err := Parse([]byte(receiverBase+"  webhook: {auth_token_file: "+filepath.Join(dir, "missing")+"}\n"), "r.yml")
+	if err == nil || !strings.Contains(err.Error(), "receiver.webhook.auth_token_file") {
+		t.Errorf("missing token file: %v", err)
+	}
+	_, err = Parse([]byte(receiverBase+"  webhook: {auth_token: \"two words\"}\n"), "r.yml")
+	if err == nil || !strings.Contains(err.Error(), "whitespace") || strings.Contains(err.Error(), "two words") {
+		t.Errorf("token with a space: %v", err)
+	}
+	c, err := Parse([]byte(receiverBase), "r.yml")
+	if err != nil || c.AuthToken() != "" {
+		t.Errorf("no token configured: %q %v", c.AuthToken(), err)
+	}
+}
+
+// Channel keys, including Prometheus' http_config and the SMTP tls_config,
+// are decoded strictly from the shared file with file, line and key.
+func TestChannelHTTPSettingsAreStrict(t *testing.T) {
+	ok := receiverBase + `    hook: {type: webhook, url: "https://h/x", timeout: 3s, http_config: {proxy_url: "http://127.0.0.1:3128", tls_config: {insecure_skip_verify: true}, follow_redirects: false}}
+    mail: {type: email, smtp: {host: h, tls_config: {server_name: relay.internal}}, from: a@example.com, to: [b@example.com]}
+`
+	c, err := Parse([]byte(ok), "r.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Channels["hook"].Webhook
+	if h.HTTP.Timeout.D() != 3*time.Second || h.HTTP.HTTPConfig.ProxyURL.String() != "http://127.0.0.1:3128" || !h.HTTP.HTTPConfig.TLSConfig.InsecureSkipVerify || h.HTTP.HTTPConfig.FollowRedirects {
+		t.Errorf("webhook http settings = %+v", h.HTTP)
+	}
+	if d := c.Channels["a"].File; d == nil {
+		t.Error("file channel not decoded")
+	}
+	if c.Channels["mail"].Email.SMTP.TLSConfig.ServerName != "relay.internal" {
+		t.Error("smtp tls_config not decoded")
+	}
+	// Without http_config, Prometheus' defaults apply.
+	c, err = Parse([]byte(receiverBase+"    hook: {type: webhook, url: \"https://h/x\"}\n"), "r.yml")
+	if err != nil || !c.Channels["hook"].Webhook.HTTP.HTTPConfig.FollowRedirects || !c.Channels["hook"].Webhook.HTTP.HTTPConfig.EnableHTTP2 {
+		t.Errorf("defaults not applied: %v", err)
+	}
+	for _, tc := range []struct{ body, want string }{
+		{"    hook: {type: webhook, url: \"https://h/x\", http_config: {proxy_ulr: \"http://p\"}}\n", "line 6: field proxy_ulr not found"},
+		{"    mail: {type: email, smtp: {host: h, tls_config: {ca_fil: x}}, from: a@example.com, to: [b@example.com]}\n", "line 6: field ca_fil not found"},
+		{"    hook: {type: webhook, url: \"https://h/x\", http_config: {basic_auth: {username: u, password: p, password_file: f}}}\n", "r.yml:6: receiver.channels.hook.http_config"},
+		{"    empty:\n", "receiver.channels.empty: is empty"},
+	} {
+		_, err := Parse([]byte(receiverBase+tc.body), "r.yml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: got %v, want %q", tc.body, err, tc.want)
+		}
+	}
+}
+
+func TestBearerTokenAndBasicAuthCannotBeCombined(t *testing.T) {
+	dir := t.TempDir()
+	web := filepath.Join(dir, "web.yml")
+	if err := os.WriteFile(web, []byte("basic_auth_users:\n  am: $2y$10$abcdefghijklmnopqrstuuJ3x6dWcBYb2sM7VX1p9e0W0bqk5C7Gi\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tls := filepath.Join(dir, "tls.yml")
+	if err := os.WriteFile(tls, []byte("tls_server_config: {cert_file: c, key_file: k}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	with, err := Parse([]byte(receiverBase+"  webhook: {auth_token: tok-123}\n"), "r.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := Parse([]byte(receiverBase), "r.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := with.CheckWebConfig(web); err == nil || !strings.Contains(err.Error(), "Authorization header") {
+		t.Errorf("token + basic auth: %v", err)
+	}
+	for _, ok := range []error{with.CheckWebConfig(tls), with.CheckWebConfig(""), without.CheckWebConfig(web)} {
+		if ok != nil {
+			t.Errorf("unexpected error: %v", ok)
+		}
 	}
 }

@@ -38,26 +38,25 @@ func TestReceiverSpecificationChannelsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
-	ch := f.Receiver.Channels
+	ch := f.Channels
 	if len(ch) != 5 {
 		t.Fatalf("channels = %d", len(ch))
 	}
-	dt := ch["ops-dingtalk"]
-	if dt.Type != "dingtalk" || dt.URL.Value() != "https://oapi.dingtalk.com/robot/send?access_token=T" || dt.Secret.Value() != "S" || dt.AtMobiles[0] != "13800000000" {
+	dt := ch["ops-dingtalk"].DingTalk
+	if ch["ops-dingtalk"].Type != "dingtalk" || dt.URL.Value() != "https://oapi.dingtalk.com/robot/send?access_token=T" || dt.Secret.Value() != "S" || dt.AtMobiles[0] != "13800000000" {
 		t.Errorf("dingtalk = %+v", dt)
 	}
-	if m := ch["oncall-mail"]; m.SMTP.Host != "smtp.example.com" || m.SMTP.Port != 587 || m.SMTP.Username != "U" || m.SMTP.TLS != "starttls" || m.From != "alerts@example.com" || m.To[0] != "oncall@example.com" {
+	if m := ch["oncall-mail"].Email; m.SMTP.Host != "smtp.example.com" || m.SMTP.Port != 587 || m.SMTP.Username != "U" || m.SMTP.TLS != "starttls" || m.From != "alerts@example.com" || m.To[0] != "oncall@example.com" {
 		t.Errorf("email = %+v", m)
 	}
-	if s := ch["oncall-sms"]; s.Provider != "aliyun" || s.AccessKeyID != "ID" || s.AccessKeySecret.Value() != "SECRET" || s.SignName != "N" || s.TemplateCode != "SMS_1" {
+	if s := ch["oncall-sms"].SMS; s.Provider != "aliyun" || s.AccessKeyID != "ID" || s.AccessKeySecret.Value() != "SECRET" || s.SignName != "N" || s.TemplateCode != "SMS_1" {
 		t.Errorf("aliyun = %+v", s)
 	}
-	if s := ch["tencent-sms"]; s.Provider != "tencent" || s.SecretID != "ID" || s.SecretKey.Value() != "KEY" || s.SMSSdkAppID != "1400000000" || s.TemplateID != "100" || s.PhoneNumbers[0] != "+8613800000000" {
+	if s := ch["tencent-sms"].SMS; s.Provider != "tencent" || s.SecretID != "ID" || s.SecretKey.Value() != "KEY" || s.SMSSdkAppID != "1400000000" || s.TemplateID != "100" || s.PhoneNumbers[0] != "+8613800000000" {
 		t.Errorf("tencent = %+v", s)
 	}
-	got, err := f.ResolveSecret("receiver.channels.oncall-mail.smtp.password", ch["oncall-mail"].SMTP.Password, ch["oncall-mail"].SMTP.PasswordFile)
-	if err != nil || got.Value() != "mail-pass" {
-		t.Errorf("password = %v", err)
+	if got := ch["oncall-mail"].Email.SMTP.Password.Value(); got != "mail-pass" {
+		t.Errorf("password_file not resolved into the password")
 	}
 }
 
