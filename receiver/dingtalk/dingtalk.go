@@ -93,7 +93,8 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	if len(ns) == 0 {
 		return nil
 	}
-	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
+	// Alert text must not add links or @-mentions to the robot's markdown.
+	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, tmpl.ForMarkdown(ns)...)
 	title := n.tmpl.Render(ctx, tmpl.Title, d)
 	body := n.tmpl.Render(ctx, tmpl.Markdown, d)
 	// The robot only notifies a mentioned mobile when it also appears in the text.

@@ -271,3 +271,28 @@ func newNotifier(t testing.TB, c Config, tp *tmpl.Templates, now func() time.Tim
 
 // ep is the url key of a channel.
 func ep(u string) chanhttp.Endpoint { return chanhttp.Endpoint{URL: fileconfig.Secret(u)} }
+
+// Label and annotation text reaches the robot escaped: no link, image,
+// tag or @all mention of its own.
+func TestAlertTextCannotInjectMarkdown(t *testing.T) {
+	for _, mt := range []string{"markdown", "actioncard"} {
+		fake := providertest.NewDingTalk(t, token, secret)
+		n := newNotifier(t, Config{Endpoint: ep(fake.URL()), Secret: fileconfig.Secret(secret), MessageType: mt}, tmpl.New(tmpl.Options{}), nil)
+		if err := n.Notify(context.Background(), fixture.Hostile()); err != nil {
+			t.Fatal(err)
+		}
+		m := fake.Messages()[0]
+		text := m.Content()
+		for _, bad := range []string{"](javascript", "](http://evil", "@all", "<@", "<font"} {
+			if strings.Contains(text, bad) {
+				t.Errorf("%s: message contains %q:\n%s", mt, bad, text)
+			}
+		}
+		if m.At != nil && m.At.IsAtAll {
+			t.Errorf("%s: message mentions everyone", mt)
+		}
+		if m.ActionCard != nil && m.ActionCard.SingleURL != "" {
+			t.Errorf("action card links to %q", m.ActionCard.SingleURL)
+		}
+	}
+}

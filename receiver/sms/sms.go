@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/redact"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
 
@@ -188,12 +189,7 @@ func (n *Notifier) remember(key, phone string) {
 }
 
 // MaskPhone keeps the first three and last four digits.
-func MaskPhone(p string) string {
-	if len(p) <= 7 {
-		return "****"
-	}
-	return p[:len(p)-8] + "****" + p[len(p)-4:]
-}
+func MaskPhone(p string) string { return redact.MaskPhone(p) }
 
 func annotate(err error, phone string) error {
 	var e *notify.Error

@@ -70,7 +70,8 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	if len(ns) == 0 {
 		return nil
 	}
-	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
+	// Alert text must not add links, <@id> or @all mentions to the robot's message.
+	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, tmpl.ForMarkdown(ns)...)
 	title := n.tmpl.Render(ctx, tmpl.Title, d)
 	if n.cfg.MessageType == "text" {
 		body := title + "\n" + n.tmpl.Render(ctx, tmpl.Text, d)

@@ -145,3 +145,24 @@ func newNotifier(t testing.TB, c Config, tp *tmpl.Templates) *Notifier {
 
 // ep is the url key of a channel.
 func ep(u string) chanhttp.Endpoint { return chanhttp.Endpoint{URL: fileconfig.Secret(u)} }
+
+// Label and annotation text reaches the robot escaped: no link, <@id> or
+// @all mention of its own, in markdown and in text messages.
+func TestAlertTextCannotInjectMarkdown(t *testing.T) {
+	for _, mt := range []string{"markdown", "text"} {
+		fake := providertest.NewWeCom(t, key)
+		n := newNotifier(t, Config{Endpoint: ep(fake.URL()), MessageType: mt}, nil)
+		if err := n.Notify(context.Background(), fixture.Hostile()); err != nil {
+			t.Fatal(err)
+		}
+		m := fake.Messages()[0]
+		for _, bad := range []string{"](javascript", "](http://evil", "@all", "<@", "<font"} {
+			if strings.Contains(m.Content(), bad) {
+				t.Errorf("%s: message contains %q:\n%s", mt, bad, m.Content())
+			}
+		}
+		if m.Text != nil && len(m.Text.MentionedList) > 0 {
+			t.Errorf("%s: mentions %v", mt, m.Text.MentionedList)
+		}
+	}
+}
