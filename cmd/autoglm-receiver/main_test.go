@@ -493,3 +493,23 @@ func TestConfigurationThatDeliversNothingRefusesToStart(t *testing.T) {
 		t.Error("a data directory appeared in the working directory")
 	}
 }
+
+// A store file emptied behind the receiver's back stops it with an error
+// naming the file and what to do, instead of a receiver that starts empty.
+func TestDamagedStoreStopsTheBinary(t *testing.T) {
+	bin := testenv.Binary(t, name)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "store", "receiver.db")
+	if err := os.MkdirAll(filepath.Dir(db), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := runFailing(t, bin, writeConfig(t, dir, crashConfig(dir, "http://127.0.0.1:1")))
+	for _, w := range []string{db + " is damaged", "empty (0 bytes)", "mv " + db} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output does not say %q:\n%s", w, out)
+		}
+	}
+}
