@@ -361,8 +361,10 @@ func TestCrashUnderLoadLosesNothingAndDuplicatesNothing(t *testing.T) {
 	if res.UnexplainedDups != 0 {
 		t.Errorf("%d duplicate deliveries were not interrupted sends", res.UnexplainedDups)
 	}
-	if res.Dups > 16 {
-		t.Errorf("%d duplicates: more than one round of in-flight sends", res.Dups)
+	// Every provider answer is stored before the next send: a kill can leave
+	// at most the one message in flight on the (single) channel uncertain.
+	if res.Dups > 1 {
+		t.Errorf("%d duplicates after SIGKILL: more than the one message in flight on the channel", res.Dups)
 	}
 }
 

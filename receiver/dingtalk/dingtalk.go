@@ -31,6 +31,10 @@ const minSplit = 2000
 // RateLimit is the documented 20 messages per minute per robot.
 const RateLimit = 20
 
+// DefaultMaxParts is how many messages one notification may take (60 KB of
+// markdown) before its alert list is cut with a note and a link.
+const DefaultMaxParts = 3
+
 // Notifier sends to one robot.
 type Notifier struct {
 	cfg         *Config
@@ -94,9 +98,9 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		return nil
 	}
 	// Alert text must not add links or @-mentions to the robot's markdown.
-	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, tmpl.ForMarkdown(ns)...)
+	ns = tmpl.ForMarkdown(ns)
+	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
 	title := n.tmpl.Render(ctx, tmpl.Title, d)
-	body := n.tmpl.Render(ctx, tmpl.Markdown, d)
 	// The robot only notifies a mentioned mobile when it also appears in the text.
 	var mentions string
 	for _, m := range n.cfg.AtMobiles {
@@ -107,7 +111,17 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	}
 	link := firstLink(d)
 	const partHeader = 36 // "(12/34)\n\n", the "\n\n" before mentions and some slack
-	return n.split.Send(ctx, ns, body, n.maxBytes, len(mentions)+len(title)+partHeader, func(ctx context.Context, i, total int, part string) error {
+	overhead := len(mentions) + len(title) + partHeader
+	maxParts := n.cfg.Parts.Or(DefaultMaxParts)
+	body := chanhttp.Fit(ns, maxParts, n.maxBytes, overhead, n.tmpl.CutNote(), func(ns []*notify.Notification, omitted int) string {
+		d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
+		b := n.tmpl.Render(ctx, tmpl.Markdown, d)
+		if omitted > 0 {
+			b += "\n\n" + n.tmpl.OmittedNote(d, omitted, maxParts, true)
+		}
+		return b
+	})
+	return n.split.Send(ctx, ns, body, n.maxBytes, overhead, false, func(ctx context.Context, i, total int, part string) error {
 		text := part
 		if total > 1 {
 			text = fmt.Sprintf("(%d/%d)\n\n%s", i+1, total, part)

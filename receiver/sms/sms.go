@@ -10,6 +10,7 @@ package sms
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -143,18 +144,39 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		m.Names = append(m.Names, p.Name)
 	}
 	key := messageKey(ns)
+	// Each number is one provider message; with the engine's ledger, one a
+	// provider accepted is recorded before the next goes out, so a crash
+	// repeats at most the one in flight.
+	l := notify.LedgerFrom(ctx)
 	var failed []error
 	for _, phone := range n.cfg.PhoneNumbers {
-		if n.already(key, phone) {
+		part := phoneKey(key, phone)
+		if n.already(key, phone) || (l != nil && l.Sent(part)) {
 			continue
+		}
+		if l != nil {
+			if err := l.Take(); err != nil {
+				return err
+			}
 		}
 		if err := n.sender.send(ctx, phone, m); err != nil {
 			failed = append(failed, annotate(err, phone))
 			continue
 		}
 		n.remember(key, phone)
+		if l != nil {
+			if err := l.Accepted(part); err != nil {
+				return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("record accepted SMS: %w", err)}
+			}
+		}
 	}
 	return combine(failed)
+}
+
+// phoneKey names one number's message in the ledger without the number.
+func phoneKey(key, phone string) string {
+	h := sha256.Sum256([]byte(key + "\x00" + phone))
+	return "sms:" + hex.EncodeToString(h[:12])
 }
 
 func messageKey(ns []*notify.Notification) string {

@@ -65,6 +65,9 @@ type Delivery struct {
 	InFlight  bool   `json:"-"`
 	LastError string `json:"last_error,omitempty"`
 	LastCode  string `json:"last_code,omitempty"`
+	// SentParts are the provider messages of this notification already
+	// accepted (parts of a split text, SMS per number): never sent again.
+	SentParts []string `json:"sent_parts,omitempty"`
 }
 
 // Notification converts the delivery for a channel.

@@ -25,6 +25,10 @@ const (
 // RateLimit is the documented 20 messages per minute per robot.
 const RateLimit = 20
 
+// DefaultMaxParts is how many messages one notification may take before
+// its alert list is cut with a note and a link.
+const DefaultMaxParts = 5
+
 // minSplit bounds re-splitting after a 40058.
 const minSplit = 512
 
@@ -71,28 +75,31 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		return nil
 	}
 	// Alert text must not add links, <@id> or @all mentions to the robot's message.
-	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, tmpl.ForMarkdown(ns)...)
+	ns = tmpl.ForMarkdown(ns)
+	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
 	title := n.tmpl.Render(ctx, tmpl.Title, d)
-	if n.cfg.MessageType == "text" {
-		body := title + "\n" + n.tmpl.Render(ctx, tmpl.Text, d)
-		return n.sendSplit(ctx, ns, body, MaxTextBytes, true)
-	}
-	body := "## " + title + "\n" + n.tmpl.Render(ctx, tmpl.Markdown, d)
-	if err := n.sendSplit(ctx, ns, body, MaxMarkdownBytes, false); err != nil {
-		return err
-	}
-	if len(n.cfg.MentionedMobileList) > 0 {
-		// Markdown messages cannot mention by mobile; a short text does.
-		return n.send(ctx, message{MsgType: "text", Text: &textBody{Content: tmpl.Truncate(title, 200), MentionedMobileList: n.cfg.MentionedMobileList}})
-	}
-	return nil
-}
-
-// sendSplit sends body in parts of at most limit bytes; text messages carry
-// the mentions on their last part.
-func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, body string, limit int, text bool) error {
+	maxParts := n.cfg.Parts.Or(DefaultMaxParts)
 	const partHeader = 16 // "(12/34)\n" and some slack
-	return n.split.Send(ctx, ns, body, limit, partHeader, func(ctx context.Context, i, total int, p string) error {
+	text := n.cfg.MessageType == "text"
+	limit := MaxMarkdownBytes
+	if text {
+		limit = MaxTextBytes
+	}
+	body := chanhttp.Fit(ns, maxParts, limit, partHeader, n.tmpl.CutNote(), func(ns []*notify.Notification, omitted int) string {
+		d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
+		var b string
+		if text {
+			b = title + "\n" + n.tmpl.Render(ctx, tmpl.Text, d)
+		} else {
+			b = "## " + title + "\n" + n.tmpl.Render(ctx, tmpl.Markdown, d)
+		}
+		if omitted > 0 {
+			b += "\n\n" + n.tmpl.OmittedNote(d, omitted, maxParts, !text)
+		}
+		return b
+	})
+	mention := !text && len(n.cfg.MentionedMobileList) > 0
+	err := n.split.Send(ctx, ns, body, limit, partHeader, mention, func(ctx context.Context, i, total int, p string) error {
 		if total > 1 {
 			p = fmt.Sprintf("(%d/%d)\n%s", i+1, total, p)
 		}
@@ -104,6 +111,13 @@ func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, bod
 			}
 		}
 		return n.send(ctx, m)
+	})
+	if err != nil || !mention {
+		return err
+	}
+	// Markdown messages cannot mention by mobile; a short text does. It is one more robot message.
+	return n.split.Once(ctx, ns, "mention", func(ctx context.Context) error {
+		return n.send(ctx, message{MsgType: "text", Text: &textBody{Content: tmpl.Truncate(title, 200), MentionedMobileList: n.cfg.MentionedMobileList}})
 	})
 }
 
