@@ -1,0 +1,231 @@
+package feishu
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/action"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
+	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
+	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
+	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
+)
+
+const (
+	token  = "8e1f0c2a-robot-token-77"
+	secret = "SECfeishu0123456789"
+)
+
+// A vector computed independently (Python hmac/base64) from the algorithm in
+// Feishu's custom robot documentation: key = timestamp + "\n" + secret, empty message.
+func TestSignVector(t *testing.T) {
+	if got := Sign("1700000000", secret); got != "/9G2rJ2a+dauXDBvstZRG3px8Jv+AqqN+r06Ozc4Bgw=" {
+		t.Fatalf("Sign = %s", got)
+	}
+}
+
+func file(t *testing.T) *config.File {
+	t.Helper()
+	f, err := config.Parse([]byte("{}"), filepath.Join(t.TempDir(), "autoglm.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func newNotifier(t *testing.T, c *Config) *Notifier {
+	t.Helper()
+	n, err := New(c, file(t), "receiver.channels.lark", tmpl.New(tmpl.Options{}), Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestCardWithMentionsAndActionButtons(t *testing.T) {
+	fake := providertest.NewFeishu(t, token, secret)
+	n := newNotifier(t, &Config{URL: config.Secret(fake.URL()), Secret: secret, AtOpenIDs: []string{"ou_channel"}})
+	nt := fixture.Notification("LLMHighErrorRate", 2, 200)
+	ctx := action.WithLinker(context.Background(), func(x *notify.Notification) []action.Link {
+		return []action.Link{{Kind: action.Claim, Label: "认领", URL: "https://recv/a/claim-" + x.ID}, {Kind: action.Silence, Label: "静默 1h", URL: "https://recv/a/s1-" + x.ID}}
+	})
+	if err := n.Notify(ctx, nt); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fake.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages", len(msgs))
+	}
+	m := msgs[0]
+	if m.MsgType != "interactive" || !strings.Contains(m.Title(), "[P1]") || !strings.Contains(m.Title(), "LLMHighErrorRate") || m.Card.Header.Template != "red" {
+		t.Errorf("card header = %q %q", m.Title(), m.Card.Header.Template)
+	}
+	for _, want := range []string{"LLMHighErrorRate", "http://prometheus:9090/graph", "http://grafana:3000/d/autoglm", "<at id=ou_channel></at>"} {
+		if !strings.Contains(m.Markdown(), want) {
+			t.Errorf("card lacks %q:\n%s", want, m.Markdown())
+		}
+	}
+	b := m.Buttons()
+	if len(b) != 2 || b[0].Text != "认领" || b[0].URL != "https://recv/a/claim-"+nt.ID || b[0].Type != "primary" || b[1].Text != "静默 1h" {
+		t.Errorf("buttons = %+v", b)
+	}
+
+	// An escalation step mentions the people on call instead of the channel's list.
+	ctx = oncall.WithRecipients(context.Background(), []oncall.Recipient{{ID: "ann", Person: oncall.Person{FeishuOpenID: "ou_ann"}}, {ID: "bob", Person: oncall.Person{Phone: "+86138"}}})
+	if err := n.Notify(ctx, fixture.Notification("B", 1, 10)); err != nil {
+		t.Fatal(err)
+	}
+	last := fake.Messages()[1].Markdown()
+	if !strings.Contains(last, "<at id=ou_ann></at>") || strings.Contains(last, "ou_channel") {
+		t.Errorf("mentions of the step: %s", last)
+	}
+}
+
+func TestOversizeDigestIsSplitBelowTheLimit(t *testing.T) {
+	fake := providertest.NewFeishu(t, token, secret)
+	fake.PerSecond = 100
+	n := newNotifier(t, &Config{URL: config.Secret(fake.URL()), Secret: secret})
+	n.pace.SetLimit(1000)
+	n.pace.SetBurst(100)
+	ns := []*notify.Notification{fixture.Notification("A", 40, 40000), fixture.Notification("B", 20, 20000)}
+	ctx := action.WithLinker(context.Background(), func(x *notify.Notification) []action.Link {
+		return []action.Link{{Kind: action.Claim, Label: "Claim", URL: "https://recv/a/" + x.ID}}
+	})
+	if err := n.Notify(ctx, ns...); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fake.Messages()
+	if len(msgs) < 3 {
+		t.Fatalf("a 60 kB digest went out as %d cards", len(msgs))
+	}
+	var all strings.Builder
+	for i, m := range msgs {
+		if m.Size > 20*1024 {
+			t.Errorf("card %d is %d bytes", i, m.Size)
+		}
+		if !utf8.ValidString(m.Markdown()) {
+			t.Errorf("card %d splits a character", i)
+		}
+		if !strings.HasPrefix(m.Markdown(), "(") {
+			t.Errorf("card %d lacks its (i/n) prefix", i)
+		}
+		if len(m.Buttons()) > 0 && i != len(msgs)-1 {
+			t.Errorf("buttons on card %d of %d", i+1, len(msgs))
+		}
+		all.WriteString(m.Markdown())
+	}
+	// A digest carries one row of buttons per group, labelled with the group.
+	b := msgs[len(msgs)-1].Buttons()
+	if len(b) != 2 || !strings.HasPrefix(b[0].Text, "A · ") || !strings.HasPrefix(b[1].Text, "B · ") {
+		t.Errorf("digest buttons = %+v", b)
+	}
+	for _, name := range []string{"node-0", "node-39", "node-19"} {
+		if !strings.Contains(all.String(), name) {
+			t.Errorf("%s lost in splitting", name)
+		}
+	}
+}
+
+func TestErrorsAreClassifiedAndCarryNoSecret(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cfg   func(f *providertest.Feishu) *Config
+		setup func(f *providertest.Feishu)
+		class notify.Class
+		code  string
+		after time.Duration
+	}{
+		{name: "wrong signing secret", cfg: func(f *providertest.Feishu) *Config {
+			return &Config{URL: config.Secret(f.URL()), Secret: "SECwrong-but-long"}
+		}, class: notify.Config, code: "19021"},
+		{name: "unsigned request to a signing robot", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL())} }, class: notify.Config, code: "19021"},
+		{name: "unknown token", cfg: func(f *providertest.Feishu) *Config {
+			return &Config{URL: config.Secret(strings.Replace(f.URL(), token, "other-token", 1)), Secret: secret}
+		}, class: notify.Config, code: "19001"},
+		{name: "keyword missing", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL()), Secret: secret} },
+			setup: func(f *providertest.Feishu) { f.Keywords = []string{"告警机器人"} }, class: notify.Config, code: "19024"},
+		{name: "rate limited", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL()), Secret: secret} },
+			setup: func(f *providertest.Feishu) { f.PerMinute = 0 }, class: notify.Retry, code: "11232", after: time.Minute},
+		{name: "gateway error", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL()), Secret: secret} },
+			setup: func(f *providertest.Feishu) { f.FailNext(providertest.Failure{Status: 502, Body: "bad gateway"}) }, class: notify.Retry, code: "502"},
+		{name: "robot unreachable", cfg: func(f *providertest.Feishu) *Config {
+			return &Config{URL: config.Secret("http://127.0.0.1:1/open-apis/bot/v2/hook/" + token), Secret: secret}
+		}, class: notify.Retry},
+		{name: "throttled by the gateway", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL()), Secret: secret} },
+			setup: func(f *providertest.Feishu) { f.FailNext(providertest.Failure{Status: 429, Body: "{}"}) }, class: notify.Retry, code: "429"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := providertest.NewFeishu(t, token, secret)
+			if tc.setup != nil {
+				tc.setup(fake)
+			}
+			c := tc.cfg(fake)
+			n := newNotifier(t, c)
+			err := n.Notify(context.Background(), fixture.Notification("A", 1, 10))
+			var e *notify.Error
+			if !errors.As(err, &e) || e.Class != tc.class || e.Code != tc.code || e.RetryAfter != tc.after {
+				t.Fatalf("err = %#v (%v), want %s %s", e, err, tc.class, tc.code)
+			}
+			for _, s := range []string{token, secret, "other-token", "SECwrong-but-long"} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error %q contains a secret", err)
+				}
+			}
+		})
+	}
+}
+
+func TestFiveRequestsASecondArePaced(t *testing.T) {
+	fake := providertest.NewFeishu(t, token, "")
+	n := newNotifier(t, &Config{URL: config.Secret(fake.URL())})
+	start := time.Now()
+	for i := 0; i < 7; i++ {
+		if err := n.Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+	}
+	if len(fake.Messages()) != 7 {
+		t.Fatalf("accepted %d of 7", len(fake.Messages()))
+	}
+	// Seven messages at 5/s need more than a second; the fake would have refused a sixth within one.
+	if time.Since(start) < time.Second {
+		t.Errorf("7 messages in %s", time.Since(start))
+	}
+}
+
+func TestConfigValidateAndSecrets(t *testing.T) {
+	f := file(t)
+	ok := &Config{URL: "https://open.feishu.cn/open-apis/bot/v2/hook/abc-123", Secret: "s3cr3t-value", AtOpenIDs: []string{"ou_1", "all"}}
+	if errs := ok.Validate(f, "receiver.channels.lark"); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	s := ok.Secrets(f, "receiver.channels.lark")
+	if strings.Join(s, ",") != "https://open.feishu.cn/open-apis/bot/v2/hook/abc-123,abc-123,s3cr3t-value" {
+		t.Errorf("secrets = %v", s)
+	}
+	for _, tc := range []struct {
+		c    Config
+		want string
+	}{
+		{Config{}, "receiver.channels.lark.url: is required"},
+		{Config{URL: "https://open.feishu.cn/open-apis/bot/v2/hook/"}, "must be a custom robot webhook"},
+		{Config{URL: "ftp://x/open-apis/bot/v2/hook/tok-secret"}, "must be an http(s) URL"},
+		{Config{URL: "https://open.feishu.cn/open-apis/bot/v2/hook/t", AtOpenIDs: []string{"alice"}}, `receiver.channels.lark.at_open_ids[0]: "alice" is neither`},
+		{Config{URL: "https://open.feishu.cn/open-apis/bot/v2/hook/t", SecretFile: "missing"}, "receiver.channels.lark.secret_file: cannot read secret file"},
+	} {
+		var all string
+		for _, e := range tc.c.Validate(f, "receiver.channels.lark") {
+			all += e.Error() + "\n"
+		}
+		if !strings.Contains(all, tc.want) || strings.Contains(all, "tok-secret") {
+			t.Errorf("errors %q, want %q", all, tc.want)
+		}
+	}
+}
