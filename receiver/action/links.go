@@ -2,6 +2,9 @@ package action
 
 import (
 	"context"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 )
@@ -33,4 +36,59 @@ func LinksOf(ctx context.Context, n *notify.Notification) []Link {
 		return nil
 	}
 	return l(n)
+}
+
+// Offer is what a message offers: who may act and for how long.
+type Offer struct {
+	// Base is the receiver's external URL.
+	Base string
+	// TTL is how long the links work.
+	TTL time.Duration
+	// Silences are the silence lengths offered.
+	Silences []time.Duration
+	// Language of the labels: zh or en.
+	Language string
+}
+
+func silenceLabel(d time.Duration, lang string) string {
+	h := d.Hours()
+	var n string
+	switch {
+	case d%time.Hour == 0:
+		n = strconv.Itoa(int(h))
+		if lang == "zh" {
+			return "静默 " + n + " 小时"
+		}
+		return "Silence " + n + "h"
+	default:
+		n = strconv.Itoa(int(d / time.Minute))
+		if lang == "zh" {
+			return "静默 " + n + " 分钟"
+		}
+		return "Silence " + n + "m"
+	}
+}
+
+// Links mints the claim and silence links of group g for a message sent
+// through channel to recipient ("" when not addressed to one person).
+func (s *Signer) Links(o Offer, g GroupID, channel, recipient string) ([]Link, error) {
+	exp := s.now().Add(o.TTL).Truncate(time.Second)
+	base := strings.TrimRight(o.Base, "/") + "/api/v1/actions/"
+	claimLabel := "Claim"
+	if o.Language == "zh" {
+		claimLabel = "认领"
+	}
+	tok, err := s.Mint(Claims{Kind: Claim, Group: g, Channel: channel, Recipient: recipient, Expires: exp})
+	if err != nil {
+		return nil, err
+	}
+	out := []Link{{Kind: Claim, Label: claimLabel, URL: base + tok}}
+	for _, d := range o.Silences {
+		tok, err := s.Mint(Claims{Kind: Silence, Silence: d, Group: g, Channel: channel, Recipient: recipient, Expires: exp})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Link{Kind: Silence, Label: silenceLabel(d, o.Language), URL: base + tok})
+	}
+	return out, nil
 }

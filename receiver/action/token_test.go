@@ -236,3 +236,30 @@ func TestConfigValidateReadsKeyFileAndNeverEchoesIt(t *testing.T) {
 		t.Errorf("default silences %v", got)
 	}
 }
+
+func TestLinksCarryOneTokenPerAction(t *testing.T) {
+	now := t0
+	s := signer(t, &now, key1)
+	g := GroupOf("g")
+	links, err := s.Links(Offer{Base: "https://recv.example.com/", TTL: 12 * time.Hour, Silences: []time.Duration{time.Hour, 4 * time.Hour, 30 * time.Minute}, Language: "zh"}, g, "ops-dingtalk", "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := []string{"认领", "静默 1 小时", "静默 4 小时", "静默 30 分钟"}
+	if len(links) != 4 {
+		t.Fatalf("links = %+v", links)
+	}
+	for i, l := range links {
+		if l.Label != labels[i] || !strings.HasPrefix(l.URL, "https://recv.example.com/api/v1/actions/") {
+			t.Errorf("link %d = %+v", i, l)
+		}
+		c, err := s.VerifyFor(strings.TrimPrefix(l.URL, "https://recv.example.com/api/v1/actions/"), g)
+		if err != nil || c.Kind != l.Kind || c.Channel != "ops-dingtalk" || c.Recipient != "ann" || !c.Expires.Equal(t0.Add(12*time.Hour)) {
+			t.Errorf("link %d claims %+v, %v", i, c, err)
+		}
+	}
+	en, _ := s.Links(Offer{Base: "http://r", TTL: time.Hour, Silences: []time.Duration{time.Hour}, Language: "en"}, g, "", "")
+	if en[0].Label != "Claim" || en[1].Label != "Silence 1h" {
+		t.Errorf("english labels = %+v", en)
+	}
+}

@@ -53,7 +53,7 @@ type Incident struct {
 	Claimed   *Claim     `json:"claimed,omitempty"`
 	Resolved  time.Time  `json:"resolved,omitzero"`
 	Silences  []Silenced `json:"silences,omitempty"`
-	// Channels are the channels paged so far (announcements go to the first step's).
+	// Channels are the channels the group was sent to so far (its route's and its steps').
 	Channels []string `json:"channels,omitempty"`
 }
 
@@ -216,10 +216,12 @@ func nameOf(d *template.Data) string {
 	return ""
 }
 
-// Notify tells the escalator about an accepted notification of a route
-// with a chain. A firing group opens (or reopens, after a resolution) an
+// Notify tells the escalator about an accepted notification that carries
+// actions: channels are the route's channels it was sent to, chain the
+// route's escalation chain ("" for none: the group can still be claimed and
+// silenced). A firing group opens (or reopens, after a resolution) an
 // incident and pages its due steps; a resolved one closes it.
-func (e *Escalator) Notify(groupKey, route, chain string, prio notify.Priority, d *template.Data, received time.Time) error {
+func (e *Escalator) Notify(groupKey, route, chain string, channels []string, prio notify.Priority, d *template.Data, received time.Time) error {
 	id := action.GroupOf(groupKey).String()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -234,12 +236,17 @@ func (e *Escalator) Notify(groupKey, route, chain string, prio notify.Priority, 
 		events = append(events, Event{Time: received, Kind: EventResolved, Incident: in})
 	case in == nil || !in.Resolved.IsZero():
 		in = &Incident{ID: id, GroupKey: groupKey, Name: nameOf(d), Route: route, Chain: chain, Priority: prio,
-			Labels: groupLabels(d), Data: d, Started: received}
+			Labels: groupLabels(d), Data: d, Started: received, Channels: append([]string(nil), channels...)}
 		e.incidents[id] = in
 		events = append(events, Event{Time: received, Kind: EventOpened, Incident: in, Detail: "chain " + chain})
 	default:
 		// A repeat or an update of a running incident: later steps send the latest alerts.
 		in.Data, in.Priority = d, prio
+		for _, c := range channels {
+			if !contains(in.Channels, c) {
+				in.Channels = append(in.Channels, c)
+			}
+		}
 		return e.o.Store.SaveIncidents([]*Incident{in}, nil)
 	}
 	if err := e.o.Store.SaveIncidents([]*Incident{in}, events); err != nil {
