@@ -262,3 +262,35 @@ func TestChainStepsAndRecipients(t *testing.T) {
 		t.Errorf("next day step 0 pages %v", r)
 	}
 }
+
+func TestDiffListsScheduleChanges(t *testing.T) {
+	old := &Config{People: people, Schedules: map[string]ScheduleConfig{
+		"sre":  {TimeZone: "Asia/Shanghai", Layers: []LayerConfig{{Members: []string{"ann", "bob"}, Start: "2026-01-05 09:00", Rotation: day1(7)}}},
+		"gone": {Layers: []LayerConfig{{Members: []string{"ann"}, Start: "2026-01-05 09:00", Rotation: day1(1)}}},
+	}}
+	next := &Config{People: map[string]Person{"ann": {Phone: "+8613999999999"}, "bob": people["bob"]}, Schedules: map[string]ScheduleConfig{
+		"sre": {TimeZone: "Asia/Shanghai", Layers: []LayerConfig{{Members: []string{"ann", "bob", "cat"}, Start: "2026-01-05 09:00", Rotation: day1(7)}},
+			Overrides: []OverrideConfig{{Person: "bob", From: "2026-01-07 18:00", To: "2026-01-08 09:00"}}},
+		"new": {Layers: []LayerConfig{{Members: []string{"ann"}, Start: "2026-01-05 09:00", Rotation: day1(1)}}},
+	}}
+	var got []string
+	for _, c := range Diff(old, next) {
+		got = append(got, c.Subject+": "+c.Detail)
+	}
+	all := strings.Join(got, "\n")
+	for _, want := range []string{
+		"schedule gone: removed", "schedule new: added with 1 layers",
+		"schedule sre: layer 1 changed: [ann bob cat]", "schedule sre: override added: bob from 2026-01-07 18:00 to 2026-01-08 09:00",
+		"person ann: contact details changed", "person cat: removed",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("diff lacks %q:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "+8613999999999") {
+		t.Error("diff shows a phone number")
+	}
+	if d := Diff(next, next); len(d) != 0 {
+		t.Errorf("no change: %v", d)
+	}
+}
