@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 )
 
 // Link is one action offered in a message: a button in a card, a link in
@@ -18,8 +16,8 @@ type Link struct {
 	URL   string
 }
 
-// Linker returns the links of one notification (nil when it carries none).
-type Linker func(n *notify.Notification) []Link
+// Linker returns the links offered for an alert group (nil when none).
+type Linker func(groupKey string) []Link
 
 type ctxKey struct{}
 
@@ -29,13 +27,19 @@ func WithLinker(ctx context.Context, l Linker) context.Context {
 	return context.WithValue(ctx, ctxKey{}, l)
 }
 
-// LinksOf returns the links for n from ctx (nil when none).
-func LinksOf(ctx context.Context, n *notify.Notification) []Link {
+// LinksOf returns the links for the group from ctx (nil when none).
+func LinksOf(ctx context.Context, groupKey string) []Link {
 	l, _ := ctx.Value(ctxKey{}).(Linker)
-	if l == nil || n == nil {
+	if l == nil {
 		return nil
 	}
-	return l(n)
+	return l(groupKey)
+}
+
+// WithoutLinks hides the links from templates rendered with the returned
+// context, for channels that show them as buttons instead.
+func WithoutLinks(ctx context.Context) context.Context {
+	return context.WithValue(ctx, ctxKey{}, Linker(nil))
 }
 
 // Offer is what a message offers: who may act and for how long.

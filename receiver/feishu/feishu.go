@@ -179,7 +179,7 @@ func (n *Notifier) buttons(ctx context.Context, ns []*notify.Notification) []any
 		if i == maxActionGroups {
 			break
 		}
-		links := action.LinksOf(ctx, x)
+		links := action.LinksOf(ctx, x.GroupKey)
 		if len(links) == 0 {
 			continue
 		}
@@ -208,8 +208,10 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		return nil
 	}
 	d := tmpl.NewData(n.tmpl.Language(), n.o.ExternalURL, ns...)
-	title := tmpl.TruncateBytes(n.tmpl.Render(ctx, tmpl.Title, d), 1000)
-	body := n.tmpl.Render(ctx, tmpl.Markdown, d)
+	// The card shows the actions as buttons, so the text does not repeat them as links.
+	tctx := action.WithoutLinks(ctx)
+	title := tmpl.TruncateBytes(n.tmpl.Render(tctx, tmpl.Title, d), 1000)
+	body := n.tmpl.Render(tctx, tmpl.Markdown, d)
 	return n.sendSplit(ctx, ns, title, colour(d), body, n.mentions(ctx), n.buttons(ctx, ns), n.maxBytes)
 }
 

@@ -53,8 +53,8 @@ func TestCardWithMentionsAndActionButtons(t *testing.T) {
 	fake := providertest.NewFeishu(t, token, secret)
 	n := newNotifier(t, &Config{URL: config.Secret(fake.URL()), Secret: secret, AtOpenIDs: []string{"ou_channel"}})
 	nt := fixture.Notification("LLMHighErrorRate", 2, 200)
-	ctx := action.WithLinker(context.Background(), func(x *notify.Notification) []action.Link {
-		return []action.Link{{Kind: action.Claim, Label: "认领", URL: "https://recv/a/claim-" + x.ID}, {Kind: action.Silence, Label: "静默 1h", URL: "https://recv/a/s1-" + x.ID}}
+	ctx := action.WithLinker(context.Background(), func(gk string) []action.Link {
+		return []action.Link{{Kind: action.Claim, Label: "认领", URL: "https://recv/a/claim-" + gk}, {Kind: action.Silence, Label: "静默 1h", URL: "https://recv/a/s1-" + gk}}
 	})
 	if err := n.Notify(ctx, nt); err != nil {
 		t.Fatal(err)
@@ -73,7 +73,7 @@ func TestCardWithMentionsAndActionButtons(t *testing.T) {
 		}
 	}
 	b := m.Buttons()
-	if len(b) != 2 || b[0].Text != "认领" || b[0].URL != "https://recv/a/claim-"+nt.ID || b[0].Type != "primary" || b[1].Text != "静默 1h" {
+	if len(b) != 2 || b[0].Text != "认领" || b[0].URL != "https://recv/a/claim-"+nt.GroupKey || b[0].Type != "primary" || b[1].Text != "静默 1h" {
 		t.Errorf("buttons = %+v", b)
 	}
 
@@ -95,8 +95,8 @@ func TestOversizeDigestIsSplitBelowTheLimit(t *testing.T) {
 	n.pace.SetLimit(1000)
 	n.pace.SetBurst(100)
 	ns := []*notify.Notification{fixture.Notification("A", 40, 40000), fixture.Notification("B", 20, 20000)}
-	ctx := action.WithLinker(context.Background(), func(x *notify.Notification) []action.Link {
-		return []action.Link{{Kind: action.Claim, Label: "Claim", URL: "https://recv/a/" + x.ID}}
+	ctx := action.WithLinker(context.Background(), func(gk string) []action.Link {
+		return []action.Link{{Kind: action.Claim, Label: "Claim", URL: "https://recv/a/" + gk}}
 	})
 	if err := n.Notify(ctx, ns...); err != nil {
 		t.Fatal(err)
