@@ -40,23 +40,26 @@ var dictionary = map[string]map[string]string{
 		"alerts": "条告警", "severity": "级别", "instance": "实例", "started": "开始", "ended": "结束",
 		"labels": "标签", "source": "查看来源", "dashboard": "仪表盘", "runbook": "处理手册",
 		"truncated": "另有告警未包含", "route": "路由", "more": "更多",
+		"claimed": "已认领", "claim": "认领",
 	},
 	"en": {
 		"firing": "FIRING", "resolved": "RESOLVED", "digest": "Alert digest", "notifications": "notifications",
 		"alerts": "alerts", "severity": "Severity", "instance": "Instance", "started": "Started", "ended": "Ended",
 		"labels": "Labels", "source": "Source", "dashboard": "Dashboard", "runbook": "Runbook",
 		"truncated": "more alerts not included", "route": "Route", "more": "more",
+		"claimed": "CLAIMED", "claim": "Claim",
 	},
 }
 
 // The built-ins only use words through l10n, so one set of templates serves
 // both languages; builtins maps language → name → text for symmetry with overrides.
-const titleTmpl = `{{ if .Digest }}[{{ .Priority }}][{{ l10n "digest" }}] {{ len .Groups }} {{ l10n "notifications" }}: {{ .Name }}{{ else }}[{{ .Priority }}][{{ statusText .Status }}{{ if eq .Status "firing" }}:{{ len .Alerts.Firing }}{{ end }}] {{ .Name }}{{ end }}`
+const titleTmpl = `{{ if .Digest }}[{{ .Priority }}][{{ l10n "digest" }}] {{ len .Groups }} {{ l10n "notifications" }}: {{ .Name }}{{ else if .Note }}[{{ .Priority }}][{{ l10n "claimed" }}] {{ .Name }}{{ else }}[{{ .Priority }}][{{ statusText .Status }}{{ if eq .Status "firing" }}:{{ len .Alerts.Firing }}{{ end }}] {{ .Name }}{{ end }}`
 
 const markdownTmpl = `{{ if .Digest }}### {{ l10n "digest" }} ({{ len .Groups }} {{ l10n "notifications" }})
 {{ end }}{{ range .Groups }}
-#### {{ if eq .Status "firing" }}{{ severityIcon .CommonLabels.severity }}{{ else }}✅{{ end }} [{{ .Priority }}][{{ statusText .Status }}] {{ .Name }}
-{{ range .Alerts }}
+#### {{ if .Note }}✅ [{{ .Priority }}][{{ l10n "claimed" }}]{{ else if eq .Status "firing" }}{{ severityIcon .CommonLabels.severity }} [{{ .Priority }}][{{ statusText .Status }}]{{ else }}✅ [{{ .Priority }}][{{ statusText .Status }}]{{ end }} {{ .Name }}
+{{ with .Note }}> **{{ . }}**
+{{ else }}{{ range .Alerts }}
 - **{{ .Labels.alertname }}** {{ if eq .Status "firing" }}{{ severityIcon .Labels.severity }}{{ else }}✅{{ end }} {{ statusText .Status }}{{ with .Labels.severity }} · {{ . }}{{ end }}
 {{ with .Annotations.summary }}  > {{ . }}
 {{ end }}{{ with .Annotations.description }}  > {{ . }}
@@ -65,12 +68,15 @@ const markdownTmpl = `{{ if .Digest }}### {{ l10n "digest" }} ({{ len .Groups }}
 {{ if or .GeneratorURL (dashboardURL .) .Annotations.runbook_url }}  - {{ with .GeneratorURL }}[{{ l10n "source" }}]({{ . }}) {{ end }}{{ with dashboardURL . }}[{{ l10n "dashboard" }}]({{ . }}) {{ end }}{{ with .Annotations.runbook_url }}[{{ l10n "runbook" }}]({{ . }}){{ end }}
 {{ end }}{{ end }}{{ if .TruncatedAlerts }}
 > +{{ .TruncatedAlerts }} {{ l10n "truncated" }}
+{{ end }}{{ end }}{{ with .Actions }}
+{{ range . }}[{{ .Label }}]({{ .URL }})  {{ end }}
 {{ end }}{{ end }}`
 
 const textTmpl = `{{ if .Digest }}{{ l10n "digest" }} ({{ len .Groups }} {{ l10n "notifications" }})
 {{ end }}{{ range .Groups }}
-[{{ .Priority }}][{{ statusText .Status }}] {{ .Name }}
-{{ range .Alerts }}- {{ .Labels.alertname }} {{ statusText .Status }}{{ with .Labels.severity }} ({{ . }}){{ end }}
+[{{ .Priority }}][{{ if .Note }}{{ l10n "claimed" }}{{ else }}{{ statusText .Status }}{{ end }}] {{ .Name }}
+{{ with .Note }}{{ . }}
+{{ else }}{{ range .Alerts }}- {{ .Labels.alertname }} {{ statusText .Status }}{{ with .Labels.severity }} ({{ . }}){{ end }}
 {{ with .Annotations.summary }}  {{ . }}
 {{ end }}{{ with .Annotations.description }}  {{ . }}
 {{ end }}  {{ l10n "started" }}: {{ localTime .StartsAt }}
@@ -79,6 +85,7 @@ const textTmpl = `{{ if .Digest }}{{ l10n "digest" }} ({{ len .Groups }} {{ l10n
 {{ end }}{{ with dashboardURL . }}  {{ l10n "dashboard" }}: {{ . }}
 {{ end }}{{ with .Annotations.runbook_url }}  {{ l10n "runbook" }}: {{ . }}
 {{ end }}{{ end }}{{ if .TruncatedAlerts }}+{{ .TruncatedAlerts }} {{ l10n "truncated" }}
+{{ end }}{{ end }}{{ range .Actions }}{{ .Label }}: {{ .URL }}
 {{ end }}{{ end }}`
 
 const emailHTMLTmpl = `<!DOCTYPE html>
@@ -86,7 +93,9 @@ const emailHTMLTmpl = `<!DOCTYPE html>
 <body style="font-family:sans-serif">
 {{ if .Digest }}<h2>{{ l10n "digest" }} ({{ len .Groups }} {{ l10n "notifications" }})</h2>{{ end }}
 {{ range .Groups }}
-<h3>[{{ .Priority }}][{{ statusText .Status }}] {{ .Name }}</h3>
+<h3>[{{ .Priority }}][{{ if .Note }}{{ l10n "claimed" }}{{ else }}{{ statusText .Status }}{{ end }}] {{ .Name }}</h3>
+{{ with .Note }}<p><b>✅ {{ . }}</b></p>{{ end }}
+{{ with .Actions }}<p>{{ range . }}<a href="{{ .URL }}" style="display:inline-block;padding:6px 14px;margin-right:8px;border:1px solid #888;border-radius:4px;text-decoration:none">{{ .Label }}</a>{{ end }}</p>{{ end }}
 <table border="1" cellpadding="4" cellspacing="0" style="border-collapse:collapse">
 {{ range .Alerts }}<tr><td><b>{{ .Labels.alertname }}</b><br>{{ statusText .Status }}{{ with .Labels.severity }} · {{ . }}{{ end }}</td>
 <td>{{ with .Annotations.summary }}<p>{{ . }}</p>{{ end }}{{ with .Annotations.description }}<p>{{ . }}</p>{{ end }}
@@ -97,7 +106,7 @@ const emailHTMLTmpl = `<!DOCTYPE html>
 {{ end }}
 </body></html>`
 
-const smsTmpl = `[{{ .Priority }}][{{ statusText .Status }}] {{ .Name }}{{ if gt (len .Alerts) 1 }} ({{ len .Alerts }} {{ l10n "alerts" }}){{ end }}{{ with .CommonAnnotations.summary }}: {{ . }}{{ else }}{{ with .Alerts }}{{ with (index . 0).Annotations.summary }}: {{ . }}{{ end }}{{ end }}{{ end }}`
+const smsTmpl = `[{{ .Priority }}][{{ if .Note }}{{ l10n "claimed" }}{{ else }}{{ statusText .Status }}{{ end }}] {{ .Name }}{{ with .Note }}: {{ . }}{{ end }}{{ if gt (len .Alerts) 1 }} ({{ len .Alerts }} {{ l10n "alerts" }}){{ end }}{{ with .CommonAnnotations.summary }}: {{ . }}{{ else }}{{ with .Alerts }}{{ with (index . 0).Annotations.summary }}: {{ . }}{{ end }}{{ end }}{{ end }}{{ with .ClaimURL }} {{ l10n "claim" }}: {{ . }}{{ end }}`
 
 var builtins = func() map[string]map[string]string {
 	set := map[string]string{
