@@ -7,12 +7,6 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 )
 
-// SecretResolver reads a secret given inline or from a *_file path
-// (relative to the configuration file); *config.File is one.
-type SecretResolver interface {
-	ResolveSecret(key string, inline config.Secret, file string) (config.Secret, error)
-}
-
 // Config is the receiver.actions section: how action links are signed and
 // which silences they offer.
 type Config struct {
@@ -21,6 +15,8 @@ type Config struct {
 	KeyFile string        `yaml:"key_file"`
 	// PreviousKeyFiles keep links minted before a key rotation working until they expire.
 	PreviousKeyFiles []string `yaml:"previous_key_files"`
+	// previous are the keys read from PreviousKeyFiles by Validate.
+	previous [][]byte
 	// TTL is how long a link works after the notification was sent.
 	TTL config.Duration `yaml:"ttl"`
 	// Silences are the silence lengths offered in messages (default 1h and 4h).
@@ -71,49 +67,41 @@ func (c *Config) ForPriority(p string) bool {
 	return false
 }
 
-func (c *Config) keys(r SecretResolver, key string) ([][]byte, []error) {
-	var errs []error
-	var keys [][]byte
-	k, err := r.ResolveSecret(key+".key", c.Key, c.KeyFile)
-	if err != nil {
-		errs = append(errs, err)
-	} else {
-		keys = append(keys, []byte(k.Value()))
-	}
-	for i, f := range c.PreviousKeyFiles {
-		pk, err := r.ResolveSecret(fmt.Sprintf("%s.previous_key_files[%d]", key, i), "", f)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		keys = append(keys, []byte(pk.Value()))
-	}
-	return keys, errs
-}
-
-// Validate checks the section (key is its dotted path, e.g. "receiver.actions").
-// Key files are read here so an unreadable or short key fails at load.
-func (c *Config) Validate(r SecretResolver, key string) []error {
+// Validate checks the section (key is its dotted path, e.g. "receiver.actions")
+// and reads the key files, so an unreadable or short key fails at load.
+func (c *Config) Validate(key string, f *config.File) []error {
 	if c == nil {
 		return nil
 	}
-	keys, errs := c.keys(r, key)
-	if len(errs) == 0 {
-		for i, k := range keys {
-			if len(k) >= MinKeyBytes {
-				continue
-			}
-			field := key + ".key"
-			if i > 0 {
-				field = fmt.Sprintf("%s.previous_key_files[%d]", key, i-1)
-			} else if c.KeyFile != "" {
-				field += "_file"
-			}
+	var errs []error
+	k, err := f.ResolveSecret(key+".key", c.Key, c.KeyFile)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		c.Key = k
+		field := key + ".key"
+		if c.KeyFile != "" {
+			field += "_file"
+		}
+		switch {
+		case k == "":
+			errs = append(errs, config.Errorf(key+".key_file", "is required to sign action links"))
+		case len(k) < MinKeyBytes:
 			// The length is safe to say; the content never is.
 			errs = append(errs, config.Errorf(field, "signing key is %d bytes, need at least %d (e.g. `head -c 32 /dev/urandom | base64`)", len(k), MinKeyBytes))
 		}
-		if len(keys) == 0 || len(keys[0]) == 0 {
-			errs = append(errs, config.Errorf(key+".key_file", "is required to sign action links"))
+	}
+	c.previous = c.previous[:0]
+	for i, file := range c.PreviousKeyFiles {
+		field := fmt.Sprintf("%s.previous_key_files[%d]", key, i)
+		pk, err := f.ResolveSecret(field, "", file)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case len(pk) < MinKeyBytes:
+			errs = append(errs, config.Errorf(field, "signing key is %d bytes, need at least %d", len(pk), MinKeyBytes))
+		default:
+			c.previous = append(c.previous, []byte(pk.Value()))
 		}
 	}
 	if c.TTL < 0 {
@@ -138,24 +126,16 @@ func (c *Config) Validate(r SecretResolver, key string) []error {
 	return errs
 }
 
-// Secrets are the signing keys, for the redactor.
-func (c *Config) Secrets(r SecretResolver, key string) []string {
-	keys, _ := c.keys(r, key)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
+// Secrets are the signing keys, for the redactor (after Validate).
+func (c *Config) Secrets() []string {
+	out := []string{c.Key.Value()}
+	for _, k := range c.previous {
 		out = append(out, string(k))
 	}
 	return out
 }
 
 // NewSigner builds the signer of a validated section.
-func (c *Config) NewSigner(r SecretResolver, key string, now func() time.Time) (*Signer, error) {
-	keys, errs := c.keys(r, key)
-	if len(errs) > 0 {
-		return nil, errs[0]
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("%s: no signing key", key)
-	}
-	return NewSigner(now, keys[0], keys[1:]...)
+func (c *Config) NewSigner(now func() time.Time) (*Signer, error) {
+	return NewSigner(now, []byte(c.Key.Value()), c.previous...)
 }

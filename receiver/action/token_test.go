@@ -193,14 +193,14 @@ func TestConfigValidateReadsKeyFileAndNeverEchoesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ok := &Config{KeyFile: "good", TTL: config.Duration(time.Hour)}
-	if errs := ok.Validate(f, "receiver.actions"); len(errs) != 0 {
+	ok := &Config{KeyFile: "good", PreviousKeyFiles: []string{"good"}, TTL: config.Duration(time.Hour)}
+	if errs := ok.Validate("receiver.actions", f); len(errs) != 0 {
 		t.Fatalf("valid section: %v", errs)
 	}
-	if s := ok.Secrets(f, "receiver.actions"); len(s) != 1 || s[0] != string(key1) {
+	if s := ok.Secrets(); len(s) != 2 || s[0] != string(key1) {
 		t.Errorf("secrets = %d values", len(s))
 	}
-	if _, err := ok.NewSigner(f, "receiver.actions", nil); err != nil {
+	if _, err := ok.NewSigner(nil); err != nil {
 		t.Error(err)
 	}
 	for name, tc := range map[string]struct {
@@ -216,7 +216,7 @@ func TestConfigValidateReadsKeyFileAndNeverEchoesIt(t *testing.T) {
 		"bad priority":   {Config{KeyFile: "good", Priorities: []string{"P9"}}, "receiver.actions.priorities[0]"},
 		"short previous": {Config{KeyFile: "good", PreviousKeyFiles: []string{"short"}}, "receiver.actions.previous_key_files[0]: signing key is 17 bytes"},
 	} {
-		errs := tc.c.Validate(f, "receiver.actions")
+		errs := tc.c.Validate("receiver.actions", f)
 		joined := ""
 		for _, e := range errs {
 			joined += e.Error() + "\n"

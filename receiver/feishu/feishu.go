@@ -41,47 +41,35 @@ const (
 	maxActionGroups = 5
 )
 
-// Options are the runtime settings of a notifier.
-type Options struct {
-	Client      *http.Client
-	Now         func() time.Time
-	ExternalURL string
-	Timeout     time.Duration
-}
-
 // Notifier sends to one robot.
 type Notifier struct {
 	url, secret string
 	atOpenIDs   []string
 	tmpl        *tmpl.Templates
-	o           Options
+	client      *http.Client
+	timeout     time.Duration
+	now         func() time.Time
+	externalURL string
 	pace        *rate.Limiter
 	sent        *chanhttp.Sent
 	maxBytes    int
 }
 
-// New builds a notifier from a validated configuration, reading secrets now
-// (a reload picks up rotated files).
-func New(c *Config, r SecretResolver, key string, t *tmpl.Templates, o Options) (*Notifier, error) {
-	u, err := r.ResolveSecret(key+".url", c.URL, c.URLFile)
+// New builds a notifier from a validated configuration.
+func New(c *Config, t *tmpl.Templates, now func() time.Time, externalURL string) (*Notifier, error) {
+	client, err := c.HTTP.Client("feishu")
 	if err != nil {
 		return nil, err
 	}
-	s, err := r.ResolveSecret(key+".secret", c.Secret, c.SecretFile)
-	if err != nil {
-		return nil, err
-	}
-	if o.Client == nil {
-		o.Client = http.DefaultClient
-	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if now == nil {
+		now = time.Now
 	}
 	if t == nil {
 		t = tmpl.New(tmpl.Options{})
 	}
 	return &Notifier{
-		url: u.Value(), secret: s.Value(), atOpenIDs: c.AtOpenIDs, tmpl: t, o: o,
+		url: c.URL.Value(), secret: c.Secret.Value(), atOpenIDs: c.AtOpenIDs, tmpl: t, client: client,
+		timeout: c.HTTP.RequestTimeout(), now: now, externalURL: externalURL,
 		// Spaced a little wider than 1/5 s so network jitter never puts six in one second.
 		pace: rate.NewLimiter(rate.Limit(PerSecond)*0.9, 1), sent: chanhttp.NewSent(4096), maxBytes: MaxBytes,
 	}, nil
@@ -207,7 +195,7 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	if len(ns) == 0 {
 		return nil
 	}
-	d := tmpl.NewData(n.tmpl.Language(), n.o.ExternalURL, ns...)
+	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
 	// The card shows the actions as buttons, so the text does not repeat them as links.
 	tctx := action.WithoutLinks(ctx)
 	title := tmpl.TruncateBytes(n.tmpl.Render(tctx, tmpl.Title, d), 1000)
@@ -299,7 +287,7 @@ func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, tit
 
 func (n *Notifier) send(ctx context.Context, m message) error {
 	if n.secret != "" {
-		m.Timestamp = strconv.FormatInt(n.o.Now().Unix(), 10)
+		m.Timestamp = strconv.FormatInt(n.now().Unix(), 10)
 		m.Sign = Sign(m.Timestamp, n.secret)
 	}
 	body, err := encode(m)
@@ -309,7 +297,7 @@ func (n *Notifier) send(ctx context.Context, m message) error {
 	if err := n.pace.Wait(ctx); err != nil {
 		return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("feishu robot: waiting for the 5/s limit: %w", err)}
 	}
-	r, err := chanhttp.PostJSON(ctx, n.o.Client, n.url, body, n.o.Timeout)
+	r, err := chanhttp.PostJSON(ctx, n.client, n.url, body, n.timeout)
 	if err != nil {
 		return n.scrub(err)
 	}

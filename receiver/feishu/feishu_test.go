@@ -40,9 +40,22 @@ func file(t *testing.T) *config.File {
 	return f
 }
 
+// cfg is a channel configuration as the file would give it.
+func cfg(url string, secret string, mutate ...func(*Config)) *Config {
+	c := DefaultConfig()
+	c.URL, c.Secret = config.Secret(url), config.Secret(secret)
+	for _, m := range mutate {
+		m(&c)
+	}
+	return &c
+}
+
 func newNotifier(t *testing.T, c *Config) *Notifier {
 	t.Helper()
-	n, err := New(c, file(t), "receiver.channels.lark", tmpl.New(tmpl.Options{}), Options{Timeout: 5 * time.Second})
+	if err := c.Validate("receiver.channels.lark", file(t)); err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(c, tmpl.New(tmpl.Options{}), nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +64,7 @@ func newNotifier(t *testing.T, c *Config) *Notifier {
 
 func TestCardWithMentionsAndActionButtons(t *testing.T) {
 	fake := providertest.NewFeishu(t, token, secret)
-	n := newNotifier(t, &Config{URL: config.Secret(fake.URL()), Secret: secret, AtOpenIDs: []string{"ou_channel"}})
+	n := newNotifier(t, cfg(fake.URL(), secret, func(c *Config) { c.AtOpenIDs = []string{"ou_channel"} }))
 	nt := fixture.Notification("LLMHighErrorRate", 2, 200)
 	ctx := action.WithLinker(context.Background(), func(gk string) []action.Link {
 		return []action.Link{{Kind: action.Claim, Label: "认领", URL: "https://recv/a/claim-" + gk}, {Kind: action.Silence, Label: "静默 1h", URL: "https://recv/a/s1-" + gk}}
@@ -91,7 +104,7 @@ func TestCardWithMentionsAndActionButtons(t *testing.T) {
 func TestOversizeDigestIsSplitBelowTheLimit(t *testing.T) {
 	fake := providertest.NewFeishu(t, token, secret)
 	fake.PerSecond = 100
-	n := newNotifier(t, &Config{URL: config.Secret(fake.URL()), Secret: secret})
+	n := newNotifier(t, cfg(fake.URL(), secret))
 	n.pace.SetLimit(1000)
 	n.pace.SetBurst(100)
 	ns := []*notify.Notification{fixture.Notification("A", 40, 40000), fixture.Notification("B", 20, 20000)}
@@ -143,22 +156,22 @@ func TestErrorsAreClassifiedAndCarryNoSecret(t *testing.T) {
 		after time.Duration
 	}{
 		{name: "wrong signing secret", cfg: func(f *providertest.Feishu) *Config {
-			return &Config{URL: config.Secret(f.URL()), Secret: "SECwrong-but-long"}
+			return cfg(f.URL(), "SECwrong-but-long")
 		}, class: notify.Config, code: "19021"},
-		{name: "unsigned request to a signing robot", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL())} }, class: notify.Config, code: "19021"},
+		{name: "unsigned request to a signing robot", cfg: func(f *providertest.Feishu) *Config { return cfg(f.URL(), "") }, class: notify.Config, code: "19021"},
 		{name: "unknown token", cfg: func(f *providertest.Feishu) *Config {
-			return &Config{URL: config.Secret(strings.Replace(f.URL(), token, "other-token", 1)), Secret: secret}
+			return cfg(strings.Replace(f.URL(), token, "other-token", 1), secret)
 		}, class: notify.Config, code: "19001"},
-		{name: "keyword missing", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL()), Secret: secret} },
+		{name: "keyword missing", cfg: func(f *providertest.Feishu) *Config { return cfg(f.URL(), secret) },
 			setup: func(f *providertest.Feishu) { f.Keywords = []string{"告警机器人"} }, class: notify.Config, code: "19024"},
-		{name: "rate limited", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL()), Secret: secret} },
+		{name: "rate limited", cfg: func(f *providertest.Feishu) *Config { return cfg(f.URL(), secret) },
 			setup: func(f *providertest.Feishu) { f.PerMinute = 0 }, class: notify.Retry, code: "11232", after: time.Minute},
-		{name: "gateway error", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL()), Secret: secret} },
+		{name: "gateway error", cfg: func(f *providertest.Feishu) *Config { return cfg(f.URL(), secret) },
 			setup: func(f *providertest.Feishu) { f.FailNext(providertest.Failure{Status: 502, Body: "bad gateway"}) }, class: notify.Retry, code: "502"},
 		{name: "robot unreachable", cfg: func(f *providertest.Feishu) *Config {
-			return &Config{URL: config.Secret("http://127.0.0.1:1/open-apis/bot/v2/hook/" + token), Secret: secret}
+			return cfg("http://127.0.0.1:1/open-apis/bot/v2/hook/"+token, secret)
 		}, class: notify.Retry},
-		{name: "throttled by the gateway", cfg: func(f *providertest.Feishu) *Config { return &Config{URL: config.Secret(f.URL()), Secret: secret} },
+		{name: "throttled by the gateway", cfg: func(f *providertest.Feishu) *Config { return cfg(f.URL(), secret) },
 			setup: func(f *providertest.Feishu) { f.FailNext(providertest.Failure{Status: 429, Body: "{}"}) }, class: notify.Retry, code: "429"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,7 +197,7 @@ func TestErrorsAreClassifiedAndCarryNoSecret(t *testing.T) {
 
 func TestFiveRequestsASecondArePaced(t *testing.T) {
 	fake := providertest.NewFeishu(t, token, "")
-	n := newNotifier(t, &Config{URL: config.Secret(fake.URL())})
+	n := newNotifier(t, cfg(fake.URL(), ""))
 	start := time.Now()
 	for i := 0; i < 7; i++ {
 		if err := n.Notify(context.Background(), fixture.Notification("A", 1, 10)); err != nil {
@@ -202,30 +215,32 @@ func TestFiveRequestsASecondArePaced(t *testing.T) {
 
 func TestConfigValidateAndSecrets(t *testing.T) {
 	f := file(t)
-	ok := &Config{URL: "https://open.feishu.cn/open-apis/bot/v2/hook/abc-123", Secret: "s3cr3t-value", AtOpenIDs: []string{"ou_1", "all"}}
-	if errs := ok.Validate(f, "receiver.channels.lark"); len(errs) > 0 {
-		t.Fatal(errs)
+	ok := cfg("https://open.feishu.cn/open-apis/bot/v2/hook/abc-123", "s3cr3t-value", func(c *Config) { c.AtOpenIDs = []string{"ou_1", "all"} })
+	if err := ok.Validate("receiver.channels.lark", f); err != nil {
+		t.Fatal(err)
 	}
-	s := ok.Secrets(f, "receiver.channels.lark")
-	if strings.Join(s, ",") != "https://open.feishu.cn/open-apis/bot/v2/hook/abc-123,abc-123,s3cr3t-value" {
-		t.Errorf("secrets = %v", s)
+	s := strings.Join(ok.Secrets(), ",")
+	for _, want := range []string{"https://open.feishu.cn/open-apis/bot/v2/hook/abc-123", "abc-123", "s3cr3t-value"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("secrets lack %q: %v", want, s)
+		}
+	}
+	if ok.Target() != "https://open.feishu.cn/open-apis/bot/v2/hook/<secret>" {
+		t.Errorf("target = %q", ok.Target())
 	}
 	for _, tc := range []struct {
-		c    Config
+		c    *Config
 		want string
 	}{
-		{Config{}, "receiver.channels.lark.url: is required"},
-		{Config{URL: "https://open.feishu.cn/open-apis/bot/v2/hook/"}, "must be a custom robot webhook"},
-		{Config{URL: "ftp://x/open-apis/bot/v2/hook/tok-secret"}, "must be an http(s) URL"},
-		{Config{URL: "https://open.feishu.cn/open-apis/bot/v2/hook/t", AtOpenIDs: []string{"alice"}}, `receiver.channels.lark.at_open_ids[0]: "alice" is neither`},
-		{Config{URL: "https://open.feishu.cn/open-apis/bot/v2/hook/t", SecretFile: "missing"}, "receiver.channels.lark.secret_file: cannot read secret file"},
+		{cfg("", ""), "receiver.channels.lark.url: is required"},
+		{cfg("https://open.feishu.cn/open-apis/bot/v2/hook/", ""), "must be a custom robot webhook"},
+		{cfg("ftp://x/open-apis/bot/v2/hook/tok-secret", ""), "must be an http or https URL"},
+		{cfg("https://open.feishu.cn/open-apis/bot/v2/hook/t", "", func(c *Config) { c.AtOpenIDs = []string{"alice"} }), `receiver.channels.lark.at_open_ids[0]: "alice" is neither`},
+		{cfg("https://open.feishu.cn/open-apis/bot/v2/hook/t", "", func(c *Config) { c.SecretFile = "missing" }), "receiver.channels.lark.secret_file: cannot read secret file"},
 	} {
-		var all string
-		for _, e := range tc.c.Validate(f, "receiver.channels.lark") {
-			all += e.Error() + "\n"
-		}
-		if !strings.Contains(all, tc.want) || strings.Contains(all, "tok-secret") {
-			t.Errorf("errors %q, want %q", all, tc.want)
+		err := tc.c.Validate("receiver.channels.lark", f)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "tok-secret") {
+			t.Errorf("errors %v, want %q", err, tc.want)
 		}
 	}
 }

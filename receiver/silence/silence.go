@@ -11,10 +11,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"sort"
-	"strings"
 	"time"
 
 	httptransport "github.com/go-openapi/runtime/client"
@@ -22,9 +20,9 @@ import (
 	amclient "github.com/prometheus/alertmanager/api/v2/client"
 	amsilence "github.com/prometheus/alertmanager/api/v2/client/silence"
 	"github.com/prometheus/alertmanager/api/v2/models"
-	promconfig "github.com/prometheus/common/config"
 
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanconf"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 )
 
@@ -33,71 +31,39 @@ type Config struct {
 	// Alertmanagers are the base URLs of the Alertmanagers (one cluster:
 	// silences gossip, so the first that answers takes it).
 	Alertmanagers []string `yaml:"alertmanagers"`
-	// HTTPConfig is Prometheus' HTTP client configuration: basic auth,
-	// bearer credentials, TLS, proxy.
-	HTTPConfig promconfig.HTTPClientConfig `yaml:"http_config"`
-	// Timeout of one request (default 10s).
-	Timeout config.Duration `yaml:"timeout"`
+	// HTTP is the request timeout and Prometheus' http_config (basic auth,
+	// bearer credentials, TLS, proxy) for talking to Alertmanager.
+	HTTP chanhttp.Settings `yaml:",inline"`
 }
 
 // Enabled reports whether silences can be created.
 func (c *Config) Enabled() bool { return c != nil && len(c.Alertmanagers) > 0 }
 
 // Validate checks the section; key is its dotted path.
-func (c *Config) Validate(key string) []error {
+func (c *Config) Validate(key string, f *fileconfig.File) error {
 	if c == nil {
 		return nil
 	}
-	var errs []error
+	chk := chanconf.New(key, f)
+	if len(c.Alertmanagers) == 0 {
+		chk.Add("alertmanagers", "must list at least one Alertmanager, such as http://alertmanager:9093")
+	}
 	for i, raw := range c.Alertmanagers {
+		k := fmt.Sprintf("alertmanagers[%d]", i)
 		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, config.Errorf(fmt.Sprintf("%s.alertmanagers[%d]", key, i), "must be an http(s) URL of an Alertmanager, such as http://alertmanager:9093"))
-			continue
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			chk.Add(k, "must be an http(s) URL of an Alertmanager, such as http://alertmanager:9093")
+		case u.User != nil || u.RawQuery != "":
+			chk.Add(k, "must not carry credentials or a query; use http_config")
 		}
-		if u.User != nil || u.RawQuery != "" {
-			errs = append(errs, config.Errorf(fmt.Sprintf("%s.alertmanagers[%d]", key, i), "must not carry credentials or a query; use http_config"))
-		}
 	}
-	if err := c.HTTPConfig.Validate(); err != nil {
-		errs = append(errs, config.Errorf(key+".http_config", "%v", err))
-	}
-	if c.Timeout < 0 {
-		errs = append(errs, config.Errorf(key+".timeout", "must be >= 0, got %s", c.Timeout))
-	}
-	return errs
+	c.HTTP.Validate(chk)
+	return chk.Err()
 }
 
 // Secrets are the credentials of the HTTP configuration, for the redactor.
-// dir resolves relative *_file paths (the configuration file's directory).
-func (c *Config) Secrets(dir string) []string {
-	var out []string
-	add := func(inline promconfig.Secret, file string) {
-		if inline != "" {
-			out = append(out, string(inline))
-		}
-		if file != "" {
-			if !path.IsAbs(file) && dir != "" {
-				file = path.Join(dir, file)
-			}
-			if b, err := os.ReadFile(file); err == nil {
-				out = append(out, strings.TrimSpace(string(b)))
-			}
-		}
-	}
-	h := c.HTTPConfig
-	if h.BasicAuth != nil {
-		add(h.BasicAuth.Password, h.BasicAuth.PasswordFile)
-	}
-	if h.Authorization != nil {
-		add(h.Authorization.Credentials, h.Authorization.CredentialsFile)
-	}
-	if h.OAuth2 != nil {
-		add(h.OAuth2.ClientSecret, h.OAuth2.ClientSecretFile)
-	}
-	add(h.BearerToken, h.BearerTokenFile)
-	return out
-}
+func (c *Config) Secrets() []string { return c.HTTP.Secrets() }
 
 // Client creates silences.
 type Client struct {
@@ -106,17 +72,13 @@ type Client struct {
 	timeout time.Duration
 }
 
-// New builds a client from a validated section; dir resolves relative *_file paths.
-func New(c *Config, dir string) (*Client, error) {
-	h := c.HTTPConfig
-	if dir != "" {
-		h.SetDirectory(dir)
-	}
-	hc, err := promconfig.NewClientFromConfig(h, "autoglm-receiver")
+// New builds a client from a validated section.
+func New(c *Config) (*Client, error) {
+	hc, err := c.HTTP.Client("autoglm-receiver")
 	if err != nil {
 		return nil, fmt.Errorf("silences http_config: %w", err)
 	}
-	return NewWithHTTPClient(c.Alertmanagers, hc, c.Timeout.D())
+	return NewWithHTTPClient(c.Alertmanagers, hc, c.HTTP.RequestTimeout())
 }
 
 // NewWithHTTPClient builds a client over hc for the given Alertmanager base URLs.

@@ -17,7 +17,9 @@ import (
 	promconfig "github.com/prometheus/common/config"
 	"golang.org/x/crypto/bcrypt"
 
+	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 )
 
 // startAlertmanager runs the real Alertmanager on loopback, optionally
@@ -89,7 +91,7 @@ func TestSilenceInRealAlertmanager(t *testing.T) {
 	am := startAlertmanager(t, "", "")
 	// The first Alertmanager of the list is down: the next one takes the silence.
 	down := "http://" + testenv.Addr(testenv.FreePort(t))
-	cl, err := New(&Config{Alertmanagers: []string{down, am}}, "")
+	cl, err := New(&Config{Alertmanagers: []string{down, am}, HTTP: chanhttp.DefaultSettings()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,14 +198,19 @@ func TestSilenceWithBasicAuthAndUnreachable(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "am-password"), []byte(password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &Config{Alertmanagers: []string{am}, HTTPConfig: promconfig.HTTPClientConfig{BasicAuth: &promconfig.BasicAuth{Username: "recv", PasswordFile: "am-password"}}}
-	if errs := c.Validate("receiver.silences"); len(errs) > 0 {
-		t.Fatal(errs)
+	f, err := fileconfig.Parse([]byte("{}"), filepath.Join(dir, "autoglm.yml"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if s := c.Secrets(dir); len(s) != 1 || s[0] != password {
-		t.Errorf("secrets = %d values", len(s))
+	c := &Config{Alertmanagers: []string{am}, HTTP: chanhttp.DefaultSettings()}
+	c.HTTP.HTTPConfig.BasicAuth = &promconfig.BasicAuth{Username: "recv", PasswordFile: "am-password"}
+	if err := c.Validate("receiver.silences", f); err != nil {
+		t.Fatal(err)
 	}
-	cl, err := New(c, dir)
+	if s := strings.Join(c.Secrets(), ","); !strings.Contains(s, password) {
+		t.Errorf("secrets lack the password")
+	}
+	cl, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,22 +218,23 @@ func TestSilenceWithBasicAuthAndUnreachable(t *testing.T) {
 		t.Fatalf("with basic auth: %v", err)
 	}
 	// Without credentials Alertmanager refuses; the error says so without any secret.
-	bare, _ := New(&Config{Alertmanagers: []string{am}}, "")
+	bare, _ := New(&Config{Alertmanagers: []string{am}, HTTP: chanhttp.DefaultSettings()})
 	_, err = bare.Create(context.Background(), Request{Labels: map[string]string{"alertname": "A"}, Duration: time.Hour, CreatedBy: "x", Comment: "y"})
 	if err == nil || strings.Contains(err.Error(), password) {
 		t.Errorf("without credentials: %v", err)
 	}
-	down, _ := New(&Config{Alertmanagers: []string{"http://" + testenv.Addr(testenv.FreePort(t))}, Timeout: 0}, "")
+	down, _ := New(&Config{Alertmanagers: []string{"http://" + testenv.Addr(testenv.FreePort(t))}, HTTP: chanhttp.DefaultSettings()})
 	if _, err := down.Create(context.Background(), Request{Labels: map[string]string{"alertname": "A"}, Duration: time.Hour, CreatedBy: "x", Comment: "y"}); err == nil {
 		t.Error("unreachable Alertmanager: no error")
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := &Config{Alertmanagers: []string{"am:9093", "http://u:p@am:9093", "http://am:9093"}}
-	var all string
-	for _, e := range c.Validate("receiver.silences") {
-		all += e.Error() + "\n"
+	c := &Config{Alertmanagers: []string{"am:9093", "http://u:p@am:9093", "http://am:9093"}, HTTP: chanhttp.DefaultSettings()}
+	err := c.Validate("receiver.silences", nil)
+	all := ""
+	if err != nil {
+		all = err.Error()
 	}
 	for _, want := range []string{"receiver.silences.alertmanagers[0]: must be an http(s) URL", "receiver.silences.alertmanagers[1]: must not carry credentials"} {
 		if !strings.Contains(all, want) {
@@ -235,5 +243,8 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if strings.Contains(all, "alertmanagers[2]") || strings.Contains(all, ":p@") {
 		t.Errorf("unexpected: %s", all)
+	}
+	if err := (&Config{}).Validate("receiver.silences", nil); err == nil || !strings.Contains(err.Error(), "must list at least one") {
+		t.Errorf("empty: %v", err)
 	}
 }

@@ -26,7 +26,7 @@ const (
 type aliyun struct {
 	endpoint, keyID, keySecret, ttsCode, show string
 	plays                                     int
-	o                                         *Options
+	o                                         *runtime
 }
 
 func randomNonce() string {

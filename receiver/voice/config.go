@@ -2,26 +2,20 @@ package voice
 
 import (
 	"fmt"
-	"net/url"
-	"regexp"
+	"strings"
 
-	"github.com/open-autoglm/autoglm-monitor/internal/config"
+	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanconf"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
+	"github.com/open-autoglm/autoglm-monitor/receiver/sms"
+	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
-
-// SecretResolver reads a secret given inline or from a *_file path;
-// *config.File is one.
-type SecretResolver interface {
-	ResolveSecret(key string, inline config.Secret, file string) (config.Secret, error)
-}
 
 // Param is one template variable: Name for Aliyun (${name} in the TTS
 // template), position for Tencent ({1}, {2}, ...); Value is a Go template.
-type Param struct {
-	Name  string `yaml:"name"`
-	Value string `yaml:"value"`
-}
+type Param = sms.Param
 
-// Config is a voice-call channel (type: voice).
+// Config is a voice-call channel: the keys of a "type: voice" channel.
 type Config struct {
 	// Provider is aliyun (Dyvms SingleCallByTts) or tencent (VMS SendTtsVoice).
 	Provider string `yaml:"provider"`
@@ -34,25 +28,28 @@ type Config struct {
 	PlayTimes int `yaml:"play_times"`
 
 	// Aliyun.
-	AccessKeyID         string        `yaml:"access_key_id"`
-	AccessKeySecret     config.Secret `yaml:"access_key_secret"`
-	AccessKeySecretFile string        `yaml:"access_key_secret_file"`
+	AccessKeyID         string            `yaml:"access_key_id"`
+	AccessKeySecret     fileconfig.Secret `yaml:"access_key_secret"`
+	AccessKeySecretFile string            `yaml:"access_key_secret_file"`
 	// TTSCode is the approved text-to-speech template (TTS_...).
 	TTSCode string `yaml:"tts_code"`
 	// CalledShowNumber is the caller id of a dedicated number; empty uses the shared pool.
 	CalledShowNumber string `yaml:"called_show_number"`
 
 	// Tencent Cloud.
-	SecretID      string        `yaml:"secret_id"`
-	SecretKey     config.Secret `yaml:"secret_key"`
-	SecretKeyFile string        `yaml:"secret_key_file"`
-	VoiceSdkAppID string        `yaml:"voice_sdk_app_id"`
-	TemplateID    string        `yaml:"template_id"`
-	Region        string        `yaml:"region"`
+	SecretID      string            `yaml:"secret_id"`
+	SecretKey     fileconfig.Secret `yaml:"secret_key"`
+	SecretKeyFile string            `yaml:"secret_key_file"`
+	VoiceSdkAppID string            `yaml:"voice_sdk_app_id"`
+	TemplateID    string            `yaml:"template_id"`
+	Region        string            `yaml:"region"`
 	// CallbackToken authenticates the call-status callbacks Tencent posts to
 	// /api/v1/voice/tencent/<token>: configure that URL in the VMS console.
-	CallbackToken     config.Secret `yaml:"callback_token"`
-	CallbackTokenFile string        `yaml:"callback_token_file"`
+	CallbackToken     fileconfig.Secret `yaml:"callback_token"`
+	CallbackTokenFile string            `yaml:"callback_token_file"`
+
+	tmpl.Config `yaml:",inline"`
+	HTTP        chanhttp.Settings `yaml:",inline"`
 }
 
 // Default endpoints.
@@ -61,82 +58,63 @@ const (
 	TencentEndpoint = "https://vms.tencentcloudapi.com"
 )
 
-var phoneRE = regexp.MustCompile(`^\+?[0-9]{5,20}$`)
+// DefaultConfig is what an entry starts from before its keys are decoded.
+func DefaultConfig() Config { return Config{HTTP: chanhttp.DefaultSettings()} }
 
-// Validate checks the channel's keys; key is its dotted path.
-func (c *Config) Validate(r SecretResolver, key string) []error {
-	var errs []error
-	add := func(k, format string, args ...any) { errs = append(errs, config.Errorf(key+k, format, args...)) }
-	required := func(k, v string) {
-		if v == "" {
-			add("."+k, "is required for a %s voice channel", c.Provider)
-		}
-	}
-	resolve := func(k string, inline config.Secret, file string) config.Secret {
-		s, err := r.ResolveSecret(key+"."+k, inline, file)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return s
-	}
+// Validate checks the provider's keys and resolves the secret files.
+func (c *Config) Validate(key string, f *fileconfig.File) error {
+	chk := chanconf.New(key, f)
+	what := "a " + c.Provider + " voice channel"
 	switch c.Provider {
 	case "aliyun":
-		required("access_key_id", c.AccessKeyID)
-		if resolve("access_key_secret", c.AccessKeySecret, c.AccessKeySecretFile) == "" && c.AccessKeySecretFile == "" {
-			add(".access_key_secret", "is required for an aliyun voice channel (or access_key_secret_file)")
-		}
-		required("tts_code", c.TTSCode)
+		chk.Required("access_key_id", c.AccessKeyID, what)
+		chk.Secret("access_key_secret", &c.AccessKeySecret, c.AccessKeySecretFile)
+		chk.Required("access_key_secret", c.AccessKeySecret.Value(), what+" (or access_key_secret_file)")
+		chk.Required("tts_code", c.TTSCode, what)
 		for i, p := range c.TemplateParams {
 			if p.Name == "" {
-				add(fmt.Sprintf(".template_params[%d].name", i), "is required for aliyun (the ${name} in the TTS template)")
+				chk.Add(fmt.Sprintf("template_params[%d].name", i), "is required for aliyun (the ${name} in the TTS template)")
 			}
 		}
 	case "tencent":
-		required("secret_id", c.SecretID)
-		if resolve("secret_key", c.SecretKey, c.SecretKeyFile) == "" && c.SecretKeyFile == "" {
-			add(".secret_key", "is required for a tencent voice channel (or secret_key_file)")
-		}
-		required("voice_sdk_app_id", c.VoiceSdkAppID)
-		required("template_id", c.TemplateID)
-		if tok := resolve("callback_token", c.CallbackToken, c.CallbackTokenFile); tok != "" && len(tok.Value()) < 16 {
-			add(".callback_token", "must be at least 16 characters (it is the only proof a callback comes from Tencent)")
+		chk.Required("secret_id", c.SecretID, what)
+		chk.Secret("secret_key", &c.SecretKey, c.SecretKeyFile)
+		chk.Required("secret_key", c.SecretKey.Value(), what+" (or secret_key_file)")
+		chk.Required("voice_sdk_app_id", c.VoiceSdkAppID, what)
+		chk.Required("template_id", c.TemplateID, what)
+		chk.Secret("callback_token", &c.CallbackToken, c.CallbackTokenFile)
+		if tok := c.CallbackToken.Value(); tok != "" && (len(tok) < 16 || strings.ContainsAny(tok, "/?#% ")) {
+			chk.Add("callback_token", "must be at least 16 characters without / ? # %% or spaces (it is the only proof a callback comes from Tencent)")
 		}
 	case "":
-		add(".provider", "is required for a voice channel: aliyun or tencent")
+		chk.Add("provider", "is required for a voice channel: aliyun or tencent")
 	default:
-		add(".provider", "unknown voice provider %q: use aliyun or tencent", c.Provider)
+		chk.Add("provider", "unknown voice provider %q: use aliyun or tencent", c.Provider)
 	}
-	if c.Endpoint != "" {
-		if u, err := url.Parse(c.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add(".endpoint", "must be an http(s) URL")
-		}
-	}
+	chk.URL("endpoint", c.Endpoint, false, "")
 	if c.PlayTimes < 0 || c.PlayTimes > 3 {
-		add(".play_times", "must be within 1..3, got %d", c.PlayTimes)
+		chk.Add("play_times", "must be within 1..3, got %d", c.PlayTimes)
 	}
-	for i, p := range c.PhoneNumbers {
-		if !phoneRE.MatchString(p) {
-			add(fmt.Sprintf(".phone_numbers[%d]", i), "%q is not a phone number (digits, optional leading +)", p)
+	chk.Phones("phone_numbers", c.PhoneNumbers)
+	for i, p := range c.TemplateParams {
+		if err := tmpl.Check("voice_param", p.Value); err != nil {
+			chk.Add(fmt.Sprintf("template_params[%d].value", i), "template does not parse: %v", err)
 		}
 	}
-	return errs
+	c.HTTP.Validate(chk)
+	return chk.Err(c.Config.Validate(key)...)
 }
 
-// Secrets are the values to redact.
-func (c *Config) Secrets(r SecretResolver, key string) []string {
-	var out []string
-	for _, s := range []struct {
-		k      string
-		inline config.Secret
-		file   string
-	}{
-		{"access_key_secret", c.AccessKeySecret, c.AccessKeySecretFile},
-		{"secret_key", c.SecretKey, c.SecretKeyFile},
-		{"callback_token", c.CallbackToken, c.CallbackTokenFile},
-	} {
-		if v, err := r.ResolveSecret(key+"."+s.k, s.inline, s.file); err == nil && v != "" {
-			out = append(out, v.Value())
-		}
+// Secrets are the provider key, the callback token and any http_config credential.
+func (c *Config) Secrets() []string {
+	return append([]string{c.AccessKeySecret.Value(), c.SecretKey.Value(), c.CallbackToken.Value()}, c.HTTP.Secrets()...)
+}
+
+// Target is the provider and the numbers, masked.
+func (c *Config) Target() string {
+	masked := make([]string, 0, len(c.PhoneNumbers))
+	for _, p := range c.PhoneNumbers {
+		masked = append(masked, sms.MaskPhone(p))
 	}
-	return out
+	return fmt.Sprintf("voice %s %v", c.Provider, masked)
 }

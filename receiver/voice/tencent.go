@@ -20,7 +20,7 @@ const (
 type tencent struct {
 	endpoint, secretID, secretKey, appID, templateID, region string
 	plays                                                    int
-	o                                                        *Options
+	o                                                        *runtime
 }
 
 // tencentNumber is a number in E.164 form; numbers without a country code are mainland China.

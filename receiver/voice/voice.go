@@ -70,13 +70,18 @@ type caller interface {
 
 // Options are the runtime settings of a notifier.
 type Options struct {
-	Client  *http.Client
-	Now     func() time.Time
-	Timeout time.Duration
+	Now func() time.Time
 	// OnCall is told about every call the provider accepted (for audit and result tracking).
 	OnCall func(Call)
 	// Nonce makes Aliyun signature nonces (default: random).
 	Nonce func() string
+}
+
+// runtime is what the provider clients share.
+type runtime struct {
+	Options
+	Client  *http.Client
+	Timeout time.Duration
 }
 
 // Notifier calls numbers.
@@ -85,15 +90,16 @@ type Notifier struct {
 	numbers  []string
 	params   []Param
 	tmpl     *tmpl.Templates
-	o        Options
+	o        runtime
 	caller   caller
 	done     *chanhttp.Sent
 }
 
 // New builds a notifier from a validated configuration.
-func New(c *Config, r SecretResolver, key string, t *tmpl.Templates, o Options) (*Notifier, error) {
-	if o.Client == nil {
-		o.Client = http.DefaultClient
+func New(c *Config, t *tmpl.Templates, o Options) (*Notifier, error) {
+	client, err := c.HTTP.Client("voice")
+	if err != nil {
+		return nil, err
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -104,11 +110,10 @@ func New(c *Config, r SecretResolver, key string, t *tmpl.Templates, o Options) 
 	if t == nil {
 		t = tmpl.New(tmpl.Options{})
 	}
-	n := &Notifier{provider: c.Provider, numbers: c.PhoneNumbers, params: c.TemplateParams, tmpl: t, o: o, done: chanhttp.NewSent(4096)}
+	n := &Notifier{provider: c.Provider, numbers: c.PhoneNumbers, params: c.TemplateParams, tmpl: t,
+		o: runtime{Options: o, Client: client, Timeout: c.HTTP.RequestTimeout()}, done: chanhttp.NewSent(4096)}
 	if len(n.params) == 0 {
-		for _, p := range sms.DefaultParams(c.Provider) {
-			n.params = append(n.params, Param{Name: p.Name, Value: p.Value})
-		}
+		n.params = sms.DefaultParams(c.Provider)
 	}
 	plays := c.PlayTimes
 	if plays == 0 {
@@ -116,20 +121,12 @@ func New(c *Config, r SecretResolver, key string, t *tmpl.Templates, o Options) 
 	}
 	switch c.Provider {
 	case "aliyun":
-		s, err := r.ResolveSecret(key+".access_key_secret", c.AccessKeySecret, c.AccessKeySecretFile)
-		if err != nil {
-			return nil, err
-		}
 		ep := c.Endpoint
 		if ep == "" {
 			ep = AliyunEndpoint
 		}
-		n.caller = &aliyun{endpoint: ep, keyID: c.AccessKeyID, keySecret: s.Value(), ttsCode: c.TTSCode, show: c.CalledShowNumber, plays: plays, o: &n.o}
+		n.caller = &aliyun{endpoint: ep, keyID: c.AccessKeyID, keySecret: c.AccessKeySecret.Value(), ttsCode: c.TTSCode, show: c.CalledShowNumber, plays: plays, o: &n.o}
 	case "tencent":
-		s, err := r.ResolveSecret(key+".secret_key", c.SecretKey, c.SecretKeyFile)
-		if err != nil {
-			return nil, err
-		}
 		ep, region := c.Endpoint, c.Region
 		if ep == "" {
 			ep = TencentEndpoint
@@ -137,7 +134,7 @@ func New(c *Config, r SecretResolver, key string, t *tmpl.Templates, o Options) 
 		if region == "" {
 			region = "ap-guangzhou"
 		}
-		n.caller = &tencent{endpoint: ep, secretID: c.SecretID, secretKey: s.Value(), appID: c.VoiceSdkAppID, templateID: c.TemplateID, region: region, plays: plays, o: &n.o}
+		n.caller = &tencent{endpoint: ep, secretID: c.SecretID, secretKey: c.SecretKey.Value(), appID: c.VoiceSdkAppID, templateID: c.TemplateID, region: region, plays: plays, o: &n.o}
 	default:
 		return nil, fmt.Errorf("unknown voice provider %q", c.Provider)
 	}

@@ -55,10 +55,10 @@ func (r *recorder) all() []Call {
 
 func newNotifier(t *testing.T, c *Config, now func() time.Time, rec *recorder) *Notifier {
 	t.Helper()
-	if errs := c.Validate(file(t), "receiver.channels.phone"); len(errs) > 0 {
-		t.Fatal(errs)
+	if err := c.Validate("receiver.channels.phone", file(t)); err != nil {
+		t.Fatal(err)
 	}
-	n, err := New(c, file(t), "receiver.channels.phone", tmpl.New(tmpl.Options{}), Options{Now: now, OnCall: rec.add, Timeout: 5 * time.Second})
+	n, err := New(c, tmpl.New(tmpl.Options{}), Options{Now: now, OnCall: rec.add})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,17 +310,19 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Provider: "tencent", SecretID: "x", SecretKey: "y", VoiceSdkAppID: "1", TemplateID: "2", CallbackToken: "short"}, "callback_token: must be at least 16"},
 		{Config{Provider: "tencent", SecretID: "x", SecretKeyFile: "nope", VoiceSdkAppID: "1", TemplateID: "2"}, "secret_key_file: cannot read secret file"},
 		{Config{Provider: "aliyun", AccessKeyID: "x", AccessKeySecret: "y", TTSCode: "T", PhoneNumbers: []string{"call-me"}}, `phone_numbers[0]: "call-me" is not a phone number`},
+		{Config{Provider: "aliyun", AccessKeyID: "x", AccessKeySecret: "y", TTSCode: "T", TemplateParams: []Param{{Name: "a", Value: "{{ .Nope"}}}, "template_params[0].value: template does not parse"},
 	} {
-		var all string
-		for _, e := range tc.c.Validate(f, "receiver.channels.phone") {
-			all += e.Error() + "\n"
-		}
-		if !strings.Contains(all, tc.want) {
-			t.Errorf("errors %q, want %q", all, tc.want)
+		err := tc.c.Validate("receiver.channels.phone", f)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("errors %v, want %q", err, tc.want)
 		}
 	}
-	c := Config{Provider: "tencent", SecretKey: tcKey, CallbackToken: cbToken}
-	if s := c.Secrets(f, "k"); len(s) != 2 {
-		t.Errorf("secrets = %d", len(s))
+	c := Config{Provider: "tencent", SecretKey: tcKey, CallbackToken: cbToken, PhoneNumbers: []string{"13800000000"}}
+	s := strings.Join(c.Secrets(), ",")
+	if !strings.Contains(s, tcKey) || !strings.Contains(s, cbToken) {
+		t.Errorf("secrets = %q", s)
+	}
+	if c.Target() != "voice tencent [138****0000]" {
+		t.Errorf("target = %q", c.Target())
 	}
 }
