@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	amwebhook "github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/route"
@@ -44,6 +45,10 @@ type Options struct {
 	Logger     *slog.Logger
 	Now        func() time.Time
 	Registerer prometheus.Registerer
+	// Observe, when set, sees every stored message with its plan (re-sent ones
+	// too) before the answer, so on-call state follows the groups; an error
+	// makes the answer 503 and Alertmanager sends the message again.
+	Observe func(msg *amwebhook.Message, plan route.Plan) error
 }
 
 // API serves the receiver's HTTP endpoints.
@@ -181,6 +186,13 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request) int {
 		return a.fail(w, http.StatusServiceUnavailable, "", "store cannot take the payload now; retry later")
 	}
 	a.o.Engine.Enqueue(accepted)
+	if a.o.Observe != nil {
+		if err := a.o.Observe(msg, plan); err != nil {
+			a.o.Logger.Error("cannot record the on-call state of a message", "group_key", msg.GroupKey, "err", err)
+			w.Header().Set("Retry-After", "5")
+			return a.fail(w, http.StatusServiceUnavailable, "", "store cannot take the payload now; retry later")
+		}
+	}
 	if len(accepted) > 0 || len(ds) == 0 {
 		for _, al := range msg.Alerts {
 			a.alerts.WithLabelValues(al.Labels["alertname"], al.Labels["severity"], al.Status).Inc()

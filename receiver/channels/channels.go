@@ -14,10 +14,12 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/receiver/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/dingtalk"
 	"github.com/open-autoglm/autoglm-monitor/receiver/email"
+	"github.com/open-autoglm/autoglm-monitor/receiver/feishu"
 	"github.com/open-autoglm/autoglm-monitor/receiver/file"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/sms"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
+	"github.com/open-autoglm/autoglm-monitor/receiver/voice"
 	"github.com/open-autoglm/autoglm-monitor/receiver/webhook"
 	"github.com/open-autoglm/autoglm-monitor/receiver/wecom"
 )
@@ -30,6 +32,9 @@ type Options struct {
 	// sent instead) unless the delivery context carries a tmpl.Reporter.
 	// Default: a warning in Logger.
 	OnTemplateError func(channel string, f tmpl.Failure)
+	// OnCall is told about each phone call a voice channel placed, with the
+	// notifier that can ask the provider for its result.
+	OnCall func(channel string, q voice.Querier, c voice.Call)
 }
 
 // Build constructs every channel of a validated receiver configuration, in
@@ -88,6 +93,18 @@ func New(name string, ch *config.Channel, externalURL string, o Options) (notify
 		in.Notifier, err = webhook.New(ch.Webhook)
 	case ch.File != nil:
 		in.Notifier = file.New(name, ch.File, ch.File.Config.New(reporter), o.Now, nil)
+	case ch.Feishu != nil:
+		in.Notifier, err = feishu.New(ch.Feishu, ch.Feishu.Config.New(reporter), o.Now, externalURL)
+		in.PerMinute = feishu.RateLimit
+	case ch.Voice != nil:
+		var vn *voice.Notifier
+		vo := voice.Options{Now: o.Now}
+		if o.OnCall != nil {
+			// vn is set before any call can be placed: Notify runs after New returns.
+			vo.OnCall = func(c voice.Call) { o.OnCall(name, vn, c) }
+		}
+		vn, err = voice.New(ch.Voice, ch.Voice.Config.New(reporter), vo)
+		in.Notifier = vn
 	}
 	if err != nil {
 		return notify.Integration{}, fmt.Errorf("channel %s: %w", name, err)

@@ -60,6 +60,9 @@ func (e *Engine) send(ctx context.Context, cs *chanState, units [][]*store.Deliv
 		}
 		start := e.o.Now()
 		sctx, cancel := context.WithTimeout(ctx, e.o.SendTimeout)
+		if e.o.Decorate != nil {
+			sctx = e.o.Decorate(sctx, cs.Name, send)
+		}
 		err := cs.Notifier.Notify(sctx, ns...)
 		cancel()
 		now := e.o.Now()

@@ -21,6 +21,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 )
 
 var (
@@ -65,13 +66,20 @@ type Delivery struct {
 	InFlight  bool   `json:"-"`
 	LastError string `json:"last_error,omitempty"`
 	LastCode  string `json:"last_code,omitempty"`
+
+	// Step is set on the pages of an escalation chain: the chain step, from 1.
+	Step int `json:"step,omitempty"`
+	// Recipients are the people a page is for (mentioned, texted, called).
+	Recipients []oncall.Recipient `json:"recipients,omitempty"`
+	// Note makes the delivery an announcement (who claimed the group).
+	Note string `json:"note,omitempty"`
 }
 
 // Notification converts the delivery for a channel.
 func (d *Delivery) Notification() *notify.Notification {
 	return &notify.Notification{
 		ID: d.ID, GroupKey: d.GroupKey, Data: d.Data, Priority: d.Priority,
-		Route: d.Route, Received: d.Received, TruncatedAlerts: d.TruncatedAlerts,
+		Route: d.Route, Received: d.Received, TruncatedAlerts: d.TruncatedAlerts, Note: d.Note,
 	}
 }
 
@@ -88,6 +96,19 @@ const (
 	OutcomeEscalated  = "escalated"
 	OutcomeUncertain  = "uncertain"
 	OutcomeTemplating = "template_error"
+	// On call: escalation chains, claims, silences, calls, schedules.
+	OutcomeIncidentOpened   = "incident_opened"
+	OutcomeEscalationStep   = "escalation_step"
+	OutcomeNobodyOnCall     = "nobody_on_call"
+	OutcomeClaimed          = "claimed"
+	OutcomeSilenced         = "silenced"
+	OutcomeIncidentResolved = "incident_resolved"
+	OutcomeCancelled        = "cancelled"
+	OutcomeScheduleChanged  = "schedule_changed"
+	OutcomeCallPlaced       = "call_placed"
+	OutcomeCallAnswered     = "call_answered"
+	OutcomeCallUnanswered   = "call_unanswered"
+	OutcomeCallUnknown      = "call_result_unknown"
 )
 
 // Record is one audit log entry: a received payload or a delivery attempt.
@@ -112,6 +133,11 @@ type Record struct {
 	Error        string    `json:"error,omitempty"`
 	Latency      float64   `json:"latency_seconds,omitempty"`
 	Count        int       `json:"count,omitempty"`
+	// By is who acted (claimed, silenced); People who a step paged.
+	By     string   `json:"by,omitempty"`
+	People []string `json:"people,omitempty"`
+	// Detail describes an on-call record (step, silence, call, schedule change).
+	Detail string `json:"detail,omitempty"`
 }
 
 // Options tune the store.
