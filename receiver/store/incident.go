@@ -61,3 +61,25 @@ func (s *Store) Incidents() (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// AcceptPages durably enqueues deliveries that the receiver made itself
+// (escalation pages, announcements), dropping those whose idempotency key is
+// live, with their audit records.
+func (s *Store) AcceptPages(ds []*Delivery, recs []*Record) ([]*Delivery, error) {
+	vals, err := encode(ds)
+	if err != nil {
+		return nil, err
+	}
+	var accepted []*Delivery
+	err = s.write(func(tx *bolt.Tx) error {
+		var err error
+		if accepted, _, err = s.enqueueTx(tx, ds, vals); err != nil {
+			return err
+		}
+		return putAudit(tx, recs)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: enqueue pages: %v", ErrUnavailable, err)
+	}
+	return accepted, nil
+}

@@ -391,27 +391,10 @@ func (s *Store) Accept(rec *Record, ds []*Delivery) (accepted []*Delivery, dups 
 	}
 	err = s.write(func(tx *bolt.Tx) error {
 		// A failed group commit runs this again alone; start from scratch each time.
-		accepted, dups = accepted[:0], 0
-		now := s.opts.Now()
-		idem := tx.Bucket(bucketIdem)
-		outbox := tx.Bucket(bucketOutbox)
-		for i, d := range ds {
-			if isDuplicate(tx, idem.Get([]byte(d.ID)), now, s.opts.DedupWindow) {
-				dups++
-				continue
-			}
-			seq, err := outbox.NextSequence()
-			if err != nil {
-				return err
-			}
-			d.Seq = seq
-			if err := outbox.Put(u64(seq), vals[i]); err != nil {
-				return err
-			}
-			if err := idem.Put([]byte(d.ID), idemValue(now, seq)); err != nil {
-				return err
-			}
-			accepted = append(accepted, d)
+		var err error
+		accepted, dups, err = s.enqueueTx(tx, ds, vals)
+		if err != nil {
+			return err
 		}
 		r := *rec
 		r.Count = len(accepted)
@@ -426,6 +409,34 @@ func (s *Store) Accept(rec *Record, ds []*Delivery) (accepted []*Delivery, dups 
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: accept payload: %v", ErrUnavailable, err)
+	}
+	return accepted, dups, nil
+}
+
+// enqueueTx puts the deliveries whose idempotency key is not live into the
+// outbox and returns them, and how many were duplicates.
+func (s *Store) enqueueTx(tx *bolt.Tx, ds []*Delivery, vals [][]byte) ([]*Delivery, int, error) {
+	now := s.opts.Now()
+	idem := tx.Bucket(bucketIdem)
+	outbox := tx.Bucket(bucketOutbox)
+	accepted, dups := make([]*Delivery, 0, len(ds)), 0
+	for i, d := range ds {
+		if isDuplicate(tx, idem.Get([]byte(d.ID)), now, s.opts.DedupWindow) {
+			dups++
+			continue
+		}
+		seq, err := outbox.NextSequence()
+		if err != nil {
+			return nil, 0, err
+		}
+		d.Seq = seq
+		if err := outbox.Put(u64(seq), vals[i]); err != nil {
+			return nil, 0, err
+		}
+		if err := idem.Put([]byte(d.ID), idemValue(now, seq)); err != nil {
+			return nil, 0, err
+		}
+		accepted = append(accepted, d)
 	}
 	return accepted, dups, nil
 }

@@ -41,8 +41,9 @@ type Call struct {
 	Phone string
 	// Person is the on-call id called, "" for a configured number.
 	Person string
-	// Notifications are the notification ids the call was about.
+	// Notifications are the notification ids the call was about, Groups their group keys.
 	Notifications []string
+	Groups        []string
 	Placed        time.Time
 }
 
@@ -175,8 +176,10 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	d := tmpl.NewData(n.tmpl.Language(), "", ns...)
 	values, names := n.render(ctx, d)
 	ids := make([]string, 0, len(ns))
+	groups := make([]string, 0, len(ns))
 	for _, x := range ns {
 		ids = append(ids, x.ID)
+		groups = append(groups, x.GroupKey)
 	}
 	var failed []error
 	for _, t := range ts {
@@ -191,7 +194,7 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		}
 		n.done.Mark(key)
 		if n.o.OnCall != nil {
-			n.o.OnCall(Call{Provider: n.provider, ID: id, Phone: sms.MaskPhone(t.phone), Person: t.person, Notifications: ids, Placed: n.o.Now()})
+			n.o.OnCall(Call{Provider: n.provider, ID: id, Phone: sms.MaskPhone(t.phone), Person: t.person, Notifications: ids, Groups: groups, Placed: n.o.Now()})
 		}
 	}
 	return combine(failed)
