@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/open-autoglm/autoglm-monitor/receiver/action"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
 
@@ -50,10 +53,44 @@ func New(cfg *Config, t *tmpl.Templates, externalURL string) (*Notifier, error) 
 }
 
 type message struct {
-	MsgType  string    `json:"msgtype"`
-	Markdown *content  `json:"markdown,omitempty"`
-	Text     *textBody `json:"text,omitempty"`
+	MsgType      string    `json:"msgtype"`
+	Markdown     *content  `json:"markdown,omitempty"`
+	Text         *textBody `json:"text,omitempty"`
+	TemplateCard *card     `json:"template_card,omitempty"`
 }
+
+// card is a text_notice template card: the title, and the actions as jumps.
+type card struct {
+	CardType     string     `json:"card_type"`
+	MainTitle    cardTitle  `json:"main_title"`
+	SubTitleText string     `json:"sub_title_text,omitempty"`
+	JumpList     []cardJump `json:"jump_list,omitempty"`
+	CardAction   cardAction `json:"card_action"`
+}
+
+type cardTitle struct {
+	Title string `json:"title"`
+	Desc  string `json:"desc,omitempty"`
+}
+
+type cardJump struct {
+	Type  int    `json:"type"`
+	URL   string `json:"url"`
+	Title string `json:"title"`
+}
+
+type cardAction struct {
+	Type int    `json:"type"`
+	URL  string `json:"url"`
+}
+
+// Text limits of a template card, in characters, kept short as the client shows them.
+const (
+	cardTitleChars = 26
+	cardDescChars  = 30
+	cardSubChars   = 112
+	cardJumps      = 3
+)
 
 type content struct {
 	Content string `json:"content"`
@@ -65,31 +102,71 @@ type textBody struct {
 }
 
 // Notify sends ns as one message (a digest when several), split into parts
-// when longer than the robot accepts.
+// when longer than the robot accepts. Actions follow as a template card with
+// one jump per action (claim, silences); mentions as a short text.
 func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error {
 	if len(ns) == 0 {
 		return nil
 	}
 	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
-	title := n.tmpl.Render(ctx, tmpl.Title, d)
-	if n.cfg.MessageType == "text" {
-		body := title + "\n" + n.tmpl.Render(ctx, tmpl.Text, d)
-		return n.sendSplit(ctx, ns, body, MaxTextBytes, true)
+	var links []action.Link
+	if len(ns) == 1 {
+		links = action.LinksOf(ctx, ns[0].GroupKey)
 	}
-	body := "## " + title + "\n" + n.tmpl.Render(ctx, tmpl.Markdown, d)
-	if err := n.sendSplit(ctx, ns, body, MaxMarkdownBytes, false); err != nil {
+	tctx := ctx
+	if len(links) > 0 {
+		tctx = action.WithoutLinks(ctx)
+	}
+	mobiles := n.cfg.MentionedMobileList
+	if rs, ok := oncall.RecipientsFrom(ctx); ok {
+		mobiles = nil
+		for _, r := range rs {
+			if r.Person.Phone != "" {
+				mobiles = append(mobiles, strings.TrimPrefix(r.Person.Phone, "+86"))
+			}
+		}
+	}
+	title := n.tmpl.Render(tctx, tmpl.Title, d)
+	if n.cfg.MessageType == "text" {
+		body := title + "\n" + n.tmpl.Render(tctx, tmpl.Text, d)
+		if err := n.sendSplit(ctx, ns, body, MaxTextBytes, true, mobiles); err != nil {
+			return err
+		}
+		return n.sendCard(ctx, title, d, links)
+	}
+	body := "## " + title + "\n" + n.tmpl.Render(tctx, tmpl.Markdown, d)
+	if err := n.sendSplit(ctx, ns, body, MaxMarkdownBytes, false, nil); err != nil {
 		return err
 	}
-	if len(n.cfg.MentionedMobileList) > 0 {
+	if err := n.sendCard(ctx, title, d, links); err != nil {
+		return err
+	}
+	if len(mobiles) > 0 {
 		// Markdown messages cannot mention by mobile; a short text does.
-		return n.send(ctx, message{MsgType: "text", Text: &textBody{Content: tmpl.Truncate(title, 200), MentionedMobileList: n.cfg.MentionedMobileList}})
+		return n.send(ctx, message{MsgType: "text", Text: &textBody{Content: tmpl.Truncate(title, 200), MentionedMobileList: mobiles}})
 	}
 	return nil
 }
 
+// sendCard sends the actions of a single-group message as a template card.
+func (n *Notifier) sendCard(ctx context.Context, title string, d *tmpl.Data, links []action.Link) error {
+	if len(links) == 0 {
+		return nil
+	}
+	c := &card{CardType: "text_notice", MainTitle: cardTitle{Title: tmpl.Truncate(d.Name(), cardTitleChars), Desc: tmpl.Truncate(string(d.Priority)+" "+d.Status, cardDescChars)},
+		SubTitleText: tmpl.Truncate(title, cardSubChars), CardAction: cardAction{Type: 1, URL: links[0].URL}}
+	for i, l := range links {
+		if i == cardJumps {
+			break
+		}
+		c.JumpList = append(c.JumpList, cardJump{Type: 1, URL: l.URL, Title: l.Label})
+	}
+	return n.send(ctx, message{MsgType: "template_card", TemplateCard: c})
+}
+
 // sendSplit sends body in parts of at most limit bytes; text messages carry
 // the mentions on their last part.
-func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, body string, limit int, text bool) error {
+func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, body string, limit int, text bool, mobiles []string) error {
 	const partHeader = 16 // "(12/34)\n" and some slack
 	return n.split.Send(ctx, ns, body, limit, partHeader, func(ctx context.Context, i, total int, p string) error {
 		if total > 1 {
@@ -99,7 +176,7 @@ func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, bod
 		if text {
 			m = message{MsgType: "text", Text: &textBody{Content: p}}
 			if i == total-1 {
-				m.Text.MentionedMobileList = n.cfg.MentionedMobileList
+				m.Text.MentionedMobileList = mobiles
 			}
 		}
 		return n.send(ctx, m)

@@ -8,9 +8,11 @@ import (
 	"unicode/utf8"
 
 	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/action"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
@@ -145,3 +147,30 @@ func newNotifier(t testing.TB, c Config, tp *tmpl.Templates) *Notifier {
 
 // ep is the url key of a channel.
 func ep(u string) chanhttp.Endpoint { return chanhttp.Endpoint{URL: fileconfig.Secret(u)} }
+
+func TestActionCardAndOnCallMentions(t *testing.T) {
+	fake := providertest.NewWeCom(t, key)
+	n := newNotifier(t, Config{Endpoint: ep(fake.URL()), MentionedMobileList: []string{"13900000000"}}, nil)
+	ctx := action.WithLinker(context.Background(), func(string) []action.Link {
+		return []action.Link{{Kind: action.Claim, Label: "认领", URL: "https://recv/api/v1/actions/c"}, {Kind: action.Silence, Label: "静默 1 小时", URL: "https://recv/api/v1/actions/s1"},
+			{Kind: action.Silence, Label: "静默 4 小时", URL: "https://recv/api/v1/actions/s4"}, {Kind: action.Silence, Label: "静默 8 小时", URL: "https://recv/api/v1/actions/s8"}}
+	})
+	ctx = oncall.WithRecipients(ctx, []oncall.Recipient{{ID: "ann", Person: oncall.Person{Phone: "+8613800000001"}}})
+	if err := n.Notify(ctx, fixture.Notification("LLMHighErrorRate", 1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fake.Messages()
+	if len(msgs) != 3 || msgs[0].MsgType != "markdown" || msgs[1].MsgType != "template_card" || msgs[2].MsgType != "text" {
+		t.Fatalf("messages = %+v", msgs)
+	}
+	if strings.Contains(msgs[0].Content(), "/api/v1/actions/") {
+		t.Errorf("markdown repeats the card's actions:\n%s", msgs[0].Content())
+	}
+	c := msgs[1].TemplateCard
+	if len(c.JumpList) != 3 || c.JumpList[0].Title != "认领" || c.CardAction.URL != "https://recv/api/v1/actions/c" || c.MainTitle.Title != "LLMHighErrorRate" {
+		t.Errorf("card = %+v", c)
+	}
+	if m := msgs[2].Text.MentionedMobileList; len(m) != 1 || m[0] != "13800000001" {
+		t.Errorf("mentions = %v", m)
+	}
+}
