@@ -8,6 +8,7 @@ package channels
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/receiver/email"
 	"github.com/open-autoglm/autoglm-monitor/receiver/feishu"
 	"github.com/open-autoglm/autoglm-monitor/receiver/file"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/sms"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
@@ -35,6 +37,8 @@ type Options struct {
 	// OnCall is told about each phone call a voice channel placed, with the
 	// notifier that can ask the provider for its result.
 	OnCall func(channel string, q voice.Querier, c voice.Call)
+	// Transport, when set, replaces the network of every HTTP channel (tests).
+	Transport http.RoundTripper
 }
 
 // Build constructs every channel of a validated receiver configuration, in
@@ -77,6 +81,11 @@ func New(name string, ch *config.Channel, externalURL string, o Options) (notify
 		return notify.Integration{}, fmt.Errorf("channel %s: unknown type %q", name, ch.Type)
 	}
 	in := notify.Integration{Name: name, Target: spec.Target()}
+	if o.Transport != nil {
+		if s := settingsOf(ch); s != nil {
+			s.Transport = o.Transport
+		}
+	}
 	var err error
 	switch {
 	case ch.DingTalk != nil:
@@ -110,4 +119,23 @@ func New(name string, ch *config.Channel, externalURL string, o Options) (notify
 		return notify.Integration{}, fmt.Errorf("channel %s: %w", name, err)
 	}
 	return in, nil
+}
+
+// settingsOf is the HTTP settings of an HTTP channel (nil for the others).
+func settingsOf(ch *config.Channel) *chanhttp.Settings {
+	switch {
+	case ch.DingTalk != nil:
+		return &ch.DingTalk.HTTP
+	case ch.WeCom != nil:
+		return &ch.WeCom.HTTP
+	case ch.Feishu != nil:
+		return &ch.Feishu.HTTP
+	case ch.SMS != nil:
+		return &ch.SMS.HTTP
+	case ch.Voice != nil:
+		return &ch.Voice.HTTP
+	case ch.Webhook != nil:
+		return &ch.Webhook.HTTP
+	}
+	return nil
 }

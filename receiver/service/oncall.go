@@ -80,6 +80,9 @@ func (o *onCall) compile(rc *config.Config) (*runtime, error) {
 		rt.api.Signer = rt.signer
 	}
 	if rc.Silences.Enabled() {
+		if o.s.o.Transport != nil {
+			rc.Silences.HTTP.Transport = o.s.o.Transport
+		}
 		cl, err := silence.New(rc.Silences)
 		if err != nil {
 			return nil, err

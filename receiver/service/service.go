@@ -34,6 +34,9 @@ type Options struct {
 	Escalator engine.Escalator
 	// PruneInterval is how often retention is applied (default 1h).
 	PruneInterval time.Duration
+	// Transport, when set, replaces the network of the channels and of the
+	// silences client (tests reach provider fakes in-process).
+	Transport http.RoundTripper
 }
 
 // Service is a running receiver.
@@ -116,6 +119,7 @@ func (s *Service) build(rc *config.Config) ([]notify.Integration, *redact.Redact
 		Logger: s.o.Logger, Now: s.o.Now,
 		OnTemplateError: func(channel string, f tmpl.Failure) { s.templateFailed(red, channel, f) },
 		OnCall:          func(channel string, q voice.Querier, c voice.Call) { s.oncall.placed(channel, q, c) },
+		Transport:       s.o.Transport,
 	})
 	if err != nil {
 		return nil, nil, nil, errors.New(red.String(err.Error()))
