@@ -81,6 +81,7 @@ func serve(app *cli.App) error {
 		Reload:      reload,
 		Links: []web.LandingLinks{
 			{Address: "/api/v1/notifications", Text: "Audit log (notifications)"},
+			{Address: "/api/v1/oncall", Text: "On call now and next"},
 		},
 	})
 	if err != nil {

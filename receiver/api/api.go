@@ -185,13 +185,16 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Retry-After", "5")
 		return a.fail(w, http.StatusServiceUnavailable, "", "store cannot take the payload now; retry later")
 	}
-	a.o.Engine.Enqueue(accepted)
+	var observeErr error
 	if a.o.Observe != nil {
-		if err := a.o.Observe(msg, plan); err != nil {
-			a.o.Logger.Error("cannot record the on-call state of a message", "group_key", msg.GroupKey, "err", err)
-			w.Header().Set("Retry-After", "5")
-			return a.fail(w, http.StatusServiceUnavailable, "", "store cannot take the payload now; retry later")
-		}
+		// Before the deliveries go out, so they find their group's on-call state.
+		observeErr = a.o.Observe(msg, plan)
+	}
+	a.o.Engine.Enqueue(accepted)
+	if observeErr != nil {
+		a.o.Logger.Error("cannot record the on-call state of a message", "group_key", msg.GroupKey, "err", observeErr)
+		w.Header().Set("Retry-After", "5")
+		return a.fail(w, http.StatusServiceUnavailable, "", "store cannot take the payload now; retry later")
 	}
 	if len(accepted) > 0 || len(ds) == 0 {
 		for _, al := range msg.Alerts {

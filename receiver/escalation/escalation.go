@@ -55,6 +55,9 @@ type Incident struct {
 	Silences  []Silenced `json:"silences,omitempty"`
 	// Channels are the channels the group was sent to so far (its route's and its steps').
 	Channels []string `json:"channels,omitempty"`
+	// RouteChannels got the group from its route: the first step does not
+	// send there again, the route's message mentions the step's people.
+	RouteChannels []string `json:"route_channels,omitempty"`
 }
 
 // Silenced records a silence created from a message.
@@ -236,7 +239,8 @@ func (e *Escalator) Notify(groupKey, route, chain string, channels []string, pri
 		events = append(events, Event{Time: received, Kind: EventResolved, Incident: in})
 	case in == nil || !in.Resolved.IsZero():
 		in = &Incident{ID: id, GroupKey: groupKey, Name: nameOf(d), Route: route, Chain: chain, Priority: prio,
-			Labels: groupLabels(d), Data: d, Started: received, Channels: append([]string(nil), channels...)}
+			Labels: groupLabels(d), Data: d, Started: received, Channels: append([]string(nil), channels...),
+			RouteChannels: append([]string(nil), channels...)}
 		e.incidents[id] = in
 		events = append(events, Event{Time: received, Kind: EventOpened, Incident: in, Detail: "chain " + chain})
 	default:
@@ -284,6 +288,12 @@ func (e *Escalator) stepLocked(in *Incident, now time.Time) error {
 				Detail: "nobody on call in the step's schedules; the channels' own recipients are paged"})
 		}
 		for _, c := range ch.Steps[i].Channels {
+			if i == 0 && contains(in.RouteChannels, c) {
+				// The route's own message is this step's page here.
+				events = append(events, Event{Time: now, Kind: EventStep, Incident: in, Step: i, Channel: c, People: people,
+					Detail: fmt.Sprintf("step 1 of chain %s, with the route's message", in.Chain)})
+				continue
+			}
 			pages = append(pages, Page{ID: pageID(in, i, c), Incident: in.ID, GroupKey: in.GroupKey, Step: i, Channel: c,
 				Recipients: rs, Data: in.Data, Priority: in.Priority, Route: in.Route})
 			events = append(events, Event{Time: now, Kind: EventStep, Incident: in, Step: i, Channel: c, People: people,
@@ -292,8 +302,10 @@ func (e *Escalator) stepLocked(in *Incident, now time.Time) error {
 				in.Channels = append(in.Channels, c)
 			}
 		}
-		if err := e.o.Pager.Page(pages); err != nil {
-			return fmt.Errorf("page step %d of %s: %w", i+1, in.Name, err)
+		if len(pages) > 0 {
+			if err := e.o.Pager.Page(pages); err != nil {
+				return fmt.Errorf("page step %d of %s: %w", i+1, in.Name, err)
+			}
 		}
 		in.StepsDone = i + 1
 		if err := e.o.Store.SaveIncidents([]*Incident{in}, events); err != nil {
@@ -376,6 +388,23 @@ func (e *Escalator) Silenced(g action.GroupID, s Silenced) error {
 	in.Silences = append(in.Silences, s)
 	return e.o.Store.SaveIncidents([]*Incident{in}, []Event{{Time: e.o.Now(), Kind: EventSilenced, Incident: in, Channel: s.Channel,
 		People: []string{s.By}, Detail: fmt.Sprintf("silence %s until %s", s.ID, s.Until.UTC().Format(time.RFC3339))}})
+}
+
+// RouteRecipients returns whom the route's message over channel pages: the
+// first step's people when the group's chain starts on that channel and
+// nobody claimed it yet.
+func (e *Escalator) RouteRecipients(groupKey, channel string) ([]oncall.Recipient, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	in := e.incidents[action.GroupOf(groupKey).String()]
+	if in == nil || !in.Active() || !contains(in.RouteChannels, channel) {
+		return nil, false
+	}
+	ch, ok := e.cfg.Chains[in.Chain]
+	if !ok || len(ch.Steps) == 0 || ch.Steps[0].After > 0 || !contains(ch.Steps[0].Channels, channel) {
+		return nil, false
+	}
+	return ch.Recipients(0, e.o.Now(), e.cfg.Schedules, e.cfg.People), true
 }
 
 // Incident returns a copy of the group's incident.

@@ -152,7 +152,7 @@ func TestUnclaimedP1ReachesEveryStepOnTime(t *testing.T) {
 		defer cancel()
 		go e.Run(ctx)
 		t0 := time.Now()
-		if err := e.Notify(key, "pager", "p1", []string{"im"}, notify.P1, firing("LLMHighErrorRate"), t0); err != nil {
+		if err := e.Notify(key, "pager", "p1", []string{"route-im"}, notify.P1, firing("LLMHighErrorRate"), t0); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(20 * time.Minute)
@@ -192,7 +192,7 @@ func TestClaimStopsEscalationWithinASecond(t *testing.T) {
 		defer cancel()
 		go e.Run(ctx)
 		t0 := time.Now()
-		_ = e.Notify(key, "pager", "p1", []string{"im"}, notify.P1, firing("LLMHighErrorRate"), t0)
+		_ = e.Notify(key, "pager", "p1", []string{"route-im"}, notify.P1, firing("LLMHighErrorRate"), t0)
 		// Claimed a moment before the voice step is due.
 		time.Sleep(10*time.Minute - 500*time.Millisecond)
 		in, claimed, err := e.Claim(action.GroupOf(key), "ann", "im", []string{"im"})
@@ -233,18 +233,18 @@ func TestResolutionEndsTheChainAndARefireStartsOver(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go e.Run(ctx)
-		_ = e.Notify(key, "pager", "p1", []string{"im"}, notify.P1, firing("LLMHighErrorRate"), time.Now())
+		_ = e.Notify(key, "pager", "p1", []string{"route-im"}, notify.P1, firing("LLMHighErrorRate"), time.Now())
 		time.Sleep(6 * time.Minute)
 		res := firing("LLMHighErrorRate")
 		res.Status = "resolved"
-		_ = e.Notify(key, "pager", "p1", []string{"im"}, notify.P1, res, time.Now())
+		_ = e.Notify(key, "pager", "p1", []string{"route-im"}, notify.P1, res, time.Now())
 		time.Sleep(time.Hour)
 		synctest.Wait()
 		if n := len(pg.all()); n != 2 {
 			t.Errorf("%d pages after resolving at 6m, want 2", n)
 		}
 		// It fires again: a new incident, its chain from the first step.
-		_ = e.Notify(key, "pager", "p1", []string{"im"}, notify.P1, firing("LLMHighErrorRate"), time.Now())
+		_ = e.Notify(key, "pager", "p1", []string{"route-im"}, notify.P1, firing("LLMHighErrorRate"), time.Now())
 		time.Sleep(time.Minute)
 		synctest.Wait()
 		if n := len(pg.all()); n != 3 {
@@ -264,7 +264,7 @@ func TestRestartResumesWithoutRepeatingSteps(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		go e.Run(ctx)
 		t0 := time.Now()
-		_ = e.Notify(key, "pager", "p1", []string{"im"}, notify.P1, firing("LLMHighErrorRate"), t0)
+		_ = e.Notify(key, "pager", "p1", []string{"route-im"}, notify.P1, firing("LLMHighErrorRate"), t0)
 		time.Sleep(6 * time.Minute)
 		cancel()
 		synctest.Wait()
@@ -300,11 +300,32 @@ func TestNobodyOnCallIsAuditedAndChannelsStillPaged(t *testing.T) {
 		cfg.Schedules = map[string]*oncall.Schedule{} // every schedule gone: nobody on call
 		st, pg := &memStore{}, &memPager{}
 		e, _ := New(Options{Store: st, Pager: pg}, cfg)
-		_ = e.Notify(key, "pager", "p1", []string{"im"}, notify.P1, firing("LLMHighErrorRate"), time.Now())
+		_ = e.Notify(key, "pager", "p1", []string{"route-im"}, notify.P1, firing("LLMHighErrorRate"), time.Now())
 		if p := pg.all(); len(p) != 1 || len(p[0].page.Recipients) != 0 {
 			t.Errorf("pages = %+v", p)
 		}
 		if k := st.kinds(); k[EventNobody] != 1 {
+			t.Errorf("events = %v", k)
+		}
+	})
+}
+
+func TestRouteMessageIsTheFirstStepOnItsChannel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st, pg := &memStore{}, &memPager{}
+		e, _ := New(Options{Store: st, Pager: pg}, testConfig(t))
+		_ = e.Notify(key, "pager", "p1", []string{"im"}, notify.P1, firing("LLMHighErrorRate"), time.Now())
+		if p := pg.all(); len(p) != 0 {
+			t.Errorf("the route already sent to im, yet step 1 paged it again: %+v", p)
+		}
+		rs, ok := e.RouteRecipients(key, "im")
+		if !ok || len(rs) != 1 || rs[0].ID != "ann" {
+			t.Errorf("route message mentions %+v %v, want ann", rs, ok)
+		}
+		if _, ok := e.RouteRecipients(key, "email"); ok {
+			t.Error("a channel outside the first step mentions on-call people")
+		}
+		if k := st.kinds(); k[EventStep] != 1 {
 			t.Errorf("events = %v", k)
 		}
 	})

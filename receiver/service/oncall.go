@@ -220,6 +220,23 @@ func (o *onCall) decorate(ctx context.Context, channel string, ds []*store.Deliv
 			}
 		}
 	}
+	if !paged {
+		// The route's message of a group whose chain starts on this channel mentions the step's people.
+		for _, d := range ds {
+			if d.Step != 0 || d.Note != "" {
+				continue
+			}
+			if more, ok := o.esc.RouteRecipients(d.GroupKey, channel); ok {
+				paged = true
+				for _, r := range more {
+					if !seen[r.ID] {
+						seen[r.ID] = true
+						rs = append(rs, r)
+					}
+				}
+			}
+		}
+	}
 	if paged {
 		ctx = oncall.WithRecipients(ctx, rs)
 	}
