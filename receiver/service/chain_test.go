@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
 	"github.com/open-autoglm/autoglm-monitor/receiver/store"
 )
@@ -196,4 +197,46 @@ func TestClaimStopsTheChainWithinASecond(t *testing.T) {
 			t.Errorf("%d escalation steps audited, want 2 (IM, SMS)", len(steps))
 		}
 	})
+}
+
+func TestScheduleChangesAreAuditedOnReload(t *testing.T) {
+	f := newChainFakes(t)
+	dir := t.TempDir()
+	rc := chainConfig(t, dir, f)
+	s, err := New(rc, Options{Transport: f.proc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.store.Close()
+	first, _, _ := s.store.Audit(store.Query{Outcome: store.OutcomeScheduleChanged})
+	if len(first) == 0 {
+		t.Fatal("the first load of the schedules is not audited")
+	}
+	// Same configuration again: nothing changed, nothing audited.
+	if err := s.Reload(chainConfig(t, dir, f)); err != nil {
+		t.Fatal(err)
+	}
+	if again, _, _ := s.store.Audit(store.Query{Outcome: store.OutcomeScheduleChanged}); len(again) != len(first) {
+		t.Errorf("an unchanged reload audited %d changes", len(again)-len(first))
+	}
+	next := chainConfig(t, dir, f)
+	sc := next.OnCall.Schedules["sre"]
+	sc.Overrides = append(sc.Overrides, oncallOverride("bob", "2026-02-16 10:00", "2026-02-18 10:00"))
+	next.OnCall.Schedules["sre"] = sc
+	if err := s.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, _ := s.store.Audit(store.Query{Outcome: store.OutcomeScheduleChanged})
+	if len(recs) != len(first)+1 || !strings.Contains(recs[0].Detail, "schedule sre: override added: bob from 2026-02-16 10:00 to 2026-02-18 10:00") {
+		t.Errorf("after adding an override: %+v", recs)
+	}
+	for _, r := range recs {
+		if strings.Contains(r.Detail, "+8613800000001") {
+			t.Errorf("a schedule change shows a phone number: %q", r.Detail)
+		}
+	}
+}
+
+func oncallOverride(person, from, to string) oncall.OverrideConfig {
+	return oncall.OverrideConfig{Person: person, From: from, To: to}
 }
