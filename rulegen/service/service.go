@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/rulegen/baseline"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/promapi"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/rules"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/slo"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/target"
 )
 
@@ -369,6 +371,11 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 		}
 	}
 	in := s.input(f, all, now)
+	extra, err := s.extra(f)
+	if err != nil {
+		return &failure{"validate", err}
+	}
+	in.Extra = extra
 	set, err := rules.Build(in)
 	if err != nil {
 		return &failure{"validate", fmt.Errorf("build rules: %w", err)}
@@ -413,7 +420,13 @@ func (s *Service) bootstrap(ctx context.Context, f *config.File, now time.Time) 
 	if ok {
 		return
 	}
-	set, err := rules.Build(s.input(f, nil, now))
+	in := s.input(f, nil, now)
+	extra, err := s.extra(f)
+	if err != nil {
+		s.logger.Error("cannot build SLO rules", "err", err)
+	}
+	in.Extra = extra
+	set, err := rules.Build(in)
 	if err != nil {
 		s.logger.Error("cannot build static rules", "err", err)
 		return
@@ -440,6 +453,21 @@ func (s *Service) bootstrap(ctx context.Context, f *config.File, now time.Time) 
 			s.logger.Warn("history unavailable, wrote static-only rules", "files", res.Written)
 		}
 	}
+}
+
+// extra builds the rule files that do not depend on fitted baselines: the
+// SLOs of the slos: section and of the Sloth specs (re-read at every refit,
+// so a reload picks up edited specs).
+func (s *Service) extra(f *config.File) (map[string]rulefmt.RuleGroups, error) {
+	specs, err := slo.Load(f)
+	if err != nil {
+		return nil, fmt.Errorf("SLO specs: %w", err)
+	}
+	g, err := slo.Build(specs...)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]rulefmt.RuleGroups{slo.File: g}, nil
 }
 
 // LastSet returns the last delivered rule set (nil before the first).
