@@ -20,7 +20,9 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/internal/cli"
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/internal/httpserver"
+	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/backtest"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/forecast"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/rules"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/service"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/slo"
@@ -37,7 +39,8 @@ func main() {
 	btCmd := app.Command("backtest", "Replay CSV series walk-forward and report the alerts the rules would have fired.")
 	btInputs := btCmd.Flag("input", "CSV file with a timestamp,value header (repeatable).").Required().Strings()
 	btKind := btCmd.Flag("kind", "Series kind: auto, rate, latency or ratio.").Default("auto").Enum("auto", "rate", "latency", "ratio")
-	btOutput := btCmd.Flag("output", "Where to write alerts.json.").Required().String()
+	btOutput := btCmd.Flag("output", "Where to write alerts.json.").String()
+	btForecast := btCmd.Flag("forecast", "Score request-rate forecasts 1h, 6h and 24h ahead against seasonal-naive instead (walk-forward, leave-one-series-out); prints a table.").Bool()
 	btReport := btCmd.Flag("report", "Optional HTML or PNG report with bands and alerts.").String()
 	btWorkers := btCmd.Flag("workers", "Series backtested in parallel.").Default(fmt.Sprint(runtime.NumCPU())).Int()
 	sloCmd := app.Command("slo", "Write the SLO rules of Sloth prometheus/v1 specs (and of the config file's slos:, if given) without reading any history.")
@@ -54,6 +57,9 @@ func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
 
+	if cmd == btCmd.FullCommand() && *btForecast {
+		cmd += "/forecast"
+	}
 	switch cmd {
 	case runCmd.FullCommand():
 		err = serve(ctx, app, logger)
@@ -61,6 +67,8 @@ func main() {
 		err = generate(ctx, *app.ConfigFile, *genOut, logger)
 	case sloCmd.FullCommand():
 		err = writeSLORules(*app.ConfigFile, *sloInputs, *sloWindow, *sloOutput)
+	case btCmd.FullCommand() + "/forecast":
+		err = forecastTable(ctx, *btInputs, *btKind, *btWorkers)
 	case btCmd.FullCommand():
 		err = backtest.Run(ctx, backtest.CLI{Inputs: *btInputs, Kind: *btKind, Output: *btOutput, Report: *btReport, Workers: *btWorkers}, logger)
 	}
@@ -92,6 +100,15 @@ func generate(ctx context.Context, path, out string, logger *slog.Logger) error 
 		return err
 	}
 	return svc.Refit(ctx)
+}
+
+// forecastTable is backtest --forecast.
+func forecastTable(ctx context.Context, inputs []string, kind string, workers int) error {
+	series, rows, err := forecast.Backtest(ctx, inputs, sli.Kind(kind), kind == "auto", workers)
+	if err != nil {
+		return err
+	}
+	return forecast.WriteTable(os.Stdout, series, rows)
 }
 
 // loadConfig reads the configuration and the SLO specs it names, so a bad

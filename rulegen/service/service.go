@@ -28,6 +28,7 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/baseline"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/forecast"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/promapi"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/rules"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/slo"
@@ -76,7 +77,11 @@ type Service struct {
 	bands   []bandSample
 	lastSet *rules.Set
 	ok      bool
-	trigger chan struct{}
+	// curves are the forecasts of the last refit; trackers weigh the views
+	// of each series' next forecast by how its past ones came true.
+	curves   []curve
+	trackers map[string]*forecast.Tracker
+	trigger  chan struct{}
 }
 
 // New registers the metrics and returns a Service.
@@ -90,7 +95,7 @@ func New(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{opts: o, cfg: o.Config, logger: o.Logger, trigger: make(chan struct{}, 1)}
+	s := &Service{opts: o, cfg: o.Config, logger: o.Logger, trigger: make(chan struct{}, 1), trackers: map[string]*forecast.Tracker{}}
 	m, err := newMetrics(o.Registerer, s)
 	if err != nil {
 		return nil, err
@@ -323,6 +328,7 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 		return h, nil
 	}
 	var all []fitted
+	var curves []curve
 	for _, def := range sli.SLIs() {
 		if !c.Enabled(def.Name) {
 			continue
@@ -367,8 +373,14 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 			default:
 				fi.model, fi.policy = m, p
 			}
+			if def.Name == forecast.SLIRoute && c.ForecastEnabled() {
+				curves = append(curves, s.predict([]string{forecast.SLIRoute, fi.labels["job"], fi.labels[sli.LabelRoute], ""}, fi.model, ser.Points, now))
+			}
 			all = append(all, fi)
 		}
+	}
+	if c.ForecastEnabled() {
+		curves = append(curves, s.forecastInstances(ctx, read, c, now)...)
 	}
 	in := s.input(f, all, now)
 	extra, err := s.extra(f)
@@ -384,6 +396,7 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 	s.mu.Lock()
 	s.series = all
 	s.mu.Unlock()
+	s.publishCurves(curves)
 	s.UpdateBands()
 	for _, t := range s.opts.Targets {
 		res, err := t.Deliver(ctx, set)
@@ -467,7 +480,7 @@ func (s *Service) extra(f *config.File) (map[string]rulefmt.RuleGroups, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]rulefmt.RuleGroups{slo.File: g}, nil
+	return map[string]rulefmt.RuleGroups{slo.File: g, forecast.File: forecastRules(f)}, nil
 }
 
 // LastSet returns the last delivered rule set (nil before the first).
