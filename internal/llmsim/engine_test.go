@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 )
 
 // TestEngineQueuesBeyondCapacity: with two sequence slots, the third and
@@ -118,5 +120,16 @@ func TestCapacityFaultShrinksTheEngine(t *testing.T) {
 	}
 	if _, err := ParsePhase("start=0s,duration=1m,capacity=1.5"); err == nil {
 		t.Error("capacity 1.5 accepted")
+	}
+}
+
+// The engine metrics carry the names the dashboards and rules read
+// (internal/sli), which are vLLM's.
+func TestEngineMetricNamesAreVLLMs(t *testing.T) {
+	for got, want := range map[string]string{VLLMRunning: sli.VLLMRunning, VLLMWaiting: sli.VLLMWaiting, VLLMKVCache: sli.VLLMKVCache,
+		VLLMGPUCache: sli.VLLMGPUCache, VLLMPreemptions: sli.VLLMPreemptions, VLLMTTFT: sli.VLLMTTFT} {
+		if got != want {
+			t.Errorf("simulator exposes %s, rules read %s", got, want)
+		}
 	}
 }

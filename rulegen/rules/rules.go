@@ -199,7 +199,7 @@ func alertsFor(s sli.SLI) []alertDef {
 			"Error ratio of " + where + " is " + value + ", above the band learned from history (" + s.Name + ").", "autoglmerrorratioabovebaseline"}}
 	case strings.HasPrefix(s.Name, "ttft"):
 		return []alertDef{{"AutoGLMTTFTAboveBaseline", "warning", BoundUpper, "Time to first token is above its baseline.",
-			"Time to first token (" + s.Name + ") of " + where + " is " + value + ", above the band learned from history.", "autoglmttftabovebaseline"}}
+			"Time to first token (" + s.Name + ") of " + where + " is " + value + ", above the band learned from history." + sli.SaturationNote(), "autoglmttftabovebaseline"}}
 	case s.Kind == sli.KindLatency:
 		return []alertDef{{"AutoGLMLatencyAboveBaseline", "warning", BoundUpper, "Latency is above its baseline.",
 			"Latency (" + s.Name + ") of " + where + " is " + value + ", above the band learned from history.", "autoglmlatencyabovebaseline"}}
