@@ -12,9 +12,9 @@ import (
 func sloDashboard() *dashboard.DashboardBuilder {
 	b := newDashboard(UIDSLO, "AutoGLM / SLOs and error budgets",
 		"Service level objectives: error budget remaining over each SLO's period, burn rates over the multi-window alert windows, and the burn-rate alerts.").
-		WithVariable(variable{name: "service", label: "Service", query: "label_values(" + slo.RecordInfo + ", " + slo.LabelService + ")", multi: true}.builder()).
-		WithVariable(variable{name: "slo", label: "SLO", query: "label_values(" + slo.RecordInfo + `{` + slo.LabelService + `=~"$service"}, ` + slo.LabelSLO + ")", multi: true}.builder())
-	m := []string{slo.LabelService + `=~"$service"`, slo.LabelSLO + `=~"$slo"`}
+		WithVariable(variable{name: "slo_service", label: "Service", query: "label_values(" + slo.RecordInfo + ", " + slo.LabelService + ")", multi: true}.builder()).
+		WithVariable(variable{name: "slo", label: "SLO", query: "label_values(" + slo.RecordInfo + `{` + slo.LabelService + `=~"$slo_service"}, ` + slo.LabelSLO + ")", multi: true}.builder())
+	m := []string{slo.LabelService + `=~"$slo_service"`, slo.LabelSLO + `=~"$slo"`}
 	legend := "{{" + slo.LabelService + "}}/{{" + slo.LabelSLO + "}}"
 	on := " / on (" + slo.LabelID + ", " + slo.LabelSLO + ", " + slo.LabelService + ") group_left " + sel(slo.RecordBudget, m...)
 	burn := func(w string) query {

@@ -151,8 +151,8 @@ func CheckDashboard(d *Dashboard) []error {
 		fail("want exactly one datasource variable, got %d", datasources)
 	}
 	for _, name := range []string{"job", "instance"} {
-		// SLO dashboards select services, not scrape targets.
-		if _, ok := vars[name]; !ok && vars["service"].Name == "" {
+		// SLO dashboards select SLO services (slo_service), not scrape targets.
+		if _, ok := vars[name]; !ok && vars["slo_service"].Name == "" {
 			fail("missing %s variable", name)
 		}
 	}

@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
+	"gopkg.in/yaml.v3"
 
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 )
@@ -29,7 +31,7 @@ type SLO struct {
 	// Model narrows it to one gen_ai_request_model (GenAI metrics).
 	Model string `yaml:"model"`
 	// Threshold is the latency or TTFT limit; it must be a bucket boundary.
-	Threshold Duration `yaml:"threshold"`
+	Threshold Threshold `yaml:"threshold"`
 	// Objective is the target share of good events in percent (99.5).
 	Objective float64 `yaml:"objective"`
 	// Window is the SLO period (default 30d).
@@ -44,6 +46,26 @@ type SLO struct {
 	Page   *bool `yaml:"page"`
 	Ticket *bool `yaml:"ticket"`
 }
+
+// Threshold is a duration that may have a fraction ("2.5s", "350ms"), as
+// histogram bucket bounds do.
+type Threshold time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (t *Threshold) UnmarshalYAML(n *yaml.Node) error {
+	if v, err := time.ParseDuration(n.Value); err == nil {
+		*t = Threshold(v)
+		return nil
+	}
+	v, err := model.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q: use a number with a unit such as 2.5s or 350ms", n.Line, n.Value)
+	}
+	*t = Threshold(v)
+	return nil
+}
+
+func (t Threshold) String() string { return time.Duration(t).String() }
 
 // SLI kinds of the slos: section.
 const (
