@@ -12,15 +12,16 @@ import (
 
 // Names of rulegen's self metrics.
 const (
-	rulegenLastFit     = "autoglm_rulegen_last_fit_timestamp_seconds"
-	rulegenLastSuccess = "autoglm_rulegen_last_success_timestamp_seconds"
-	rulegenFitFailures = "autoglm_rulegen_fit_failures_total"
-	rulegenReloads     = "autoglm_rulegen_reloads_total"
-	rulegenSeries      = "autoglm_rulegen_series"
-	rulegenHistory     = "autoglm_rulegen_history_seconds"
-	rulegenModelInfo   = "autoglm_rulegen_model_info"
-	rulegenBuildInfo   = "autoglm_rulegen_build_info"
-	rulegenForecast    = "autoglm_rulegen_forecast"
+	rulegenLastFit          = "autoglm_rulegen_last_fit_timestamp_seconds"
+	rulegenLastSuccess      = "autoglm_rulegen_last_success_timestamp_seconds"
+	rulegenFitFailures      = "autoglm_rulegen_fit_failures_total"
+	rulegenReloads          = "autoglm_rulegen_reloads_total"
+	rulegenSeries           = "autoglm_rulegen_series"
+	rulegenHistory          = "autoglm_rulegen_history_seconds"
+	rulegenModelInfo        = "autoglm_rulegen_model_info"
+	rulegenBuildInfo        = "autoglm_rulegen_build_info"
+	rulegenForecast         = "autoglm_rulegen_forecast"
+	rulegenInstanceForecast = "autoglm_rulegen_instance_forecast"
 )
 
 func unitOf(k sli.Kind) string {
@@ -121,7 +122,7 @@ func baselines() *dashboard.DashboardBuilder {
 			description: "Each instance's request rate with its forecast 1, 6 and 24 hours ahead; AutoGLMCapacityForecast fires when the forecast reaches alert_rules.qps_threshold within rulegen.forecast.lead.",
 			queries: []query{
 				q(sel(sli.InstanceRequestRate, mJob, `instance=~"$traffic_instance"`), "{{instance}} actual"),
-				q(forecast("instance_request_rate", `instance=~"$traffic_instance"`), "{{instance}} in {{horizon}}"),
+				q(sel(rulegenInstanceForecast, mJob, `instance=~"$traffic_instance"`), "{{instance}} in {{horizon}}"),
 			}})).
 		WithRow(dashboard.NewRowBuilder("Anomalies")).
 		WithPanel(stacked(panel{title: "Baseline alerts firing", unit: "short", width: 24,

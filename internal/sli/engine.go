@@ -127,10 +127,11 @@ func EngineRecordingRules() []Rule {
 		{EnginePreempts, engineAgg("sum", map[string]string{"vllm": withHost(VLLMPreemptions, rate5m)})},
 		{EngineTTFTP95, p95(map[string]string{"vllm": VLLMTTFT, "sglang": SGLangTTFT})},
 		{EngineQueueP95, p95(map[string]string{"tgi": TGIQueueDuration})},
-		// Saturated: requests waited throughout the last five minutes, the
-		// KV cache is nearly full, or sequences are being preempted.
+		// Saturated: at least one request waited on average over the last
+		// five minutes, the KV cache is nearly full, or sequences are being
+		// preempted.
 		{EngineSaturated, fmt.Sprintf("max by (%s) (\n  %s\n  or %s\n  or %s\n)", by,
-			reason(fmt.Sprintf("min_over_time(%s[%s]) >= bool 1", EngineWaiting, engineWindow), "queue"),
+			reason(fmt.Sprintf("avg_over_time(%s[%s]) >= bool 1", EngineWaiting, engineWindow), "queue"),
 			reason(fmt.Sprintf("%s >= bool %g", EngineKVCache, saturatedKVRatio), "kv_cache"),
 			reason(fmt.Sprintf("%s > bool 0", EnginePreempts), "preemption"))},
 		// DCGM: utilisation in percent, framebuffer in MiB, per GPU.

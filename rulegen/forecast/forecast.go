@@ -210,7 +210,7 @@ func (c Curve) At(t time.Time) float64 {
 func (c Curve) Crossing(limit float64, after time.Time) (time.Time, bool) {
 	for i, v := range c.Values {
 		t := c.Start.Add(time.Duration(i+1) * Step)
-		if v >= limit && t.After(after) {
+		if v >= limit && t.After(after) && t.Sub(after) <= Horizons[len(Horizons)-1] {
 			return t, true
 		}
 	}
@@ -352,12 +352,19 @@ func Views(m baseline.Model, h History, now time.Time, d time.Duration, ratio fl
 // no past forecasts) weighs the views, and records this forecast's views
 // at the scored horizons for the next time.
 func Predict(m baseline.Model, history []baseline.Point, now time.Time, p Params, tr *Tracker) Curve {
+	return PredictFor(m, history, now, p, tr, 0)
+}
+
+// PredictFor is Predict with a curve longer than 24 hours by extra, so the
+// gauges of every horizon stay published until the next forecast (the
+// service passes its refit interval).
+func PredictFor(m baseline.Model, history []baseline.Point, now time.Time, p Params, tr *Tracker, extra time.Duration) Curve {
 	h := NewHistory(history)
 	if tr == nil {
 		tr = &Tracker{}
 	}
 	tr.Settle(now, h.At)
-	last := Horizons[len(Horizons)-1]
+	last := Horizons[len(Horizons)-1] + max(extra, 0)
 	c := Curve{Start: now, Values: make([]float64, 0, int(last/Step))}
 	buf := make([]float64, 0, 1024)
 	ratio := h.Ratio(now, buf)

@@ -183,7 +183,7 @@ tests:
     input_series:
       - series: '%s{%s}'
         values: '%s'
-      - series: '%s{sli="%s",%s}'
+      - series: '%s{%s}'
         values: '%s'
     alert_rule_test:
       - eval_time: %dm
@@ -192,15 +192,15 @@ tests:
       - eval_time: %dm
         alertname: %s
         exp_alerts:
-          - exp_labels: {severity: warning, sli: %s, job: autoglm-exporter, instance: "gpu-node-1:9810"}
+          - exp_labels: {severity: warning, job: autoglm-exporter, instance: "gpu-node-1:9810"}
             exp_annotations:
               summary: An instance is forecast to exceed alert_rules.qps_threshold.
               description: gpu-node-1:9810 of autoglm-exporter is expected to reach 5,000 req/s within about %g h (autoglm-rulegen's forecast of its request rate).
               runbook_url: https://example.com/runbook
 `, filepath.Join(dir, "forecast.yml"), sli.InstanceRequestRate, labels, strings.TrimSpace(rate.String()),
-		CrossingMetric, SLIInstance, labels, strings.TrimSpace(crossing.String()),
+		CrossingMetric, labels, strings.TrimSpace(crossing.String()),
 		int(crossAt.Add(-27*time.Hour).Sub(t0).Minutes()), AlertName,
-		int(at.Sub(t0).Minutes()), AlertName, SLIInstance, hoursLeft)
+		int(at.Sub(t0).Minutes()), AlertName, hoursLeft)
 	p := filepath.Join(dir, "forecast.test.yml")
 	if err := os.WriteFile(p, []byte(test), 0o644); err != nil {
 		t.Fatal(err)

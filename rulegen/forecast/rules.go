@@ -14,8 +14,13 @@ import (
 
 // Series names rulegen exposes.
 const (
-	// Metric is the forecast of an SLI series at a horizon ahead.
+	// Metric is the forecast of a route's SLI series at a horizon ahead.
 	Metric = "autoglm_rulegen_forecast"
+	// InstanceMetric is the forecast of an instance's request rate. It is a
+	// family of its own: with honor_labels an empty instance label on the
+	// route series would not be filled from the target, and routes would
+	// lose their instance label.
+	InstanceMetric = "autoglm_rulegen_instance_forecast"
 	// CrossingMetric is when an instance's forecast first reaches
 	// alert_rules.qps_threshold (only while that is within 24 hours).
 	CrossingMetric = "autoglm_rulegen_forecast_threshold_crossing_timestamp_seconds"
@@ -59,8 +64,8 @@ func Rules(threshold float64, lead, cooldown time.Duration, runbook string) rule
 		return rulefmt.RuleGroups{}
 	}
 	hours := strconv.FormatFloat(lead.Hours(), 'f', -1, 64)
-	expr := fmt.Sprintf("ceil((%s{sli=%q} - time()) / 3600) <= %s\nunless on (job, instance)\n%s > %s",
-		CrossingMetric, SLIInstance, hours, sli.InstanceRequestRate, strconv.FormatFloat(threshold, 'g', -1, 64))
+	expr := fmt.Sprintf("ceil((%s - time()) / 3600) <= %s\nunless on (job, instance)\n%s > %s",
+		CrossingMetric, hours, sli.InstanceRequestRate, strconv.FormatFloat(threshold, 'g', -1, 64))
 	return rulefmt.RuleGroups{Groups: []rulefmt.RuleGroup{{Name: Group, Rules: []rulefmt.Rule{{
 		Alert: AlertName,
 		Expr:  expr,

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"time"
@@ -18,22 +19,26 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/rulegen/rules"
 )
 
-// forecastLabels are the labels of the forecast gauges (empty = absent).
-var forecastLabels = []string{sli.LabelSLI, "job", sli.LabelRoute, "instance"}
+// Labels of the forecast gauges: routes' (with the SLI) and instances'.
+var (
+	routeForecastLabels    = []string{sli.LabelSLI, "job", sli.LabelRoute}
+	instanceForecastLabels = []string{"job", "instance"}
+)
 
 // curve is one series' forecast of the last refit.
 type curve struct {
-	labels []string // values of forecastLabels
-	curve  forecast.Curve
+	instance bool     // an instance's request rate, else a route's SLI
+	labels   []string // values of routeForecastLabels or instanceForecastLabels
+	curve    forecast.Curve
 }
 
-func (c curve) key() string { return strings.Join(c.labels, "\x00") }
+func (c curve) key() string { return fmt.Sprint(c.instance) + "\x00" + strings.Join(c.labels, "\x00") }
 
 // predict forecasts one series from the model fitted on its history (nil
 // when there was none: the recent profile alone) and keeps the forecast's
 // views for weighing the next one.
-func (s *Service) predict(labels []string, m baseline.Model, pts []baseline.Point, now time.Time) curve {
-	c := curve{labels: labels}
+func (s *Service) predict(instance bool, labels []string, m baseline.Model, pts []baseline.Point, now time.Time) curve {
+	c := curve{instance: instance, labels: labels}
 	s.mu.Lock()
 	tr := s.trackers[c.key()]
 	if tr == nil {
@@ -41,7 +46,10 @@ func (s *Service) predict(labels []string, m baseline.Model, pts []baseline.Poin
 		s.trackers[c.key()] = tr
 	}
 	s.mu.Unlock()
-	c.curve = forecast.Predict(m, pts, now, forecast.DefaultParams, tr)
+	s.mu.Lock()
+	interval := s.cfg.Rulegen.RefitInterval.D()
+	s.mu.Unlock()
+	c.curve = forecast.PredictFor(m, pts, now, forecast.DefaultParams, tr, interval)
 	return c
 }
 
@@ -65,7 +73,7 @@ func (s *Service) forecastInstances(ctx context.Context, read func(string) ([]pr
 		if err != nil {
 			m = nil
 		}
-		out = append(out, s.predict([]string{forecast.SLIInstance, string(ser.Labels["job"]), "", string(ser.Labels["instance"])}, m, ser.Points, now))
+		out = append(out, s.predict(true, []string{string(ser.Labels["job"]), string(ser.Labels["instance"])}, m, ser.Points, now))
 	}
 	return out
 }
@@ -100,39 +108,47 @@ func forecastRules(f *config.File) rulefmt.RuleGroups {
 
 type forecastCollector struct{ s *Service }
 
-func (c *forecastCollector) descs() (value, crossing *prometheus.Desc) {
+func (c *forecastCollector) descs() (route, instance, crossing *prometheus.Desc) {
 	return prometheus.NewDesc(forecast.Metric,
-			"Forecast of an SLI series (sli: request_rate per route, instance_request_rate per instance) the horizon ahead, made at the last refit.",
-			append(append([]string{}, forecastLabels...), forecast.LabelHorizon), nil),
+			"Forecast of a route's SLI series (sli: request_rate) the horizon ahead, made at the last refit.",
+			append(append([]string{}, routeForecastLabels...), forecast.LabelHorizon), nil),
+		prometheus.NewDesc(forecast.InstanceMetric,
+			"Forecast of an instance's request rate the horizon ahead, made at the last refit.",
+			append(append([]string{}, instanceForecastLabels...), forecast.LabelHorizon), nil),
 		prometheus.NewDesc(forecast.CrossingMetric,
 			"When an instance's forecast request rate first reaches alert_rules.qps_threshold, within the next 24 hours.",
-			forecastLabels, nil)
+			instanceForecastLabels, nil)
 }
 
 // Describe implements prometheus.Collector.
 func (c *forecastCollector) Describe(ch chan<- *prometheus.Desc) {
-	v, x := c.descs()
-	ch <- v
+	r, i, x := c.descs()
+	ch <- r
+	ch <- i
 	ch <- x
 }
 
 // Collect implements prometheus.Collector.
 func (c *forecastCollector) Collect(ch chan<- prometheus.Metric) {
-	value, crossing := c.descs()
+	route, instance, crossing := c.descs()
 	c.s.mu.Lock()
 	curves, cfg := c.s.curves, c.s.cfg
 	c.s.mu.Unlock()
 	now := c.s.opts.Now()
 	threshold := cfg.AlertRules.QPSThreshold
 	for _, cv := range curves {
+		desc := route
+		if cv.instance {
+			desc = instance
+		}
 		for _, h := range forecast.Horizons {
 			v := cv.curve.At(now.Add(h))
 			if math.IsNaN(v) {
 				continue
 			}
-			ch <- prometheus.MustNewConstMetric(value, prometheus.GaugeValue, v, append(append([]string{}, cv.labels...), horizonLabel(h))...)
+			ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append(append([]string{}, cv.labels...), horizonLabel(h))...)
 		}
-		if cv.labels[0] != forecast.SLIInstance || threshold <= 0 {
+		if !cv.instance || threshold <= 0 {
 			continue
 		}
 		if t, ok := cv.curve.Crossing(threshold, now); ok {

@@ -374,7 +374,7 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 				fi.model, fi.policy = m, p
 			}
 			if def.Name == forecast.SLIRoute && c.ForecastEnabled() {
-				curves = append(curves, s.predict([]string{forecast.SLIRoute, fi.labels["job"], fi.labels[sli.LabelRoute], ""}, fi.model, ser.Points, now))
+				curves = append(curves, s.predict(false, []string{forecast.SLIRoute, fi.labels["job"], fi.labels[sli.LabelRoute]}, fi.model, ser.Points, now))
 			}
 			all = append(all, fi)
 		}

@@ -137,7 +137,7 @@
     },
     {
       record: 'instance:engine_saturated:bool',
-      expr: 'max by (job, instance, node, server_port, engine) (\n  label_replace(min_over_time(instance:engine_requests_waiting:sum[5m]) >= bool 1, "reason", "queue", "", "")\n  or label_replace(instance:engine_kv_cache_usage:ratio >= bool 0.9, "reason", "kv_cache", "", "")\n  or label_replace(instance:engine_preemptions:rate5m > bool 0, "reason", "preemption", "", "")\n)',
+      expr: 'max by (job, instance, node, server_port, engine) (\n  label_replace(avg_over_time(instance:engine_requests_waiting:sum[5m]) >= bool 1, "reason", "queue", "", "")\n  or label_replace(instance:engine_kv_cache_usage:ratio >= bool 0.9, "reason", "kv_cache", "", "")\n  or label_replace(instance:engine_preemptions:rate5m > bool 0, "reason", "preemption", "", "")\n)',
     },
     {
       record: 'node:gpu_utilization:avg',
