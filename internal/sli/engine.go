@@ -96,7 +96,6 @@ func engineAgg(agg string, parts map[string]string) string {
 
 func rate5m(sel string) string { return "rate(" + sel + "[" + engineWindow + "])" }
 
-
 // EngineRecordingRules normalise vLLM, SGLang, TGI and DCGM metrics into
 // one set of series per engine instance and per node, and join them to the
 // routes the exporter sees (by node and server_port), in evaluation order.

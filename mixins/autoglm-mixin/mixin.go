@@ -134,8 +134,8 @@ func Lib() ([]byte, error) {
 		return nil, fmt.Errorf("load config defaults: %w", err)
 	}
 	l := lib{
-		Metrics:       Metrics(),
-		Records:       Records(),
+		Metrics:        Metrics(),
+		Records:        Records(),
 		EngineRecords:  EngineRecords(),
 		SaturationNote: sli.SaturationNote(),
 		AlertRules: libAlertRules{
