@@ -350,7 +350,7 @@ rulegen:
 	text := waitForFamilies(t, testenv.Addr(port), []string{
 		"autoglm_rulegen_build_info", "autoglm_rulegen_baseline", "autoglm_rulegen_last_fit_timestamp_seconds",
 		"autoglm_rulegen_last_success_timestamp_seconds", "autoglm_rulegen_series", "autoglm_rulegen_history_seconds",
-		"autoglm_rulegen_model_info",
+		"autoglm_rulegen_model_info", "autoglm_rulegen_forecast", "autoglm_rulegen_instance_forecast",
 	}, 90*time.Second, logf, nil)
 	checkCapture(t, "rulegen.txt", text)
 }

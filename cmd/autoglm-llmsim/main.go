@@ -51,6 +51,9 @@ func main() {
 	serve.Flag("pacing.completion-median", "Median completion length when the request sets no max_tokens.").Default(fmt.Sprint(defaults.CompletionMedian)).IntVar(&pacing.CompletionMedian)
 	serve.Flag("pacing.completion-sigma", "Lognormal sigma of the completion length.").Default(fmt.Sprint(defaults.CompletionSigma)).Float64Var(&pacing.CompletionSigma)
 	serve.Flag("pacing.max-completion-tokens", "Upper bound of any completion.").Default(fmt.Sprint(defaults.MaxCompletionTokens)).IntVar(&pacing.MaxCompletionTokens)
+	var eng llmsim.EngineOptions
+	serve.Flag("engine.max-num-seqs", "Sequences the simulated engine runs at once (vLLM's --max-num-seqs); more requests queue.").Default("256").IntVar(&eng.MaxSeqs)
+	serve.Flag("engine.kv-cache-tokens", "KV cache size of the simulated engine in tokens (0: 2,048 per sequence).").Default("0").IntVar(&eng.KVCacheTokens)
 
 	load := app.Command("load", "Send load to an OpenAI-compatible API and print a JSON summary.")
 	var (
@@ -84,7 +87,7 @@ func main() {
 	switch cmd {
 	case serve.FullCommand():
 		err = runServe(ctx, app.Web, serveConfig{
-			opts: llmsim.Options{Pacing: pacing, NoPacing: *noPacing, AlwaysUsage: *alwaysUse,
+			opts: llmsim.Options{Pacing: pacing, NoPacing: *noPacing, AlwaysUsage: *alwaysUse, Engine: eng,
 				Models: splitList(*models), Seed: *seed, AccessLog: *accessLog, Logger: logger},
 			faultsFile: *faultsFile, faults: *faultFlags, demo: *demo, demoWarmup: *demoWarmup, repeat: *repeat,
 			metricsAddr: *metricsAt,
