@@ -24,7 +24,7 @@ FUZZ_TARGETS := ./receiver/api:FuzzDecode ./rulegen/backtest:FuzzReadCSV \
                 ./exporter/accesslog:FuzzParsers ./exporter/accesslog:FuzzSplit
 FUZZTIME     ?= 10s
 
-.PHONY: all build test test-deps fuzz bench demo generate lint clean
+.PHONY: all build test test-deps demo-deps fuzz bench demo generate lint clean
 
 all: build
 
@@ -53,7 +53,12 @@ fuzz:
 bench: test-deps build
 	AUTOGLM_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -p 1 -bench . -benchtime 1x -timeout 60m ./...
 
-demo: build
+# Prometheus and Alertmanager from Debian where the packages can be installed
+# (root, apt-get); otherwise autoglm-demo builds them from source and says so.
+demo-deps:
+	@./deploy/install-deps.sh --demo
+
+demo: demo-deps build
 	$(BIN)/autoglm-demo
 
 generate:
