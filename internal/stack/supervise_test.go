@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -162,5 +164,66 @@ func TestKilledLoadGeneratorStopsTheQuickstart(t *testing.T) {
 	}
 	if !errors.Is(s.Err(), err) && s.Err().Error() != err.Error() {
 		t.Errorf("Err() = %v, Watch returned %v", s.Err(), err)
+	}
+}
+
+// Without Prometheus and Alertmanager installed, the stack builds them from
+// source once, saying first what it builds and how long that takes, and
+// finds the builds in its cache afterwards. A fake `go` stands in for the
+// toolchain (the real builds take minutes).
+func TestMissingToolsAreBuiltOnceWithNotice(t *testing.T) {
+	bin := t.TempDir()
+	calls := filepath.Join(t.TempDir(), "calls")
+	fakeGo := `#!/bin/sh
+echo "$@" >> ` + calls + `
+shift
+mkdir -p "$GOBIN"
+for pkg in "$@"; do
+	name=$(basename "${pkg%@*}")
+	printf '#!/bin/sh\n' > "$GOBIN/$name" && chmod +x "$GOBIN/$name"
+done
+`
+	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(fakeGo), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range []string{"sh", "basename", "printf", "chmod", "mkdir"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skipf("no %s", tool)
+		}
+		if err := os.Symlink(p, filepath.Join(bin, tool)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", bin)
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	var said []string
+	o := Options{Work: t.TempDir(), Say: func(f string, a ...any) { said = append(said, fmt.Sprintf(f, a...)) }}
+	tl, err := findTools(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{tl.prometheus, tl.promtool, tl.alertmanager} {
+		if !strings.HasPrefix(p, filepath.Join(cache, "autoglm-monitor")) {
+			t.Errorf("tool %s is not in the cache %s", p, cache)
+		}
+	}
+	if len(said) == 0 || !strings.Contains(said[0], "prometheus and alertmanager not installed") || !strings.Contains(said[0], "about 10 minutes") {
+		t.Errorf("no notice of the source build and its duration before it: %q", said)
+	}
+	b, err := os.ReadFile(calls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(string(b), "install"); got != 2 {
+		t.Errorf("go install ran %d times, want 2 (Prometheus with promtool, Alertmanager):\n%s", got, b)
+	}
+	said = nil
+	if _, err := findTools(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if len(said) != 0 {
+		t.Errorf("second start built again: %q", said)
 	}
 }
