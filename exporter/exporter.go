@@ -255,6 +255,9 @@ func (e *Exporter) Ready() error {
 	if e.pods != nil && !e.pods.HasSynced() {
 		return errors.New("pods of this node not listed from the API server yet")
 	}
+	if r, ok := e.requests.(interface{ Ready() error }); ok {
+		return r.Ready()
+	}
 	return nil
 }
 

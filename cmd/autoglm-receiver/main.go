@@ -95,7 +95,7 @@ func serve(app *cli.App) error {
 	var g run.Group
 	{
 		sctx, stop := context.WithCancel(ctx)
-		g.Add(func() error { return httpserver.Serve(sctx, srv, app.Web, logger) }, func(error) { stop() })
+		g.Add(func() error { return httpserver.Serve(sctx, srv, app.Web, *app.Timeouts, logger) }, func(error) { stop() })
 	}
 	{
 		dctx, stop := context.WithCancel(context.Background())

@@ -207,6 +207,6 @@ func serve(ctx context.Context, app *cli.App, logger *slog.Logger) error {
 	var g run.Group
 	ctx, cancel := context.WithCancel(ctx)
 	g.Add(func() error { return svc.Run(ctx) }, func(error) { cancel() })
-	g.Add(func() error { return httpserver.Serve(ctx, srv, app.Web, logger) }, func(error) { cancel() })
+	g.Add(func() error { return httpserver.Serve(ctx, srv, app.Web, *app.Timeouts, logger) }, func(error) { cancel() })
 	return g.Run()
 }

@@ -1,7 +1,9 @@
 package accesslog
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -267,6 +269,60 @@ func FuzzParsers(f *testing.F) {
 			if r.RequestBodySize < -1 || r.ResponseBodySize < -1 || r.InputTokens < -1 || r.OutputTokens < -1 {
 				t.Fatalf("%T: negative sizes %+v", p, r)
 			}
+		}
+	})
+}
+
+// FuzzSplit checks that the tailer finds the same lines however the bytes
+// arrive: in one read or cut anywhere (the cuts come from the fuzzer too).
+func FuzzSplit(f *testing.F) {
+	f.Add([]byte("a\nbb\nccc\n"), []byte{1, 2, 3})
+	f.Add([]byte("\x00\x00\x00{\"n\":1}\r\n\x00x\n"), []byte{2})
+	f.Add([]byte("0123456789abcdefXYZ\nshort\n0123456789abcdef\n"), []byte{5, 17})
+	f.Add([]byte("\n\n\x00\n"), []byte{0})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		const maxLine = 16
+		type line struct {
+			text    string
+			tooLong bool
+		}
+		run := func(chunks [][]byte) []line {
+			var out []line
+			tl := newTailer("", true, tailHooks{
+				line:    func(b []byte, _ int64) { out = append(out, line{text: string(b)}) },
+				tooLong: func(int64) { out = append(out, line{tooLong: true}) },
+			})
+			tl.maxLine = maxLine
+			for _, c := range chunks {
+				tl.split(c)
+			}
+			return out
+		}
+		whole := run([][]byte{data})
+		var chunks [][]byte
+		rest := data
+		for _, c := range cuts {
+			n := min(int(c)%8+1, len(rest))
+			chunks, rest = append(chunks, rest[:n]), rest[n:]
+		}
+		chunks = append(chunks, rest)
+		if cut := run(chunks); fmt.Sprint(cut) != fmt.Sprint(whole) {
+			t.Fatalf("lines depend on how the bytes arrive:\nwhole: %+v\ncut:   %+v", whole, cut)
+		}
+		// The reference: complete lines, leading NULs (a copytruncate
+		// hole) and a trailing CR dropped, too long ones marked.
+		var want []line
+		parts := bytes.Split(data, []byte{'\n'})
+		for _, p := range parts[:len(parts)-1] {
+			p = bytes.TrimLeft(p, "\x00")
+			if len(p) > maxLine {
+				want = append(want, line{tooLong: true})
+				continue
+			}
+			want = append(want, line{text: string(bytes.TrimSuffix(p, []byte{'\r'}))})
+		}
+		if fmt.Sprint(whole) != fmt.Sprint(want) {
+			t.Fatalf("lines:\ngot:  %+v\nwant: %+v", whole, want)
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	htmltemplate "html/template"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -374,6 +375,28 @@ func (t *Templates) funcMap() template.FuncMap {
 		return strings.Join(pairs, ", ")
 	}
 	m["joinLines"] = func(ss []string) string { return strings.Join(ss, "\n") }
+	// uniqueLabels is what sets one alert of a group apart: its labels
+	// minus those every alert of the group shares.
+	m["uniqueLabels"] = func(labels, common amtemplate.KV) amtemplate.KV {
+		out := make(amtemplate.KV, len(labels))
+		for k, v := range labels {
+			if cv, ok := common[k]; !ok || cv != v {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	// labelValues lists the distinct values of one label over alerts, sorted.
+	m["labelValues"] = func(name string, alerts amtemplate.Alerts) []string {
+		var out []string
+		for _, a := range alerts {
+			if v := a.Labels[name]; v != "" && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
 	m["dashboardURL"] = func(a amtemplate.Alert) string {
 		for _, k := range []string{"dashboard_url", "dashboard", "grafana_url"} {
 			if v := a.Annotations[k]; v != "" {

@@ -31,7 +31,7 @@ func TestNotifyAgainstFakeRobot(t *testing.T) {
 	}{
 		{"markdown", Config{}, []*notify.Notification{fixture.Notification("LLMHighLatency", 2, 100)}, 1, "markdown", MaxMarkdownBytes, []string{"LLMHighLatency", "http://grafana:3000/d/autoglm"}},
 		{"markdown with mentions adds a text", Config{MentionedMobileList: []string{"13800000000"}}, []*notify.Notification{fixture.Notification("A", 1, 10)}, 2, "", MaxMarkdownBytes, nil},
-		{"text split at 2048 bytes", Config{MessageType: "text", MentionedMobileList: []string{"@all"}}, []*notify.Notification{fixture.Notification("A", 10, 5000)}, 5, "text", MaxTextBytes, []string{"(1/5)", "(5/5)"}},
+		{"text split at 2048 bytes", Config{MessageType: "text", MentionedMobileList: []string{"@all"}}, []*notify.Notification{fixture.Notification("A", 10, 5000)}, 4, "text", MaxTextBytes, []string{"(1/4)", "(4/4)"}},
 		{"markdown digest split at 4096 bytes", Config{}, []*notify.Notification{fixture.Notification("A", 10, 6000), fixture.Notification("B", 3, 1000)}, 3, "markdown", MaxMarkdownBytes, []string{"] A", "] B"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
