@@ -198,7 +198,22 @@ func (e *Encoder) Append(dst []byte, r *traffic.Request) []byte {
 		dst = e.AppendClient(dst, r.Client)
 		dst = append(dst, '"')
 	}
+	if w := r.Workload; w != nil {
+		dst = appendOptional(dst, sli.LabelServiceName, w.ServiceName)
+		dst = appendOptional(dst, sli.LabelNetNS, w.NetNS)
+		dst = appendOptional(dst, sli.LabelK8sNamespace, w.K8sNamespace)
+		dst = appendOptional(dst, sli.LabelK8sPod, w.K8sPod)
+		dst = appendOptional(dst, sli.LabelK8sContainer, w.K8sContainer)
+	}
 	return append(dst, '}')
+}
+
+// appendOptional writes a string field unless it is empty (not applicable).
+func appendOptional(dst []byte, k, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	return appendString(appendKey(dst, k), v)
 }
 
 func appendKey(dst []byte, k string) []byte {

@@ -101,6 +101,7 @@ func TestEventFields(t *testing.T) {
 				End: t0.Add(1500 * time.Millisecond), Method: "POST", Path: "/v1/chat/completions", Status: 200,
 				RequestBodySize: 812, ResponseBodySize: 4096, Streaming: true, Model: "glm-4",
 				InputTokens: 11, OutputTokens: 4, Client: netip.MustParseAddr("10.1.2.3"), ServerPort: 8000,
+				Workload: &traffic.Workload{ServiceName: "vllm", K8sNamespace: "llm", K8sPod: "vllm-0", K8sContainer: "server"},
 			},
 			want: map[string]any{
 				"schema_version": 1.0, "event_id": "0123456789abcdef-1", "source": "ebpf", "host_name": "node-1",
@@ -110,6 +111,7 @@ func TestEventFields(t *testing.T) {
 				"server_port": 8000.0, "network_protocol": "http/1.1", "gen_ai_operation_name": "chat",
 				"gen_ai_request_model": "glm-4", "streaming": true, "request_body_bytes": 812.0,
 				"response_body_bytes": 4096.0, "input_tokens": 11.0, "output_tokens": 4.0, "client_address": "10.1.2.0/24",
+				"service_name": "vllm", "k8s_namespace_name": "llm", "k8s_pod_name": "vllm-0", "k8s_container_name": "server",
 			},
 		},
 		{
@@ -120,6 +122,7 @@ func TestEventFields(t *testing.T) {
 				Start: t0, FirstByte: t0.Add(time.Millisecond), End: t0.Add(1234567 * time.Nanosecond), Method: "GET",
 				Path: "/fail", Status: 503, RequestBodySize: 0, ResponseBodySize: 21, InputTokens: -1, OutputTokens: -1,
 				Client: netip.MustParseAddr("2001:db8::7"), ServerPort: 8000,
+				Workload: &traffic.Workload{ServiceName: "python3", NetNS: "blue"},
 			},
 			want: map[string]any{
 				"schema_version": 1.0, "event_id": "0123456789abcdef-1", "source": "ebpf", "host_name": "node-1",
@@ -128,6 +131,7 @@ func TestEventFields(t *testing.T) {
 				"http_request_method": "GET", "http_route": "other", "http_response_status_code": 503.0,
 				"error_type": "503", "server_port": 8000.0, "network_protocol": "http/1.1", "streaming": false,
 				"request_body_bytes": 0.0, "response_body_bytes": 21.0, "client_address": "2001:db8::7",
+				"service_name": "python3", "netns": "blue",
 			},
 		},
 		{
@@ -154,13 +158,14 @@ func TestEventFields(t *testing.T) {
 				Start: t0.Add(-250 * time.Millisecond), End: t0, Method: "POST", Path: "/v1/embeddings", Status: 200,
 				RequestBodySize: -1, ResponseBodySize: 300, InputTokens: -1, OutputTokens: -1,
 				Client: netip.MustParseAddr("172.16.5.4"), ServerPort: 443,
+				Workload: &traffic.Workload{ServiceName: "nginx"},
 			},
 			want: map[string]any{
 				"schema_version": 1.0, "event_id": "0123456789abcdef-1", "source": "accesslog", "host_name": "node-1",
 				"start_time": "2026-12-05T10:20:29.873Z", "end_time": "2026-12-05T10:20:30.123Z", "duration_seconds": 0.25,
 				"http_request_method": "POST", "http_route": "/v1/embeddings", "http_response_status_code": 200.0,
 				"server_port": 443.0, "gen_ai_operation_name": "embeddings", "response_body_bytes": 300.0,
-				"client_address": "172.16.5.0/24",
+				"client_address": "172.16.5.0/24", "service_name": "nginx",
 			},
 		},
 		{
@@ -245,6 +250,7 @@ func TestEncoderAllocatesNothing(t *testing.T) {
 		Start: t0, FirstByte: t0.Add(time.Millisecond), FirstToken: t0.Add(2 * time.Millisecond), End: t0.Add(time.Second),
 		Method: "POST", Path: "/v1/chat/completions", Status: 200, RequestBodySize: 100, ResponseBodySize: 2000,
 		Streaming: true, Model: "glm-4", InputTokens: 10, OutputTokens: 20, Client: netip.MustParseAddr("10.0.0.1"), ServerPort: 8000,
+		Workload: &traffic.Workload{ServiceName: "vllm", K8sNamespace: "llm", K8sPod: "vllm-0", K8sContainer: "server"},
 	}
 	buf := make([]byte, 0, 2048)
 	if n := testing.AllocsPerRun(1000, func() {
