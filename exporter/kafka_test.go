@@ -51,7 +51,8 @@ func events(t testing.TB, recs []*kgo.Record) []map[string]any {
 	return out
 }
 
-// seriesCounts sums the sample counts of a histogram by the given labels.
+// seriesCounts sums the sample counts of a histogram (or a counter's
+// values) by the given labels.
 func seriesCounts(t testing.TB, reg prometheus.Gatherer, name string, labels ...string) map[string]float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -72,7 +73,11 @@ func seriesCounts(t testing.TB, reg prometheus.Gatherer, name string, labels ...
 					}
 				}
 			}
-			out[strings.Join(vals, "|")] += float64(m.GetHistogram().GetSampleCount())
+			if c := m.GetCounter(); c != nil {
+				out[strings.Join(vals, "|")] += c.GetValue()
+			} else {
+				out[strings.Join(vals, "|")] += float64(m.GetHistogram().GetSampleCount())
+			}
 		}
 	}
 	return out
@@ -118,20 +123,16 @@ func countField(evs []map[string]any, field string) int {
 	return n
 }
 
-// checkEventsMatchMetrics drives the fixed mix through a real server and
-// checks that every request the exporter counted is on the topic exactly
-// once, agreeing with the metrics label by label.
-func checkEventsMatchMetrics(t *testing.T, useEBPF bool) {
-	b := kafkatest.Start(t, eventTopic, 3)
-	h := startConfig(t, startGoServer(t), useEBPF, testEndpoints, kafkaYAML(b.Addr(), "key: route"))
-	got := workload(t, h.base)
-	if got[200] != 50 || got[503] != 5 || got[404] != 5 {
-		t.Fatalf("server answered %v", got)
-	}
-	h.waitObserved(60)
-	recs := b.Consume(60, time.Second, 30*time.Second)
-	if len(recs) != 60 || h.exp.Observed() != 60 {
-		t.Fatalf("%d events on the topic, %d requests observed, want 60 of each", len(recs), h.exp.Observed())
+// topicEvents reads n events from the broker once the exporter has
+// observed n requests, and checks what holds for every event: unique ids,
+// the configured key (the route), no request or response content, and the
+// fields the eBPF capture always knows.
+func topicEvents(t *testing.T, h *harness, b *kafkatest.Broker, n int) []map[string]any {
+	t.Helper()
+	h.waitObserved(uint64(n))
+	recs := b.Consume(n, time.Second, 30*time.Second)
+	if len(recs) != n || h.exp.Observed() != uint64(n) {
+		t.Fatalf("%d events on the topic, %d requests observed, want %d of each", len(recs), h.exp.Observed(), n)
 	}
 	evs := events(t, recs)
 	ids := map[string]bool{}
@@ -145,18 +146,28 @@ func checkEventsMatchMetrics(t *testing.T, useEBPF bool) {
 			t.Errorf("key %q, want the route %q", recs[i].Key, ev[sli.LabelRoute])
 		}
 		// Neither the prompt nor the completion may leave the exporter.
-		for _, content := range []string{"private prompt", "hello", `"t0"`, "messages", "0.123456"} {
+		for _, content := range []string{"private prompt", "hello", `"t0"`, "messages", "0.123456", "prompt"} {
 			if bytes.Contains(recs[i].Value, []byte(content)) {
 				t.Errorf("event carries request or response content %q: %s", content, recs[i].Value)
 			}
 		}
-		if ev["source"] != "ebpf" || ev["network_protocol"] != "http/1.1" || ev["server_port"] == nil || ev["ttfb_seconds"] == nil {
+		if ev["source"] != "ebpf" || ev["network_protocol"] == nil || ev["server_port"] == nil || ev["ttfb_seconds"] == nil {
 			t.Errorf("event lacks what the eBPF capture knows: %v", ev)
 		}
-		if useEBPF && ev[sli.LabelServiceName] == nil {
+		if h.ebpf && ev[sli.LabelServiceName] == nil {
 			t.Errorf("event lacks the server's service_name: %v", ev)
 		}
 	}
+	if got := h.sum("autoglm_exporter_kafka_events_produced_total", nil); got != float64(n) {
+		t.Errorf("produced_total = %g, want %d", got, n)
+	}
+	return evs
+}
+
+// checkAgainstMetrics compares the events with the metrics the exporter
+// made of the same requests, label by label.
+func checkAgainstMetrics(t *testing.T, h *harness, evs []map[string]any) {
+	t.Helper()
 	for _, by := range [][]string{
 		{sli.LabelMethod, sli.LabelRoute, sli.LabelStatus, sli.LabelErrorType},
 		{sli.LabelServiceName, sli.LabelRoute},
@@ -166,28 +177,60 @@ func checkEventsMatchMetrics(t *testing.T, useEBPF bool) {
 			t.Errorf("by %v: metrics %v, events %v", by, metrics, evc)
 		}
 	}
-	if m, e := seriesCounts(t, h.reg, sli.GenAIDuration, sli.LabelOperation, sli.LabelModel), eventCounts(evs, sli.LabelOperation, sli.LabelModel); !maps.Equal(m, e) {
-		// Events of other paths have neither operation nor model; the metric has no series for them.
-		delete(e, "|")
-		if !maps.Equal(m, e) {
-			t.Errorf("by operation and model: metrics %v, events %v", m, e)
+	// Events of other paths have neither operation nor model; the metric has no series for them.
+	m, e := seriesCounts(t, h.reg, sli.GenAIDuration, sli.LabelOperation, sli.LabelModel), eventCounts(evs, sli.LabelOperation, sli.LabelModel)
+	delete(e, "|")
+	if !maps.Equal(m, e) {
+		t.Errorf("by operation and model: metrics %v, events %v", m, e)
+	}
+	var estimated []map[string]any
+	var counted []map[string]any
+	for _, ev := range evs {
+		if ev["output_tokens_estimated"] == true {
+			estimated = append(estimated, ev)
+		} else {
+			counted = append(counted, ev)
 		}
 	}
 	for _, tc := range []struct {
 		tokenType, field string
-	}{{"input", "input_tokens"}, {"output", "output_tokens"}} {
-		if m, e := h.sum(sli.GenAITokens, map[string]string{sli.LabelTokenType: tc.tokenType}), sumField(evs, tc.field); m != e {
+		evs              []map[string]any
+	}{
+		{sli.TokenInput, "input_tokens", evs},
+		{sli.TokenOutput, "output_tokens", counted},
+		{sli.TokenOutputEstimated, "output_tokens", estimated},
+		{sli.TokenInputCached, "cached_input_tokens", evs},
+		{sli.TokenOutputReasoning, "reasoning_output_tokens", evs},
+	} {
+		if m, e := h.sum(sli.GenAITokens, map[string]string{sli.LabelTokenType: tc.tokenType}), sumField(tc.evs, tc.field); m != e {
 			t.Errorf("%s tokens: metrics %g, events %g", tc.tokenType, m, e)
 		}
 	}
-	if m, e := h.sum(sli.GenAITTFT, nil), countField(evs, "ttft_seconds"); m != float64(e) || e != 10 {
+	if m, e := h.sum(sli.GenAITTFT, nil), countField(evs, "ttft_seconds"); m != float64(e) {
 		t.Errorf("time to first token: %g in the metrics, %d events", m, e)
+	}
+}
+
+// checkEventsMatchMetrics drives the fixed mix through a real server and
+// checks that every request the exporter counted is on the topic exactly
+// once, agreeing with the metrics label by label.
+func checkEventsMatchMetrics(t *testing.T, useEBPF bool) {
+	b := kafkatest.Start(t, eventTopic, 3)
+	h := startConfig(t, startGoServer(t), useEBPF, testEndpoints, kafkaYAML(b.Addr(), "key: route"))
+	got := workload(t, h.base)
+	if got[200] != 50 || got[503] != 5 || got[404] != 5 {
+		t.Fatalf("server answered %v", got)
+	}
+	evs := topicEvents(t, h, b, 60)
+	checkAgainstMetrics(t, h, evs)
+	if n := eventCounts(evs, "network_protocol")["http/1.1"]; n != 60 {
+		t.Errorf("%g HTTP/1.1 events, want 60", n)
+	}
+	if n := countField(evs, "ttft_seconds"); n != 10 {
+		t.Errorf("%d events with a time to first token, want 10", n)
 	}
 	if n := eventCounts(evs, "streaming")["true"]; n != 10 {
 		t.Errorf("%g streaming events, want 10", n)
-	}
-	if got := h.sum("autoglm_exporter_kafka_events_produced_total", nil); got != 60 {
-		t.Errorf("produced_total = %g", got)
 	}
 }
 
@@ -196,6 +239,36 @@ func TestKafkaEventsMatchMetricsProxy(t *testing.T) { checkEventsMatchMetrics(t,
 func TestKafkaEventsMatchMetricsEBPF(t *testing.T) {
 	testenv.Root(t)
 	checkEventsMatchMetrics(t, true)
+}
+
+// HTTP/2 (h2c, and HTTP/1.1 upgraded to it) and gRPC calls give events
+// with their protocol, gRPC status and error type, as in the metrics.
+func TestKafkaHTTP2AndGRPC(t *testing.T) {
+	t.Run("h2c", func(t *testing.T) {
+		b := kafkatest.Start(t, eventTopic, 3)
+		h := startConfig(t, startH2CServer(t), false, testEndpoints, kafkaYAML(b.Addr()))
+		checkHTTP2(t, h)
+		evs := topicEvents(t, h, b, 59)
+		checkAgainstMetrics(t, h, evs)
+		// The four upgrade requests were sent as HTTP/1.1.
+		if got := eventCounts(evs, "network_protocol"); got["h2"] != 55 || got["http/1.1"] != 4 {
+			t.Errorf("protocols %v, want 55 h2 and 4 http/1.1", got)
+		}
+	})
+	t.Run("grpc", func(t *testing.T) {
+		b := kafkatest.Start(t, eventTopic, 3)
+		h := startConfig(t, startGRPCServer(t), false, grpcEndpoints, kafkaYAML(b.Addr()))
+		checkGRPC(t, h)
+		evs := topicEvents(t, h, b, 22)
+		checkAgainstMetrics(t, h, evs)
+		if m, e := seriesCounts(t, h.reg, sli.GRPCResponses, sli.LabelRoute, sli.LabelGRPCStatus),
+			eventCounts(evs, sli.LabelRoute, sli.LabelGRPCStatus); !maps.Equal(m, e) {
+			t.Errorf("by gRPC status: metrics %v, events %v", m, e)
+		}
+		if got := eventCounts(evs, "grpc", "network_protocol"); got["true|h2"] != 22 {
+			t.Errorf("grpc and protocol %v, want 22 gRPC calls over h2", got)
+		}
+	})
 }
 
 // TestKafkaBrokerDownDuringLoad keeps a paced load on a real server watched

@@ -23,13 +23,11 @@ type Source struct {
 	// KnowsStreaming is set when Request.Streaming false means "not a stream"
 	// rather than "not known" (an access log line rarely says).
 	KnowsStreaming bool
-	// Protocol is the network_protocol of requests that do not carry their own, "" if unknown.
-	Protocol string
 }
 
 // The two capture sources.
 var (
-	SourceEBPF      = Source{Name: "ebpf", KnowsStreaming: true, Protocol: "http/1.1"}
+	SourceEBPF      = Source{Name: "ebpf", KnowsStreaming: true}
 	SourceAccessLog = Source{Name: "accesslog"}
 )
 
@@ -145,24 +143,21 @@ func (e *Encoder) Append(dst []byte, r *traffic.Request) []byte {
 		dst = appendKey(dst, sli.LabelStatus)
 		dst = strconv.AppendInt(dst, int64(r.Status), 10)
 	}
-	switch {
-	case r.ErrorType != "":
-		dst = appendKey(dst, sli.LabelErrorType)
-		dst = appendString(dst, r.ErrorType)
-	case r.Status >= 500:
-		// As the metrics' error_type: the status code of a server error.
-		dst = appendKey(dst, sli.LabelErrorType)
-		dst = append(dst, '"')
-		dst = strconv.AppendInt(dst, int64(r.Status), 10)
-		dst = append(dst, '"')
-	}
+	// The metrics' error_type: the request's own error, or the status of a
+	// server error (HTTP 5xx, gRPC INTERNAL, UNAVAILABLE, ...).
+	dst = appendOptional(dst, sli.LabelErrorType, metrics.ErrorType(r))
 	if r.ServerPort != 0 {
 		dst = appendKey(dst, sli.LabelPort)
 		dst = strconv.AppendUint(dst, uint64(r.ServerPort), 10)
 	}
-	if e.source.Protocol != "" {
-		dst = appendKey(dst, "network_protocol")
-		dst = appendString(dst, e.source.Protocol)
+	dst = appendOptional(dst, "network_protocol", r.Protocol)
+	if r.GRPC {
+		dst = appendKey(dst, "grpc")
+		dst = append(dst, "true"...)
+		if r.GRPCStatus >= 0 {
+			dst = appendKey(dst, sli.LabelGRPCStatus)
+			dst = appendString(dst, metrics.GRPCCode(r.GRPCStatus))
+		}
 	}
 	if op := metrics.Operation(r); op != "" {
 		dst = appendKey(dst, sli.LabelOperation)
@@ -191,6 +186,17 @@ func (e *Encoder) Append(dst []byte, r *traffic.Request) []byte {
 	if r.OutputTokens >= 0 {
 		dst = appendKey(dst, "output_tokens")
 		dst = strconv.AppendInt(dst, r.OutputTokens, 10)
+		dst = appendKey(dst, "output_tokens_estimated")
+		dst = strconv.AppendBool(dst, r.OutputTokensEstimated)
+	}
+	// Zero is also what a response without usage details gives: absent then.
+	if r.CachedTokens > 0 {
+		dst = appendKey(dst, "cached_input_tokens")
+		dst = strconv.AppendInt(dst, r.CachedTokens, 10)
+	}
+	if r.ReasoningTokens > 0 {
+		dst = appendKey(dst, "reasoning_output_tokens")
+		dst = strconv.AppendInt(dst, r.ReasoningTokens, 10)
 	}
 	if r.Client.IsValid() {
 		dst = appendKey(dst, sli.LabelClient)

@@ -101,6 +101,7 @@ func TestEventFields(t *testing.T) {
 				End: t0.Add(1500 * time.Millisecond), Method: "POST", Path: "/v1/chat/completions", Status: 200,
 				RequestBodySize: 812, ResponseBodySize: 4096, Streaming: true, Model: "glm-4",
 				InputTokens: 11, OutputTokens: 4, Client: netip.MustParseAddr("10.1.2.3"), ServerPort: 8000,
+				Protocol: traffic.ProtocolHTTP1,
 				Workload: &traffic.Workload{ServiceName: "vllm", K8sNamespace: "llm", K8sPod: "vllm-0", K8sContainer: "server"},
 			},
 			want: map[string]any{
@@ -110,8 +111,9 @@ func TestEventFields(t *testing.T) {
 				"http_request_method": "POST", "http_route": "/v1/chat/completions", "http_response_status_code": 200.0,
 				"server_port": 8000.0, "network_protocol": "http/1.1", "gen_ai_operation_name": "chat",
 				"gen_ai_request_model": "glm-4", "streaming": true, "request_body_bytes": 812.0,
-				"response_body_bytes": 4096.0, "input_tokens": 11.0, "output_tokens": 4.0, "client_address": "10.1.2.0/24",
-				"service_name": "vllm", "k8s_namespace_name": "llm", "k8s_pod_name": "vllm-0", "k8s_container_name": "server",
+				"response_body_bytes": 4096.0, "input_tokens": 11.0, "output_tokens": 4.0, "output_tokens_estimated": false,
+				"client_address": "10.1.2.0/24",
+				"service_name":   "vllm", "k8s_namespace_name": "llm", "k8s_pod_name": "vllm-0", "k8s_container_name": "server",
 			},
 		},
 		{
@@ -121,7 +123,7 @@ func TestEventFields(t *testing.T) {
 			req: traffic.Request{
 				Start: t0, FirstByte: t0.Add(time.Millisecond), End: t0.Add(1234567 * time.Nanosecond), Method: "GET",
 				Path: "/fail", Status: 503, RequestBodySize: 0, ResponseBodySize: 21, InputTokens: -1, OutputTokens: -1,
-				Client: netip.MustParseAddr("2001:db8::7"), ServerPort: 8000,
+				Client: netip.MustParseAddr("2001:db8::7"), ServerPort: 8000, Protocol: traffic.ProtocolHTTP1,
 				Workload: &traffic.Workload{ServiceName: "python3", NetNS: "blue"},
 			},
 			want: map[string]any{
@@ -141,6 +143,7 @@ func TestEventFields(t *testing.T) {
 				Start: t0, End: t0.Add(2 * time.Second), Method: "BREW", Path: "/v1/models/glm-4",
 				RequestBodySize: -1, ResponseBodySize: -1, InputTokens: -1, OutputTokens: -1,
 				Client: netip.MustParseAddr("::ffff:192.168.7.9"), ServerPort: 8443, ErrorType: "connection_closed",
+				Protocol: traffic.ProtocolHTTP1,
 			},
 			want: map[string]any{
 				"schema_version": 1.0, "event_id": "0123456789abcdef-1", "source": "ebpf", "host_name": "node-1",
@@ -182,7 +185,29 @@ func TestEventFields(t *testing.T) {
 				"ttft_seconds": 0.3, "stream_duration_seconds": 2.7,
 				"http_request_method": "POST", "http_route": "/v1/chat/completions", "http_response_status_code": 200.0,
 				"gen_ai_operation_name": "chat", "gen_ai_request_model": "qwen", "streaming": true,
-				"request_body_bytes": 900.0, "input_tokens": 20.0, "output_tokens": 0.0,
+				"request_body_bytes": 900.0, "input_tokens": 20.0, "output_tokens": 0.0, "output_tokens_estimated": false,
+			},
+		},
+		{
+			// A streamed gRPC answer that failed on the server, after
+			// reasoning, with cached input and an estimated output.
+			name: "grpc over h2 with token details",
+			src:  SourceEBPF,
+			req: traffic.Request{
+				Start: t0, FirstByte: t0.Add(10 * time.Millisecond), FirstToken: t0.Add(20 * time.Millisecond), End: t0.Add(time.Second),
+				Method: "POST", Path: "/llm.Generator/GenerateStream", Status: 200, RequestBodySize: 50, ResponseBodySize: 700,
+				Streaming: true, Model: "glm-4", InputTokens: 100, OutputTokens: 12, OutputTokensEstimated: true,
+				CachedTokens: 64, ReasoningTokens: 5, GRPC: true, GRPCStatus: 14, Protocol: traffic.ProtocolHTTP2, ServerPort: 50051,
+			},
+			want: map[string]any{
+				"schema_version": 1.0, "event_id": "0123456789abcdef-1", "source": "ebpf", "host_name": "node-1",
+				"start_time": "2026-12-05T10:20:30.123Z", "end_time": "2026-12-05T10:20:31.123Z", "duration_seconds": 1.0,
+				"ttfb_seconds": 0.01, "ttft_seconds": 0.02, "stream_duration_seconds": 0.98,
+				"http_request_method": "POST", "http_route": "other", "http_response_status_code": 200.0,
+				"error_type": "UNAVAILABLE", "server_port": 50051.0, "network_protocol": "h2", "grpc": true,
+				"rpc_grpc_status_code": "UNAVAILABLE", "gen_ai_operation_name": "generate", "gen_ai_request_model": "glm-4",
+				"streaming": true, "request_body_bytes": 50.0, "response_body_bytes": 700.0, "input_tokens": 100.0,
+				"output_tokens": 12.0, "output_tokens_estimated": true, "cached_input_tokens": 64.0, "reasoning_output_tokens": 5.0,
 			},
 		},
 	} {
@@ -217,7 +242,8 @@ func TestEventEscapesStrings(t *testing.T) {
 	if want := "m\"o\\d\ne\tl\x00\x1f\ufffd\ufffd€😀"; got["gen_ai_request_model"] != want {
 		t.Errorf("model = %q, want %q", got["gen_ai_request_model"], want)
 	}
-	if got["error_type"] != "x\"y" {
+	// error_type is the metrics' label value, bounded to label-safe characters.
+	if got["error_type"] != "x_y" {
 		t.Errorf("error_type = %q", got["error_type"])
 	}
 }
