@@ -44,9 +44,10 @@ type Encoder struct {
 	// idPrefix + seq make event_id unique per exporter run.
 	idPrefix string
 	seq      uint64
-	// sec and secText cache the "2006-01-02T15:04:05" of the last second formatted.
-	sec     int64
-	secText [19]byte
+	// lastWorkload and workloadJSON cache the encoded fields of the last
+	// workload: workloads are interned, so consecutive requests share one.
+	lastWorkload *traffic.Workload
+	workloadJSON []byte
 }
 
 // EncoderOptions configure an Encoder.
@@ -67,7 +68,7 @@ func NewEncoder(o EncoderOptions) *Encoder {
 	return &Encoder{
 		routes: metrics.NewRouter(o.Endpoints), source: o.Source, host: o.Host,
 		full: o.FullClient, v4: o.PrefixV4, v6: o.PrefixV6,
-		idPrefix: o.RunID + "-", sec: -1,
+		idPrefix: o.RunID + "-",
 	}
 }
 
@@ -135,8 +136,10 @@ func (e *Encoder) Append(dst []byte, r *traffic.Request) []byte {
 			dst = appendSeconds(dst, r.End.Sub(r.FirstToken))
 		}
 	}
+	// Method, operation, protocol and gRPC code names come from fixed sets
+	// of plain words and need no escaping.
 	dst = appendKey(dst, sli.LabelMethod)
-	dst = appendString(dst, metrics.Method(r.Method))
+	dst = appendPlain(dst, metrics.Method(r.Method))
 	dst = appendKey(dst, sli.LabelRoute)
 	dst = appendString(dst, e.routes.Route(r.Path))
 	if r.Status > 0 {
@@ -150,18 +153,21 @@ func (e *Encoder) Append(dst []byte, r *traffic.Request) []byte {
 		dst = appendKey(dst, sli.LabelPort)
 		dst = strconv.AppendUint(dst, uint64(r.ServerPort), 10)
 	}
-	dst = appendOptional(dst, "network_protocol", r.Protocol)
+	if r.Protocol != "" {
+		dst = appendKey(dst, "network_protocol")
+		dst = appendPlain(dst, r.Protocol)
+	}
 	if r.GRPC {
 		dst = appendKey(dst, "grpc")
 		dst = append(dst, "true"...)
 		if r.GRPCStatus >= 0 {
 			dst = appendKey(dst, sli.LabelGRPCStatus)
-			dst = appendString(dst, metrics.GRPCCode(r.GRPCStatus))
+			dst = appendPlain(dst, metrics.GRPCCode(r.GRPCStatus))
 		}
 	}
 	if op := metrics.Operation(r); op != "" {
 		dst = appendKey(dst, sli.LabelOperation)
-		dst = appendString(dst, op)
+		dst = appendPlain(dst, op)
 	}
 	if r.Model != "" {
 		dst = appendKey(dst, sli.LabelModel)
@@ -205,13 +211,24 @@ func (e *Encoder) Append(dst []byte, r *traffic.Request) []byte {
 		dst = append(dst, '"')
 	}
 	if w := r.Workload; w != nil {
-		dst = appendOptional(dst, sli.LabelServiceName, w.ServiceName)
-		dst = appendOptional(dst, sli.LabelNetNS, w.NetNS)
-		dst = appendOptional(dst, sli.LabelK8sNamespace, w.K8sNamespace)
-		dst = appendOptional(dst, sli.LabelK8sPod, w.K8sPod)
-		dst = appendOptional(dst, sli.LabelK8sContainer, w.K8sContainer)
+		if w != e.lastWorkload {
+			b := e.workloadJSON[:0]
+			b = appendOptional(b, sli.LabelServiceName, w.ServiceName)
+			b = appendOptional(b, sli.LabelNetNS, w.NetNS)
+			b = appendOptional(b, sli.LabelK8sNamespace, w.K8sNamespace)
+			b = appendOptional(b, sli.LabelK8sPod, w.K8sPod)
+			b = appendOptional(b, sli.LabelK8sContainer, w.K8sContainer)
+			e.lastWorkload, e.workloadJSON = w, b
+		}
+		dst = append(dst, e.workloadJSON...)
 	}
 	return append(dst, '}')
+}
+
+func appendPlain(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
 }
 
 // appendOptional writes a string field unless it is empty (not applicable).
@@ -232,17 +249,64 @@ func appendKey(dst []byte, k string) []byte {
 // the form Flink's JSON format reads as TIMESTAMP_LTZ(3) with
 // json.timestamp-format.standard = 'ISO-8601'.
 func (e *Encoder) appendTime(dst []byte, t time.Time) []byte {
-	t = t.UTC()
-	sec := t.Unix()
-	if sec != e.sec {
-		e.sec = sec
-		t.AppendFormat(e.secText[:0], "2006-01-02T15:04:05")
+	ms := t.UnixMilli()
+	days, rem := ms/86_400_000, ms%86_400_000
+	if rem < 0 {
+		days, rem = days-1, rem+86_400_000
 	}
-	dst = append(dst, '"')
-	dst = append(dst, e.secText[:]...)
-	ms := t.Nanosecond() / int(time.Millisecond)
-	dst = append(dst, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z', '"')
-	return dst
+	y, m, d := civil(days)
+	if y < 0 || y > 9999 {
+		// Out of RFC 3339's range: a broken clock, not a request time.
+		y, m, d, rem = 1970, 1, 1, 0
+	}
+	var b [26]byte
+	b[0] = '"'
+	put4(b[1:], y)
+	b[5] = '-'
+	put2(b[6:], m)
+	b[8] = '-'
+	put2(b[9:], d)
+	b[11] = 'T'
+	put2(b[12:], int(rem/3_600_000))
+	b[14] = ':'
+	put2(b[15:], int(rem/60_000%60))
+	b[17] = ':'
+	put2(b[18:], int(rem/1000%60))
+	b[20] = '.'
+	frac := int(rem % 1000)
+	b[21], b[22], b[23] = byte('0'+frac/100), byte('0'+frac/10%10), byte('0'+frac%10)
+	b[24], b[25] = 'Z', '"'
+	return append(dst, b[:]...)
+}
+
+// civil converts days since 1970-01-01 to a proleptic Gregorian date
+// (the days-to-civil algorithm of Howard Hinnant's date library).
+func civil(days int64) (year, month, day int) {
+	z := days + 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era--
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	y := yoe + era*400
+	if m <= 2 {
+		y++
+	}
+	return int(y), int(m), int(d)
+}
+
+func put2(b []byte, v int) { b[0], b[1] = byte('0'+v/10), byte('0'+v%10) }
+
+func put4(b []byte, v int) {
+	b[0], b[1], b[2], b[3] = byte('0'+v/1000), byte('0'+v/100%10), byte('0'+v/10%10), byte('0'+v%10)
 }
 
 // appendSeconds writes d in seconds with microsecond resolution; negative

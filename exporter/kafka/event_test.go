@@ -286,3 +286,31 @@ func TestEncoderAllocatesNothing(t *testing.T) {
 		t.Errorf("Append allocates %.1f times per event, want 0", n)
 	}
 }
+
+// The hand-written timestamp agrees with the time package over centuries,
+// across leap days and before 1970.
+func TestAppendTimeMatchesTimeFormat(t *testing.T) {
+	e := testEncoder(SourceEBPF, false)
+	for _, ts := range []time.Time{
+		time.Unix(0, 0), time.Unix(-1, 999_000_000), time.Date(1969, 12, 31, 23, 59, 59, 1_000_000, time.UTC),
+		time.Date(2000, 2, 29, 12, 0, 0, 0, time.UTC), time.Date(2100, 3, 1, 0, 0, 0, 5_000_000, time.UTC),
+		time.Date(2026, 12, 5, 10, 20, 30, 123_456_789, time.FixedZone("CST", 8*3600)), time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
+	} {
+		got := string(e.appendTime(nil, ts))
+		// Milliseconds are truncated towards the past, before 1970 too.
+		want := `"` + ts.UTC().Truncate(time.Millisecond).Format("2006-01-02T15:04:05.000Z") + `"`
+		if got != want {
+			t.Errorf("%v: got %s, want %s", ts, got, want)
+		}
+	}
+	for day := int64(-800_000); day < 3_000_000; day += 997 {
+		ts := time.UnixMilli(day*86_400_000 + 12_345)
+		if ts.Year() > 9999 || ts.Year() < 0 {
+			continue
+		}
+		if got, want := string(e.appendTime(nil, ts)), `"`+ts.UTC().Format("2006-01-02T15:04:05.000Z")+`"`; got != want {
+			t.Fatalf("day %d: got %s, want %s", day, got, want)
+		}
+	}
+}

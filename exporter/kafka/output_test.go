@@ -86,7 +86,7 @@ func request(i int) traffic.Request {
 	}
 }
 
-func metric(t *testing.T, c prometheus.Collector, name string, labels ...string) float64 {
+func metric(t testing.TB, c prometheus.Collector, name string, labels ...string) float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
@@ -125,7 +125,7 @@ func metric(t *testing.T, c prometheus.Collector, name string, labels ...string)
 	return 0
 }
 
-func dropped(t *testing.T, out *Output) float64 {
+func dropped(t testing.TB, out *Output) float64 {
 	total := 0.0
 	for _, r := range dropReasons {
 		total += metric(t, out.Collector(), "autoglm_exporter_kafka_events_dropped_total", "reason", r)
