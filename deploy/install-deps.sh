@@ -18,6 +18,9 @@ command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v curl >/dev/null || need+=(curl)
 # Network namespaces and veth pairs for the workload identity test.
 command -v ip >/dev/null || need+=(iproute2)
+# The Kafka output's documented consumer recipes (kcat, jq) are run by its tests.
+command -v kcat >/dev/null || need+=(kcat)
+command -v jq >/dev/null || need+=(jq)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "install-deps: missing ${need[*]}; run as root or install them with apt-get" >&2

@@ -167,7 +167,7 @@ func runBench(b *testing.B, addr string, o Options, n int) benchResult {
 		var spent time.Duration
 		for i := 0; i < n; i += burst {
 			for len(out.queue) > cap(out.queue)-burst {
-				time.Sleep(200 * time.Microsecond)
+				time.Sleep(time.Millisecond)
 			}
 			c0 := threadCPU()
 			for j := i; j < min(i+burst, n); j++ {
@@ -233,6 +233,7 @@ func BenchmarkKafkaOutput(b *testing.B) {
 		{"no compression", func(o *Options) { o.Compression = "none" }},
 		{"zstd, key client", func(o *Options) { o.Key = "client" }},
 		{"zstd, linger 100ms", func(o *Options) { o.Linger = 100 * time.Millisecond }},
+		{"zstd, buffer_events 4096", func(o *Options) { o.BufferEvents = 4096 }},
 	}
 	var t strings.Builder
 	fmt.Fprintf(&t, "kafka output benchmark, %d events per row, broker (kfake, validating, not storing) in another process, %d CPUs, load average %s\n",
