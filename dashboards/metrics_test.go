@@ -132,7 +132,7 @@ func captureFiles(t *testing.T) []string {
 	for _, f := range files {
 		have[filepath.Base(f)] = true
 	}
-	for _, want := range []string{"exporter.txt", "exporter-ebpf.txt", "rulegen.txt", "receiver.txt"} {
+	for _, want := range []string{"exporter.txt", "exporter-ebpf.txt", "exporter-kafka.txt", "rulegen.txt", "receiver.txt"} {
 		if !have[want] {
 			t.Errorf("capture %s/%s is missing", capturesDir, want)
 		}

@@ -28,6 +28,9 @@ if ! $demo; then
 	command -v curl >/dev/null || need+=(curl)
 	# Network namespaces and veth pairs for the workload identity test.
 	command -v ip >/dev/null || need+=(iproute2)
+	# The Kafka output's documented consumer recipes (kcat, jq) are run by its tests.
+	command -v kcat >/dev/null || need+=(kcat)
+	command -v jq >/dev/null || need+=(jq)
 fi
 # Each package once, in a stable order.
 mapfile -t need < <(printf '%s\n' "${need[@]+"${need[@]}"}" | sed '/^$/d' | sort -u)

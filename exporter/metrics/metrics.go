@@ -343,14 +343,7 @@ func (c *Collector) observe(r *traffic.Request) {
 	if st := statusLabel(r.Status); st != "" {
 		k.status = uint16(r.Status)
 	}
-	k.errType = boundLabel(r.ErrorType, maxErrorLabel)
-	switch {
-	case k.errType != "":
-	case r.Status >= 500 && k.status != 0:
-		k.errType = statusLabel(r.Status)
-	case r.GRPC && grpcServerError(r.GRPCStatus):
-		k.errType = grpcCode(r.GRPCStatus)
-	}
+	k.errType = errorType(r)
 	k.op = operation(r)
 	if k.op != "" && r.Model != "" {
 		k.model = c.models.label(boundLabel(r.Model, maxModelLabel))
