@@ -1,6 +1,7 @@
 # Open-AutoGLM traffic monitor.
 #   make build   every binary into bin/
 #   make test    installs what the tests need, then runs every test (unit, integration, end to end)
+#                and a short fuzzing budget per fuzz target (make fuzz)
 #   make bench   benchmarks that print tables
 #   make demo    the native quickstart
 
@@ -17,8 +18,13 @@ LDFLAGS   := -X github.com/prometheus/common/version.Version=$(VERSION) \
              -X github.com/prometheus/common/version.BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 CMDS      := $(notdir $(wildcard cmd/*))
 TEST_TIMEOUT ?= 60m
+# Fuzz targets of inputs that come from outside (package:target), and the
+# time each gets in make test; seeds are committed under testdata/fuzz/.
+FUZZ_TARGETS := ./receiver/api:FuzzDecode ./rulegen/backtest:FuzzReadCSV \
+                ./exporter/accesslog:FuzzParsers ./exporter/accesslog:FuzzSplit
+FUZZTIME     ?= 10s
 
-.PHONY: all build test test-deps bench demo generate lint clean
+.PHONY: all build test test-deps demo-deps fuzz bench demo generate lint clean
 
 all: build
 
@@ -33,11 +39,26 @@ test-deps:
 test: test-deps build
 	AUTOGLM_REQUIRE_TOOLS=1 AUTOGLM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	cd deploy/helm && AUTOGLM_REQUIRE_TOOLS=1 $(GO) test -count=1 ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# A failing input is written to the package's testdata/fuzz/<target>/:
+# commit it with the fix, and it stays a regression test.
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 bench: test-deps build
 	AUTOGLM_BIN=$(CURDIR)/$(BIN) $(GO) test -run '^$$' -p 1 -bench . -benchtime 1x -timeout 60m ./...
 
-demo: build
+# Prometheus and Alertmanager from Debian where the packages can be installed
+# (root, apt-get); otherwise autoglm-demo builds them from source and says so.
+demo-deps:
+	@./deploy/install-deps.sh --demo
+
+demo: demo-deps build
 	$(BIN)/autoglm-demo
 
 generate:

@@ -12,14 +12,16 @@ import (
 
 // Names of rulegen's self metrics.
 const (
-	rulegenLastFit     = "autoglm_rulegen_last_fit_timestamp_seconds"
-	rulegenLastSuccess = "autoglm_rulegen_last_success_timestamp_seconds"
-	rulegenFitFailures = "autoglm_rulegen_fit_failures_total"
-	rulegenReloads     = "autoglm_rulegen_reloads_total"
-	rulegenSeries      = "autoglm_rulegen_series"
-	rulegenHistory     = "autoglm_rulegen_history_seconds"
-	rulegenModelInfo   = "autoglm_rulegen_model_info"
-	rulegenBuildInfo   = "autoglm_rulegen_build_info"
+	rulegenLastFit          = "autoglm_rulegen_last_fit_timestamp_seconds"
+	rulegenLastSuccess      = "autoglm_rulegen_last_success_timestamp_seconds"
+	rulegenFitFailures      = "autoglm_rulegen_fit_failures_total"
+	rulegenReloads          = "autoglm_rulegen_reloads_total"
+	rulegenSeries           = "autoglm_rulegen_series"
+	rulegenHistory          = "autoglm_rulegen_history_seconds"
+	rulegenModelInfo        = "autoglm_rulegen_model_info"
+	rulegenBuildInfo        = "autoglm_rulegen_build_info"
+	rulegenForecast         = "autoglm_rulegen_forecast"
+	rulegenInstanceForecast = "autoglm_rulegen_instance_forecast"
 )
 
 func unitOf(k sli.Kind) string {
@@ -92,6 +94,7 @@ func baselines() *dashboard.DashboardBuilder {
 		WithVariable(variable{name: "service", label: "Workload", query: "label_values(" + sli.RulegenBaseline + `{job=~"$job", ` + mNamespace + `}, ` + sli.LabelServiceName + ")", multi: true}.builder()).
 		WithVariable(variable{name: "route", label: "Route", query: "label_values(" + sli.RulegenBaseline + `{job=~"$job"}, ` + sli.LabelRoute + ")", multi: true}.builder()).
 		WithVariable(variable{name: "model", label: "Model", query: "label_values(" + sli.RulegenBaseline + `{job=~"$job"}, ` + sli.LabelModel + ")", multi: true}.builder()).
+		WithVariable(variable{name: "traffic_instance", label: "Traffic instance", query: "label_values(" + sli.InstanceRequestRate + `{job=~"$job"}, instance)`, multi: true}.builder()).
 		WithVariable(variable{name: "rulegen_job", label: "Rulegen job", query: "label_values(" + rulegenBuildInfo + ", job)", multi: true}.builder()).
 		WithVariable(variable{name: "instance", label: "Rulegen instance", query: "label_values(" + rulegenBuildInfo + `{job=~"$rulegen_job"}, instance)`, multi: true}.builder())
 	b = b.WithRow(dashboard.NewRowBuilder("SLIs and their bands"))
@@ -104,7 +107,23 @@ func baselines() *dashboard.DashboardBuilder {
 	series := func(metric string) string {
 		return sel(metric, mJob, `instance=~"$instance"`, mRoute)
 	}
+	forecast := func(sliName string, extra ...string) string {
+		return sel(rulegenForecast, append([]string{sli.LabelSLI + `="` + sliName + `"`, mJob}, extra...)...)
+	}
 	return b.
+		WithRow(dashboard.NewRowBuilder("Capacity forecast")).
+		WithPanel(timeSeries(panel{title: "Request rate per route and its forecast", unit: "reqps",
+			description: "Each route's request rate with the rate rulegen forecasts 1, 6 and 24 hours ahead of each moment (its seasonal model blended with the recent profile, see rulegen/forecast).",
+			queries: []query{
+				q(rec(sli.RouteRequestRate), "{{"+sli.LabelRoute+"}} actual"),
+				q(forecast("request_rate", `instance=~"$instance"`, mRoute), "{{"+sli.LabelRoute+"}} in {{horizon}}"),
+			}})).
+		WithPanel(timeSeries(panel{title: "Request rate per instance and its forecast", unit: "reqps",
+			description: "Each instance's request rate with its forecast 1, 6 and 24 hours ahead; AutoGLMCapacityForecast fires when the forecast reaches alert_rules.qps_threshold within rulegen.forecast.lead.",
+			queries: []query{
+				q(sel(sli.InstanceRequestRate, mJob, `instance=~"$traffic_instance"`), "{{instance}} actual"),
+				q(sel(rulegenInstanceForecast, mJob, `instance=~"$traffic_instance"`), "{{instance}} in {{horizon}}"),
+			}})).
 		WithRow(dashboard.NewRowBuilder("Anomalies")).
 		WithPanel(stacked(panel{title: "Baseline alerts firing", unit: "short", width: 24,
 			description: "Alerts that carry an sli label (the baseline alerts of the mixin and of rulegen's generated rules) firing over time, by alert and SLI.",

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/open-autoglm/autoglm-monitor/exporter/kafka/kafkatest"
 	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
 )
 
@@ -192,6 +193,7 @@ func writeFile(t *testing.T, dir, name, content string) string {
 func TestCaptures(t *testing.T) {
 	t.Run("exporter-accesslog", captureExporterAccessLog)
 	t.Run("exporter-ebpf", captureExporterEBPF)
+	t.Run("exporter-kafka", captureExporterKafka)
 	t.Run("rulegen", captureRulegen)
 	t.Run("receiver", captureReceiver)
 }
@@ -236,6 +238,33 @@ exporter:
 		"autoglm_exporter_client_requests_total", "autoglm_exporter_build_info",
 	}, 20*time.Second, logf, nil)
 	checkCapture(t, "exporter.txt", text)
+}
+
+// captureExporterKafka runs the exporter in access-log mode with the Kafka
+// output on, producing to an in-process broker, for the output's self metrics.
+func captureExporterKafka(t *testing.T) {
+	dir := t.TempDir()
+	b := kafkatest.Start(t, "autoglm.requests", 1)
+	line := `10.1.2.3 - - [25/Nov/2026:17:52:38 +0000] "POST /v1/chat/completions HTTP/1.1" 200 5123 "-" "curl" 2.345` + "\n"
+	logPath := writeFile(t, dir, "access.log", strings.Repeat(line, 5))
+	port := testenv.FreePort(t)
+	cfg := writeFile(t, dir, "config.yml", fmt.Sprintf(`metrics:
+  endpoints: [/v1/chat/completions]
+exporter:
+  source: accesslog
+  ports: [8000]
+  accesslog: {path: %s, format: nginx, from_start: true}
+  outputs:
+    kafka:
+      brokers: [%s]
+      topic: autoglm.requests
+`, logPath, b.Addr()))
+	logf := startBinary(t, "autoglm-exporter", "--config.file="+cfg, "--web.listen-address="+testenv.Addr(port))
+	text := waitForFamilies(t, testenv.Addr(port), []string{
+		"autoglm_exporter_kafka_events_produced_total", "autoglm_exporter_kafka_produce_latency_seconds",
+		"autoglm_exporter_kafka_batches_total", "autoglm_exporter_kafka_broker_connections",
+	}, 30*time.Second, logf, nil)
+	checkCapture(t, "exporter-kafka.txt", text)
 }
 
 func captureExporterEBPF(t *testing.T) {
@@ -350,7 +379,7 @@ rulegen:
 	text := waitForFamilies(t, testenv.Addr(port), []string{
 		"autoglm_rulegen_build_info", "autoglm_rulegen_baseline", "autoglm_rulegen_last_fit_timestamp_seconds",
 		"autoglm_rulegen_last_success_timestamp_seconds", "autoglm_rulegen_series", "autoglm_rulegen_history_seconds",
-		"autoglm_rulegen_model_info",
+		"autoglm_rulegen_model_info", "autoglm_rulegen_forecast", "autoglm_rulegen_instance_forecast",
 	}, 90*time.Second, logf, nil)
 	checkCapture(t, "rulegen.txt", text)
 }

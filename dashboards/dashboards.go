@@ -25,6 +25,8 @@ const (
 	UIDBaselines = "autoglm-baselines"
 	UIDAlerting  = "autoglm-alerting"
 	UIDExporter  = "autoglm-exporter"
+	UIDEngine    = "autoglm-engine"
+	UIDSLO       = "autoglm-slo"
 )
 
 // File is one generated dashboard.
@@ -68,6 +70,8 @@ func Generate() ([]File, error) {
 		{"baselines.json", UIDBaselines, baselines()},
 		{"alerting.json", UIDAlerting, alerting()},
 		{"exporter.json", UIDExporter, exporterHealth()},
+		{"engine.json", UIDEngine, engineDashboard()},
+		{"slo.json", UIDSLO, sloDashboard()},
 	}
 	out := make([]File, 0, len(builders))
 	for _, d := range builders {

@@ -46,6 +46,8 @@ func TestUIDsAreStable(t *testing.T) {
 		"baselines.json": "autoglm-baselines",
 		"alerting.json":  "autoglm-alerting",
 		"exporter.json":  "autoglm-exporter",
+		"engine.json":    "autoglm-engine",
+		"slo.json":       "autoglm-slo",
 	}
 	files, err := Generate()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/open-autoglm/autoglm-monitor/dashboards/lint"
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/slo"
 )
 
 const (
@@ -131,7 +132,7 @@ func captureFiles(t *testing.T) []string {
 	for _, f := range files {
 		have[filepath.Base(f)] = true
 	}
-	for _, want := range []string{"exporter.txt", "exporter-ebpf.txt", "rulegen.txt", "receiver.txt"} {
+	for _, want := range []string{"exporter.txt", "exporter-ebpf.txt", "exporter-kafka.txt", "rulegen.txt", "receiver.txt"} {
 		if !have[want] {
 			t.Errorf("capture %s/%s is missing", capturesDir, want)
 		}
@@ -144,8 +145,21 @@ func TestEveryUsedMetricIsExposed(t *testing.T) {
 	used := usedMetrics(t)
 	exposed := exposedMetrics(t, captureFiles(t)...)
 	records := map[string]bool{}
-	for _, r := range sli.RecordingRules() {
+	for _, r := range append(sli.RecordingRules(), sli.EngineRecordingRules()...) {
 		records[r.Record] = true
+	}
+	// Written by rulegen's SLO rules (rulegen/slo), not scraped.
+	for _, r := range []string{slo.RecordBudget, slo.RecordBudgetRemaining, slo.RecordObjective, slo.RecordInfo,
+		slo.RecordErrorRatio + "5m", slo.RecordErrorRatio + "30m", slo.RecordErrorRatio + "1h", slo.RecordErrorRatio + "2h",
+		slo.RecordErrorRatio + "6h", slo.RecordErrorRatio + "1d", slo.RecordErrorRatio + "3d"} {
+		records[r] = true
+	}
+	// Exposed by the serving engines and NVIDIA's DCGM exporter; the
+	// simulator's vLLM names are checked in internal/llmsim.
+	for _, m := range []string{sli.VLLMWaiting, sli.VLLMRunning, sli.VLLMKVCache, sli.VLLMGPUCache, sli.VLLMPreemptions,
+		sli.VLLMTTFT + "_bucket", sli.SGLangWaiting, sli.SGLangRunning, sli.SGLangTokenUsage, sli.SGLangTTFT + "_bucket",
+		sli.TGIQueue, sli.TGIBatch, sli.TGIQueueDuration + "_bucket", sli.DCGMGPUUtil, sli.DCGMFBUsed, sli.DCGMFBFree} {
+		records[m] = true
 	}
 	for _, must := range []string{sli.HTTPDuration + "_bucket", sli.RulegenBaseline, "autoglm_receiver_queue_depth", sli.RouteRequestRate} {
 		if len(used[must]) == 0 {

@@ -73,6 +73,9 @@ func overview() *dashboard.DashboardBuilder {
 				q(recModel(sli.ModelTTFTP50), "{{"+sli.LabelModel+"}} {{"+sli.LabelRoute+"}} p50"),
 				q(recModel(sli.ModelTTFTP95), "{{"+sli.LabelModel+"}} {{"+sli.LabelRoute+"}} p95"),
 			}})).
+		WithPanel(timeSeries(panel{title: "Routes served by a saturated engine", unit: "short",
+			description: "1 while a route's traffic goes to a saturated serving engine (requests queueing, KV cache full or preemptions; see the Engines dashboard): a time to first token rising with it is the engine's capacity, not the network.",
+			queries:     []query{q(rec(sli.RouteSaturated), "{{"+sli.LabelRoute+"}}")}})).
 		WithPanel(timeSeries(panel{title: "Stream duration p95 by model", unit: "s",
 			description: "95th percentile of the GenAI request duration (first byte of the request to the last token) per route and model.",
 			queries:     []query{q(recModel(sli.ModelDurationP95), "{{"+sli.LabelModel+"}} {{"+sli.LabelRoute+"}}")}})).

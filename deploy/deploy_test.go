@@ -4,6 +4,7 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,4 +213,93 @@ func copyFile(t *testing.T, src, dst string) {
 	if err := os.WriteFile(dst, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A user's clone has nothing beside it: docker-compose resolves every path
+// of the compose file inside a copy of the repository that stands alone in
+// an empty directory, and each one exists there.
+func TestComposeConfigInACloneWithNothingBeside(t *testing.T) {
+	repo := testenv.RepoRoot(t)
+	compose := testenv.Tool(t, "docker-compose")
+	clone := filepath.Join(t.TempDir(), "clone")
+	files := strings.Split(strings.TrimRight(run(t, repo, "git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"), "\x00"), "\x00")
+	for _, f := range files {
+		if _, err := os.Lstat(filepath.Join(repo, f)); err != nil {
+			continue // deleted in the working tree
+		}
+		copyFile(t, filepath.Join(repo, f), filepath.Join(clone, f))
+	}
+	var resolved struct {
+		Services map[string]struct {
+			Build   struct{ Context string } `yaml:"build"`
+			Volumes []string                 `yaml:"volumes"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal([]byte(run(t, clone, compose, "-f", "docker-compose.yml", "config")), &resolved); err != nil {
+		t.Fatalf("parse docker-compose config: %v", err)
+	}
+	// Host paths the exporter needs from the kernel, not from the repository.
+	host := []string{"/sys/kernel/btf", "/sys/kernel/tracing", "/sys/fs/cgroup"}
+	inside := func(svc, what, p string) {
+		if rel, err := filepath.Rel(clone, p); err != nil || strings.HasPrefix(rel, "..") {
+			t.Errorf("service %s: %s %s is outside the clone %s", svc, what, p, clone)
+			return
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("service %s: %s %s does not exist in the clone: %v", svc, what, p, err)
+		}
+	}
+	for name, svc := range resolved.Services {
+		if svc.Build.Context != "" {
+			inside(name, "build context", svc.Build.Context)
+		}
+		for _, v := range svc.Volumes {
+			src := strings.SplitN(v, ":", 2)[0]
+			if !filepath.IsAbs(src) || slices.Contains(host, src) {
+				continue // a named volume, or a kernel path
+			}
+			inside(name, "mount", src)
+		}
+	}
+}
+
+// An incident on several routes is one notification per alert and severity:
+// every route of the tree groups by alert name and job, never by route, and
+// a new kind of alert gets its own group.
+func TestAlertmanagerGroupsTheRoutesOfAJob(t *testing.T) {
+	// amtool check-config (TestAlertmanagerConfig) validates the file; only
+	// the routing tree is read here.
+	type route struct {
+		Receiver string   `yaml:"receiver"`
+		GroupBy  []string `yaml:"group_by"`
+		Routes   []*route `yaml:"routes"`
+	}
+	var cfg struct {
+		Route *route `yaml:"route"`
+	}
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy/alertmanager/alertmanager.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &cfg); err != nil || cfg.Route == nil {
+		t.Fatalf("parse alertmanager.yml: %v", err)
+	}
+	var walk func(r *route, groupBy []string, path string)
+	walk = func(r *route, groupBy []string, path string) {
+		if len(r.GroupBy) > 0 {
+			groupBy = r.GroupBy
+		}
+		for _, want := range []string{"alertname", "job"} {
+			if !slices.Contains(groupBy, want) {
+				t.Errorf("route %s groups by %v, without %s", path, groupBy, want)
+			}
+		}
+		if slices.Contains(groupBy, "http_route") || slices.Contains(groupBy, "...") {
+			t.Errorf("route %s groups by %v: one message per route", path, groupBy)
+		}
+		for i, c := range r.Routes {
+			walk(c, groupBy, fmt.Sprintf("%s/%d(%s)", path, i, c.Receiver))
+		}
+	}
+	walk(cfg.Route, nil, "root")
 }

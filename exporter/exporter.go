@@ -1,6 +1,7 @@
-// Package exporter wires a capture source to the HTTP parser and the traffic
-// metrics: eBPF socket events → httpparse → metrics, or access-log lines →
-// metrics. cmd/autoglm-exporter only parses flags and calls this.
+// Package exporter wires a capture source to the HTTP parser, the traffic
+// metrics and the outputs: eBPF socket events → httpparse → metrics (and
+// request events to Kafka), or access-log lines → the same. cmd/autoglm-exporter
+// only parses flags and calls this.
 package exporter
 
 import (
@@ -22,6 +23,7 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/exporter/accesslog"
 	"github.com/open-autoglm/autoglm-monitor/exporter/ebpf"
 	"github.com/open-autoglm/autoglm-monitor/exporter/httpparse"
+	"github.com/open-autoglm/autoglm-monitor/exporter/kafka"
 	"github.com/open-autoglm/autoglm-monitor/exporter/metrics"
 	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
 	identity "github.com/open-autoglm/autoglm-monitor/exporter/workload"
@@ -41,6 +43,18 @@ type RequestSource interface {
 	Collector() prometheus.Collector
 }
 
+// Output receives every finished request after the metrics took it (the
+// Kafka output). Publish is called on the capture's goroutine: it must not
+// block, and must copy what it keeps of the request.
+type Output interface {
+	Publish(r *traffic.Request)
+	Collector() prometheus.Collector
+	// Run delivers until ctx is done, then flushes within its own bound.
+	Run(ctx context.Context) error
+	// Close releases the output (also when Run never ran).
+	Close() error
+}
+
 // Options configures an Exporter.
 type Options struct {
 	Config *config.File
@@ -52,6 +66,8 @@ type Options struct {
 	Requests RequestSource
 	// Kubernetes replaces the API server configuration of exporter.kubernetes (tests).
 	Kubernetes *rest.Config
+	// Outputs are added to those named in exporter.outputs (tests, benchmarks).
+	Outputs []Output
 }
 
 // Exporter runs one source and keeps the metrics.
@@ -66,6 +82,7 @@ type Exporter struct {
 	pods     *identity.Pods
 	// logWorkload names the server of access-log requests.
 	logWorkload *traffic.Workload
+	outputs     []Output
 	observed    atomic.Uint64
 	running     atomic.Bool
 }
@@ -84,7 +101,7 @@ func New(o Options) (*Exporter, error) {
 		return nil, errors.New("exporter: no registerer")
 	}
 	cfg := o.Config.Exporter
-	e := &Exporter{logger: o.Logger, events: o.Events, requests: o.Requests}
+	e := &Exporter{logger: o.Logger, events: o.Events, requests: o.Requests, outputs: o.Outputs}
 	e.metrics = metrics.New(metrics.Options{
 		Endpoints:      o.Config.Metrics.Endpoints,
 		TopModels:      cfg.TopModels,
@@ -117,6 +134,24 @@ func New(o Options) (*Exporter, error) {
 	} else {
 		e.logWorkload = &traffic.Workload{ServiceName: cfg.AccessLog.AccessLogServiceName()}
 		collectors = append(collectors, e.requests.Collector())
+	}
+	if cfg.Outputs.Kafka != nil {
+		src := kafka.SourceEBPF
+		if e.events == nil {
+			src = kafka.SourceAccessLog
+		}
+		ko, err := kafka.FromConfig(o.Config, src, o.Logger)
+		if err != nil {
+			return nil, errors.Join(err, e.Close())
+		}
+		out, err := kafka.New(ko)
+		if err != nil {
+			return nil, errors.Join(err, e.Close())
+		}
+		e.outputs = append(e.outputs, out)
+	}
+	for _, out := range e.outputs {
+		collectors = append(collectors, out.Collector())
 	}
 	for _, c := range collectors {
 		if err := o.Registerer.Register(c); err != nil {
@@ -218,6 +253,9 @@ func kubeConfig(k config.ExporterKubernetes) (*rest.Config, error) {
 func (e *Exporter) finish(r *traffic.Request) {
 	e.observed.Add(1)
 	e.metrics.Finish(r)
+	for _, out := range e.outputs {
+		out.Publish(r)
+	}
 }
 
 func (e *Exporter) observe(r *traffic.Request) {
@@ -226,12 +264,27 @@ func (e *Exporter) observe(r *traffic.Request) {
 		r.Workload = e.logWorkload
 	}
 	e.metrics.Observe(r)
+	for _, out := range e.outputs {
+		out.Publish(r)
+	}
 }
 
-// Run reads the source until ctx is done.
+// Run reads the source until ctx is done. The outputs run beside it and
+// flush after the source has stopped, so no finished request is left out.
 func (e *Exporter) Run(ctx context.Context) error {
 	e.running.Store(true)
 	defer e.running.Store(false)
+	outCtx, stopOutputs := context.WithCancel(context.WithoutCancel(ctx))
+	var outputs sync.WaitGroup
+	for _, out := range e.outputs {
+		outputs.Go(func() {
+			if err := out.Run(outCtx); err != nil {
+				e.logger.Error("output stopped", "err", err)
+			}
+		})
+	}
+	defer outputs.Wait()
+	defer stopOutputs()
 	if e.events == nil {
 		return e.requests.Run(ctx, e.observe)
 	}
@@ -255,20 +308,29 @@ func (e *Exporter) Ready() error {
 	if e.pods != nil && !e.pods.HasSynced() {
 		return errors.New("pods of this node not listed from the API server yet")
 	}
+	if r, ok := e.requests.(interface{ Ready() error }); ok {
+		return r.Ready()
+	}
 	return nil
 }
 
 // Observed is the number of requests turned into metrics.
 func (e *Exporter) Observed() uint64 { return e.observed.Load() }
 
-// Close releases the source (detaching eBPF programs).
+// Close releases the source (detaching eBPF programs) and the outputs.
 func (e *Exporter) Close() error {
+	var errs []error
 	if e.events != nil {
 		if err := e.events.Close(); err != nil {
-			return fmt.Errorf("exporter: closing source: %w", err)
+			errs = append(errs, fmt.Errorf("exporter: closing source: %w", err))
 		}
 	}
-	return nil
+	for _, out := range e.outputs {
+		if err := out.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("exporter: closing output: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // selfCollector exposes the parser's and the pipeline's own counters.

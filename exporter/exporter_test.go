@@ -34,14 +34,23 @@ type harness struct {
 // useEBPF is set (root only), else the user-space proxy.
 func start(t testing.TB, serverPort uint16, useEBPF bool) *harness {
 	t.Helper()
-	return startWith(t, serverPort, useEBPF, `[/v1/chat/completions, /v1/embeddings, "/v1/models/{model}"]`)
+	return startWith(t, serverPort, useEBPF, testEndpoints)
 }
+
+// testEndpoints are the metrics.endpoints of start.
+const testEndpoints = `[/v1/chat/completions, /v1/embeddings, "/v1/models/{model}"]`
 
 // startWith is start with the given metrics.endpoints (a YAML list).
 func startWith(t testing.TB, serverPort uint16, useEBPF bool, endpoints string) *harness {
 	t.Helper()
+	return startConfig(t, serverPort, useEBPF, endpoints, "")
+}
+
+// startConfig is startWith with more keys of the exporter: section (indented YAML).
+func startConfig(t testing.TB, serverPort uint16, useEBPF bool, endpoints, exporterYAML string) *harness {
+	t.Helper()
 	cfg, err := config.Parse([]byte("metrics:\n  endpoints: "+endpoints+"\nexporter:\n  ports: ["+
-		strconv.Itoa(int(serverPort))+"]\n"), "test.yml")
+		strconv.Itoa(int(serverPort))+"]\n"+exporterYAML), "test.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,23 +64,30 @@ func startWith(t testing.TB, serverPort uint16, useEBPF bool, endpoints string) 
 		o.Events = p
 		h.base = "http://" + p.Addr()
 	}
-	h.exp, err = New(o)
+	h.exp = runExporter(t, o)
+	return h
+}
+
+// runExporter runs an exporter built from o until the test ends.
+func runExporter(t testing.TB, o Options) *Exporter {
+	t.Helper()
+	exp, err := New(o)
 	if err != nil {
 		t.Fatalf("start exporter: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.exp.Run(ctx) }()
+	go func() { done <- exp.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
-		if err := h.exp.Close(); err != nil {
+		if err := exp.Close(); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
-	return h
+	return exp
 }
 
 // waitObserved waits until the exporter has measured n requests, then a

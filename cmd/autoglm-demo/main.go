@@ -69,10 +69,26 @@ func main() {
 	say("  rulegen        %s/metrics (baselines), rules in %s", stack.URL(p.Rulegen), st.Path("prometheus", "rulegen"))
 	say("  mail           %s", st.Path("mail"))
 	say("  llmsim         %s (API), %s/metrics", stack.URL(p.LLMSim), stack.URL(p.LLMSimMetrics))
-	say("an error burst is scheduled 75s after the simulator started, then a latency regression at 6m; waiting for alerts")
-	st.Watch(ctx, 15*time.Second, func(d stack.Delivery) {
+	if sched := st.Faults(); sched != nil {
+		for _, ph := range sched.Phases {
+			say("fault scheduled: %s", stack.DescribeFault(ph))
+		}
+		if sched.Repeat > 0 {
+			say("the schedule repeats every %s; each fault must reach a person within %s of its start", sched.Repeat, stack.FaultDeadline)
+		}
+	}
+	say("waiting for alerts")
+	werr := st.Watch(ctx, 15*time.Second, func(d stack.Delivery) {
 		say("first notification reached a person %.0fs after start (channel %s, alert %s)", time.Since(start).Seconds(), d.Channel, d.Alertname)
 	})
+	if werr != nil {
+		say("stopping: a process of the quickstart failed")
+		if err := st.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "autoglm-demo:", err)
+		}
+		fmt.Fprintln(os.Stderr, "autoglm-demo:", werr)
+		os.Exit(1)
+	}
 	say("stopping")
 	if err := st.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "autoglm-demo:", err)

@@ -73,7 +73,7 @@ func serve(app *cli.App, logger *slog.Logger) error {
 	{
 		ctx, cancel := context.WithCancel(ctx)
 		srv := &http.Server{Handler: mux}
-		g.Add(func() error { return httpserver.Serve(ctx, srv, app.Web, logger) }, func(error) { cancel() })
+		g.Add(func() error { return httpserver.Serve(ctx, srv, app.Web, *app.Timeouts, logger) }, func(error) { cancel() })
 	}
 	{
 		g.Add(func() error { <-ctx.Done(); return nil }, func(error) { cancel() })

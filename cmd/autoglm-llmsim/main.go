@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -51,6 +50,9 @@ func main() {
 	serve.Flag("pacing.completion-median", "Median completion length when the request sets no max_tokens.").Default(fmt.Sprint(defaults.CompletionMedian)).IntVar(&pacing.CompletionMedian)
 	serve.Flag("pacing.completion-sigma", "Lognormal sigma of the completion length.").Default(fmt.Sprint(defaults.CompletionSigma)).Float64Var(&pacing.CompletionSigma)
 	serve.Flag("pacing.max-completion-tokens", "Upper bound of any completion.").Default(fmt.Sprint(defaults.MaxCompletionTokens)).IntVar(&pacing.MaxCompletionTokens)
+	var eng llmsim.EngineOptions
+	serve.Flag("engine.max-num-seqs", "Sequences the simulated engine runs at once (vLLM's --max-num-seqs); more requests queue.").Default("256").IntVar(&eng.MaxSeqs)
+	serve.Flag("engine.kv-cache-tokens", "KV cache size of the simulated engine in tokens (0: 2,048 per sequence).").Default("0").IntVar(&eng.KVCacheTokens)
 
 	load := app.Command("load", "Send load to an OpenAI-compatible API and print a JSON summary.")
 	var (
@@ -84,10 +86,10 @@ func main() {
 	switch cmd {
 	case serve.FullCommand():
 		err = runServe(ctx, app.Web, serveConfig{
-			opts: llmsim.Options{Pacing: pacing, NoPacing: *noPacing, AlwaysUsage: *alwaysUse,
+			opts: llmsim.Options{Pacing: pacing, NoPacing: *noPacing, AlwaysUsage: *alwaysUse, Engine: eng,
 				Models: splitList(*models), Seed: *seed, AccessLog: *accessLog, Logger: logger},
 			faultsFile: *faultsFile, faults: *faultFlags, demo: *demo, demoWarmup: *demoWarmup, repeat: *repeat,
-			metricsAddr: *metricsAt,
+			metricsAddr: *metricsAt, timeouts: *app.Timeouts,
 		}, logger)
 	case load.FullCommand():
 		o := llmsim.LoadOptions{
@@ -121,6 +123,7 @@ type serveConfig struct {
 	demoWarmup  time.Duration
 	repeat      time.Duration
 	metricsAddr string
+	timeouts    httpserver.Timeouts
 }
 
 func runServe(ctx context.Context, webFlags *web.FlagConfig, c serveConfig, logger *slog.Logger) (err error) {
@@ -180,29 +183,24 @@ func runServe(ctx context.Context, webFlags *web.FlagConfig, c serveConfig, logg
 			"error_ratio", p.ErrorRatio, "added_latency", p.AddedLatency, "ttft_multiplier", p.TTFTMultiplier)
 	}
 	logger.Info("simulator starting", "pacing", !c.opts.NoPacing, "listen", *webFlags.WebListenAddresses)
-	// Streams can last minutes: no write timeout.
-	srv := &http.Server{Handler: api, IdleTimeout: 2 * time.Minute}
+	// Streams can last minutes: no write timeout (the body and idle
+	// timeouts of httpserver do not cut a stream short).
+	srv := &http.Server{Handler: api}
 	if c.metricsAddr == "" {
-		return httpserver.Serve(ctx, srv, webFlags, logger)
+		return httpserver.Serve(ctx, srv, webFlags, c.timeouts, logger)
 	}
-	metricsSrv := &http.Server{Addr: c.metricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	metricsSrv := &http.Server{Handler: mux}
+	mctx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
 	errc := make(chan error, 1)
 	go func() {
 		logger.Info("serving metrics", "address", c.metricsAddr)
-		if err := metricsSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("serve metrics: %w", err)
-			return
-		}
-		errc <- nil
+		errc <- httpserver.ServeOn(mctx, metricsSrv, c.metricsAddr, c.timeouts)
 	}()
-	apiErr := httpserver.Serve(ctx, srv, webFlags, logger)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := metricsSrv.Shutdown(shutdownCtx); err != nil && apiErr == nil {
-		apiErr = fmt.Errorf("shut down metrics server: %w", err)
-	}
+	apiErr := httpserver.Serve(ctx, srv, webFlags, c.timeouts, logger)
+	stopMetrics()
 	if err := <-errc; err != nil && apiErr == nil {
-		apiErr = err
+		apiErr = fmt.Errorf("metrics server: %w", err)
 	}
 	return apiErr
 }

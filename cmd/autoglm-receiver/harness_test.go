@@ -235,6 +235,9 @@ func post(ctx context.Context, url string, body []byte, hdr ...string) (int, err
 
 type auditRecord struct {
 	Outcome    string   `json:"outcome"`
+	By         string   `json:"by"`
+	People     []string `json:"people"`
+	Detail     string   `json:"detail"`
 	GroupKey   string   `json:"group_key"`
 	Status     string   `json:"status"`
 	Channel    string   `json:"channel"`

@@ -81,6 +81,7 @@ func serve(app *cli.App) error {
 		Reload:      reload,
 		Links: []web.LandingLinks{
 			{Address: "/api/v1/notifications", Text: "Audit log (notifications)"},
+			{Address: "/api/v1/oncall", Text: "On call now and next"},
 		},
 	})
 	if err != nil {
@@ -94,7 +95,7 @@ func serve(app *cli.App) error {
 	var g run.Group
 	{
 		sctx, stop := context.WithCancel(ctx)
-		g.Add(func() error { return httpserver.Serve(sctx, srv, app.Web, logger) }, func(error) { stop() })
+		g.Add(func() error { return httpserver.Serve(sctx, srv, app.Web, *app.Timeouts, logger) }, func(error) { stop() })
 	}
 	{
 		dctx, stop := context.WithCancel(context.Background())

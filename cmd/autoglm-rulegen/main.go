@@ -4,21 +4,29 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"runtime"
+	"time"
 
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/model"
 
 	"github.com/open-autoglm/autoglm-monitor/internal/cli"
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/internal/httpserver"
+	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/backtest"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/forecast"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/rules"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/service"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/slo"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/target"
 )
 
 const name = "autoglm-rulegen"
@@ -31,9 +39,14 @@ func main() {
 	btCmd := app.Command("backtest", "Replay CSV series walk-forward and report the alerts the rules would have fired.")
 	btInputs := btCmd.Flag("input", "CSV file with a timestamp,value header (repeatable).").Required().Strings()
 	btKind := btCmd.Flag("kind", "Series kind: auto, rate, latency or ratio.").Default("auto").Enum("auto", "rate", "latency", "ratio")
-	btOutput := btCmd.Flag("output", "Where to write alerts.json.").Required().String()
+	btOutput := btCmd.Flag("output", "Where to write alerts.json.").String()
+	btForecast := btCmd.Flag("forecast", "Score request-rate forecasts 1h, 6h and 24h ahead against seasonal-naive instead (walk-forward, leave-one-series-out); prints a table.").Bool()
 	btReport := btCmd.Flag("report", "Optional HTML or PNG report with bands and alerts.").String()
 	btWorkers := btCmd.Flag("workers", "Series backtested in parallel.").Default(fmt.Sprint(runtime.NumCPU())).Int()
+	sloCmd := app.Command("slo", "Write the SLO rules of Sloth prometheus/v1 specs (and of the config file's slos:, if given) without reading any history.")
+	sloInputs := sloCmd.Flag("input", "Sloth prometheus/v1 spec file (repeatable).").Strings()
+	sloWindow := sloCmd.Flag("window", "SLO period of the Sloth specs (Sloth's --default-slo-period).").Default("30d").String()
+	sloOutput := sloCmd.Flag("output", "Rule file to write (- for standard output).").Default("-").String()
 
 	cmd, err := app.Parse(os.Args[1:])
 	if err != nil {
@@ -44,11 +57,18 @@ func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
 
+	if cmd == btCmd.FullCommand() && *btForecast {
+		cmd += "/forecast"
+	}
 	switch cmd {
 	case runCmd.FullCommand():
 		err = serve(ctx, app, logger)
 	case genCmd.FullCommand():
 		err = generate(ctx, *app.ConfigFile, *genOut, logger)
+	case sloCmd.FullCommand():
+		err = writeSLORules(*app.ConfigFile, *sloInputs, *sloWindow, *sloOutput)
+	case btCmd.FullCommand() + "/forecast":
+		err = forecastTable(ctx, *btInputs, *btKind, *btWorkers)
 	case btCmd.FullCommand():
 		err = backtest.Run(ctx, backtest.CLI{Inputs: *btInputs, Kind: *btKind, Output: *btOutput, Report: *btReport, Workers: *btWorkers}, logger)
 	}
@@ -71,7 +91,7 @@ func build(cfg *config.File, outputDir string, reg prometheus.Registerer, logger
 }
 
 func generate(ctx context.Context, path, out string, logger *slog.Logger) error {
-	cfg, err := config.Load(path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		return err
 	}
@@ -82,8 +102,75 @@ func generate(ctx context.Context, path, out string, logger *slog.Logger) error 
 	return svc.Refit(ctx)
 }
 
+// forecastTable is backtest --forecast.
+func forecastTable(ctx context.Context, inputs []string, kind string, workers int) error {
+	series, rows, err := forecast.Backtest(ctx, inputs, sli.Kind(kind), kind == "auto", workers)
+	if err != nil {
+		return err
+	}
+	return forecast.WriteTable(os.Stdout, series, rows)
+}
+
+// loadConfig reads the configuration and the SLO specs it names, so a bad
+// Sloth spec stops the start (or the reload) with its file and line.
+func loadConfig(path string) (*config.File, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	specs, err := slo.Load(cfg)
+	if err == nil {
+		_, err = slo.Build(specs...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// writeSLORules is the slo subcommand: Sloth's `generate`, in our generator.
+func writeSLORules(configFile string, inputs []string, window, output string) error {
+	d, err := model.ParseDuration(window)
+	if err != nil {
+		return fmt.Errorf("--window: %w", err)
+	}
+	var specs []slo.Spec
+	if configFile != "" {
+		cfg, err := loadConfig(configFile)
+		if err != nil {
+			return err
+		}
+		if specs, err = slo.Load(cfg); err != nil {
+			return err
+		}
+	}
+	for _, in := range inputs {
+		s, err := slo.LoadSloth(in, time.Duration(d))
+		if err != nil {
+			return err
+		}
+		specs = append(specs, s)
+	}
+	if len(specs) == 0 {
+		return errors.New("nothing to do: give --input Sloth specs or --config.file with slos:")
+	}
+	g, err := slo.Build(specs...)
+	if err != nil {
+		return err
+	}
+	b, err := rules.Render(g)
+	if err != nil {
+		return err
+	}
+	if output == "-" {
+		_, err = os.Stdout.Write(b)
+		return err
+	}
+	return target.WriteAtomic(output, b)
+}
+
 func serve(ctx context.Context, app *cli.App, logger *slog.Logger) error {
-	cfg, err := config.Load(*app.ConfigFile)
+	cfg, err := loadConfig(*app.ConfigFile)
 	if err != nil {
 		return err
 	}
@@ -102,7 +189,7 @@ func serve(ctx context.Context, app *cli.App, logger *slog.Logger) error {
 		Reload: func() error {
 			// Query and output settings are wired at start; a reload applies
 			// thresholds, modes and SLI settings and refits now.
-			next, err := config.Load(*app.ConfigFile)
+			next, err := loadConfig(*app.ConfigFile)
 			if err != nil {
 				return err
 			}
@@ -120,6 +207,6 @@ func serve(ctx context.Context, app *cli.App, logger *slog.Logger) error {
 	var g run.Group
 	ctx, cancel := context.WithCancel(ctx)
 	g.Add(func() error { return svc.Run(ctx) }, func(error) { cancel() })
-	g.Add(func() error { return httpserver.Serve(ctx, srv, app.Web, logger) }, func(error) { cancel() })
+	g.Add(func() error { return httpserver.Serve(ctx, srv, app.Web, *app.Timeouts, logger) }, func(error) { cancel() })
 	return g.Run()
 }

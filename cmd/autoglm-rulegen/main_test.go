@@ -148,3 +148,32 @@ func TestRunServesBaselines(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestSLOWritesSlothSpecRules: `slo` turns a Sloth spec into rules promtool
+// accepts, and a broken spec stops both `slo` and `generate` with its file
+// and line.
+func TestSLOWritesSlothSpecRules(t *testing.T) {
+	bin, promtool := testenv.Binary(t, "autoglm-rulegen"), testenv.Promtool(t)
+	spec := filepath.Join("..", "..", "rulegen", "slo", "testdata", "sloth-availability.yml")
+	out := filepath.Join(t.TempDir(), "slo.rules.yml")
+	if b, err := exec.Command(bin, "slo", "--input", spec, "--window", "28d", "--output", out).CombinedOutput(); err != nil {
+		t.Fatalf("slo: %v\n%s", err, b)
+	}
+	if b, err := exec.Command(promtool, "check", "rules", out).CombinedOutput(); err != nil {
+		t.Fatalf("promtool: %v\n%s", err, b)
+	}
+	b, _ := os.ReadFile(out)
+	if !strings.Contains(string(b), "slo:sli_error:ratio_rate4w") || !strings.Contains(string(b), "(13.44 * 0.01") {
+		t.Errorf("28-day rules lack the period ratio or the scaled page factor:\n%s", b)
+	}
+	bad := writeConfig(t, "version: prometheus/v1\nservice: svc\nslos:\n  - name: x\n    objective: 99\n    sli: {events: {error_query: 'sum(rate(e[{{.window}}])', total_query: 'sum(rate(t[{{.window}}]))'}}\n    alerting: {name: SvcBurn}\n")
+	b, err := exec.Command(bin, "slo", "--input", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "autoglm.yml:6: slos[0].sli.events.error_query") {
+		t.Fatalf("broken spec: err %v, output:\n%s", err, b)
+	}
+	cfg := writeConfig(t, "rulegen:\n  sloth_specs: ["+bad+"]\n")
+	b, err = exec.Command(bin, "generate", "--config.file="+cfg, "--output", t.TempDir()).CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "slos[0].sli.events.error_query") {
+		t.Fatalf("generate with a broken Sloth spec: err %v, output:\n%s", err, b)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 // Dashboard is the part of a Grafana dashboard model the rules look at. It is
@@ -149,7 +151,8 @@ func CheckDashboard(d *Dashboard) []error {
 		fail("want exactly one datasource variable, got %d", datasources)
 	}
 	for _, name := range []string{"job", "instance"} {
-		if _, ok := vars[name]; !ok {
+		// SLO dashboards select SLO services (slo_service), not scrape targets.
+		if _, ok := vars[name]; !ok && vars["slo_service"].Name == "" {
 			fail("missing %s variable", name)
 		}
 	}
@@ -234,7 +237,9 @@ func CheckDashboardExpr(expr string, vars map[string]Variable) []error {
 	}
 	for _, vs := range Selectors(e) {
 		name := MetricName(vs)
-		if m := Matcher(vs, "job"); m == nil || !IsVariable(m.Value) {
+		// SLO series belong to a service, not to a scrape job: a service
+		// variable narrows them instead.
+		if m := Matcher(vs, "job"); (m == nil || !IsVariable(m.Value)) && !filteredByService(vs) {
 			errs = append(errs, fmt.Errorf("selector %s is not filtered by a job variable", vs))
 		}
 		if !keepsInstance(name) {
@@ -245,6 +250,11 @@ func CheckDashboardExpr(expr string, vars map[string]Variable) []error {
 		}
 	}
 	return errs
+}
+
+func filteredByService(vs *parser.VectorSelector) bool {
+	m := Matcher(vs, "sloth_service")
+	return m != nil && IsVariable(m.Value)
 }
 
 // keepsInstance reports whether series of metric carry the scraped instance:

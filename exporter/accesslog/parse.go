@@ -101,9 +101,15 @@ func requestLine(b []byte, r *traffic.Request) {
 	if !ok || len(method) == 0 || len(method) > 16 || !isToken(method) {
 		return
 	}
-	target, _, _ := bytes.Cut(rest, []byte{' '})
+	target, proto, _ := bytes.Cut(rest, []byte{' '})
 	r.Method = string(method)
 	r.Path = cleanPath(target)
+	switch string(proto) {
+	case "HTTP/1.1", "HTTP/1.0":
+		r.Protocol = traffic.ProtocolHTTP1
+	case "HTTP/2.0", "HTTP/2":
+		r.Protocol = traffic.ProtocolHTTP2
+	}
 }
 
 func isToken(b []byte) bool {

@@ -1,7 +1,9 @@
 package accesslog
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -43,16 +45,18 @@ func TestNginxParser(t *testing.T) {
 		{name: "full", line: `10.1.2.3 - - [25/Nov/2026:17:52:38 +0000] "POST /v1/chat/completions?api-version=1 HTTP/1.1" 200 5123 "-" "openai-python/1.51.0" 2.345 2.344 1811`,
 			want: traffic.Request{Start: end.Add(-2345 * time.Millisecond), End: end, Method: "POST", Path: "/v1/chat/completions",
 				Status: 200, RequestBodySize: 1811, ResponseBodySize: 5123, InputTokens: -1, OutputTokens: -1,
-				Client: netip.MustParseAddr("10.1.2.3"), ServerPort: 8000}},
+				Client: netip.MustParseAddr("10.1.2.3"), ServerPort: 8000, Protocol: traffic.ProtocolHTTP1}},
 		{name: "plain combined plus request_time", line: `::ffff:127.0.0.1 - alice [25/Nov/2026:17:52:38 +0000] "GET /v1/models HTTP/1.1" 404 0 "https://x/?a=\"b\"" "curl/8.5" 0.000`,
 			want: traffic.Request{Start: end, End: end, Method: "GET", Path: "/v1/models", Status: 404, RequestBodySize: -1, ResponseBodySize: 0,
-				InputTokens: -1, OutputTokens: -1, Client: netip.MustParseAddr("127.0.0.1"), ServerPort: 8000}},
+				InputTokens: -1, OutputTokens: -1, Client: netip.MustParseAddr("127.0.0.1"), ServerPort: 8000, Protocol: traffic.ProtocolHTTP1}},
 		{name: "several upstreams", line: `2001:db8::1 - - [25/Nov/2026:17:52:38 +0000] "POST /v1/embeddings HTTP/1.1" 502 157 "-" "ua" 0.010 0.004, 0.005 : 0.001 640`,
 			want: traffic.Request{Start: end.Add(-10 * time.Millisecond), End: end, Method: "POST", Path: "/v1/embeddings", Status: 502,
-				RequestBodySize: 640, ResponseBodySize: 157, InputTokens: -1, OutputTokens: -1, Client: netip.MustParseAddr("2001:db8::1"), ServerPort: 8000}},
+				RequestBodySize: 640, ResponseBodySize: 157, InputTokens: -1, OutputTokens: -1, Client: netip.MustParseAddr("2001:db8::1"), ServerPort: 8000,
+				Protocol: traffic.ProtocolHTTP1}},
 		{name: "upstream only", line: `10.0.0.1 - - [25/Nov/2026:17:52:38 +0000] "POST /v1/generate HTTP/1.1" 200 10 "-" "ua" 1.000 -`,
 			want: traffic.Request{Start: end.Add(-time.Second), End: end, Method: "POST", Path: "/v1/generate", Status: 200,
-				RequestBodySize: -1, ResponseBodySize: 10, InputTokens: -1, OutputTokens: -1, Client: netip.MustParseAddr("10.0.0.1"), ServerPort: 8000}},
+				RequestBodySize: -1, ResponseBodySize: 10, InputTokens: -1, OutputTokens: -1, Client: netip.MustParseAddr("10.0.0.1"), ServerPort: 8000,
+				Protocol: traffic.ProtocolHTTP1}},
 		{name: "garbage request still counts", line: `10.0.0.1 - - [25/Nov/2026:17:52:38 +0000] "\x16\x03\x01\x02\x00\x01\x00\x01\xFC\x03\x03" 400 157 "-" "-" 0.001`,
 			want: traffic.Request{Start: end.Add(-time.Millisecond), End: end, Status: 400, RequestBodySize: -1, ResponseBodySize: 157,
 				InputTokens: -1, OutputTokens: -1, Client: netip.MustParseAddr("10.0.0.1"), ServerPort: 8000}},
@@ -92,13 +96,14 @@ func TestEnvoyParser(t *testing.T) {
 	}{
 		{name: "default format", line: `[2026-11-25T17:52:38.310Z] "POST /v1/chat/completions HTTP/1.1" 200 - 1523 20480 2471 2465 "203.0.113.9, 10.0.0.2" "openai-python/1.51.0" "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2" "llm.example.com" "10.0.2.1:8000"`,
 			want: traffic.Request{Start: start, End: start.Add(2471 * time.Millisecond), Method: "POST", Path: "/v1/chat/completions", Status: 200,
-				RequestBodySize: 1523, ResponseBodySize: 20480, InputTokens: -1, OutputTokens: -1, Client: netip.MustParseAddr("203.0.113.9"), ServerPort: 10000}},
+				RequestBodySize: 1523, ResponseBodySize: 20480, InputTokens: -1, OutputTokens: -1, Client: netip.MustParseAddr("203.0.113.9"), ServerPort: 10000,
+				Protocol: traffic.ProtocolHTTP1}},
 		{name: "client went away", line: `[2026-11-25T17:52:38.310Z] "POST /v1/completions HTTP/1.1" 0 DC 100 0 5000 - "-" "-" "id" "host" "10.0.2.1:8000"`,
 			want: traffic.Request{Start: start, End: start.Add(5 * time.Second), Method: "POST", Path: "/v1/completions", Status: 0, ErrorType: "client_disconnect",
-				RequestBodySize: 100, ResponseBodySize: 0, InputTokens: -1, OutputTokens: -1, ServerPort: 10000}},
+				RequestBodySize: 100, ResponseBodySize: 0, InputTokens: -1, OutputTokens: -1, ServerPort: 10000, Protocol: traffic.ProtocolHTTP1}},
 		{name: "upstream failure with original path", line: `[2026-11-25T17:52:38.310Z] "GET /v1/models?x=1 HTTP/2" 503 UF,URX 0 91 12 - "-" "curl/8" "-" "h" "-"`,
 			want: traffic.Request{Start: start, End: start.Add(12 * time.Millisecond), Method: "GET", Path: "/v1/models", Status: 503,
-				RequestBodySize: 0, ResponseBodySize: 91, InputTokens: -1, OutputTokens: -1, ServerPort: 10000}},
+				RequestBodySize: 0, ResponseBodySize: 91, InputTokens: -1, OutputTokens: -1, ServerPort: 10000, Protocol: traffic.ProtocolHTTP2}},
 		{name: "tcp proxy line", line: `[2026-11-25T17:52:38.310Z] "- - -" 0 - 10 20 30 - "-" "-" "-" "-" "10.0.2.1:8000"`,
 			want: traffic.Request{Start: start, End: start.Add(30 * time.Millisecond), Status: 0, ErrorType: "no_response",
 				RequestBodySize: 10, ResponseBodySize: 20, InputTokens: -1, OutputTokens: -1, ServerPort: 10000}},
@@ -160,7 +165,7 @@ func TestJSONParser(t *testing.T) {
 			line: `{"ts":1795629158500,"port":8443,"sent":"77","received":12,"resp":{"code":200},"duration_ms":2000,"ttft_ms":300,"req":"POST /v1/completions HTTP/1.1","xff":"198.51.100.7, 10.0.0.1","model":"m","usage":{"prompt_tokens":12,"completion_tokens":34}}`,
 			want: traffic.Request{Start: time.UnixMilli(1795629158500), End: time.UnixMilli(1795629160500), FirstToken: time.UnixMilli(1795629158800),
 				Method: "POST", Path: "/v1/completions", Status: 200, RequestBodySize: 12, ResponseBodySize: 77, Streaming: true, Model: "m",
-				InputTokens: 12, OutputTokens: 34, Client: netip.MustParseAddr("198.51.100.7"), ServerPort: 8443}},
+				InputTokens: 12, OutputTokens: 34, Client: netip.MustParseAddr("198.51.100.7"), ServerPort: 8443, Protocol: traffic.ProtocolHTTP1}},
 		{name: "bad server port", p: custom, line: `{"resp":{"code":200},"duration_ms":1,"port":70000}`, reason: reasonBadNumber},
 		{name: "not json", p: def, line: `status=200`, reason: reasonBadJSON},
 		{name: "json array", p: def, line: `[1,2]`, reason: reasonBadJSON},
@@ -267,6 +272,60 @@ func FuzzParsers(f *testing.F) {
 			if r.RequestBodySize < -1 || r.ResponseBodySize < -1 || r.InputTokens < -1 || r.OutputTokens < -1 {
 				t.Fatalf("%T: negative sizes %+v", p, r)
 			}
+		}
+	})
+}
+
+// FuzzSplit checks that the tailer finds the same lines however the bytes
+// arrive: in one read or cut anywhere (the cuts come from the fuzzer too).
+func FuzzSplit(f *testing.F) {
+	f.Add([]byte("a\nbb\nccc\n"), []byte{1, 2, 3})
+	f.Add([]byte("\x00\x00\x00{\"n\":1}\r\n\x00x\n"), []byte{2})
+	f.Add([]byte("0123456789abcdefXYZ\nshort\n0123456789abcdef\n"), []byte{5, 17})
+	f.Add([]byte("\n\n\x00\n"), []byte{0})
+	f.Fuzz(func(t *testing.T, data, cuts []byte) {
+		const maxLine = 16
+		type line struct {
+			text    string
+			tooLong bool
+		}
+		run := func(chunks [][]byte) []line {
+			var out []line
+			tl := newTailer("", true, tailHooks{
+				line:    func(b []byte, _ int64) { out = append(out, line{text: string(b)}) },
+				tooLong: func(int64) { out = append(out, line{tooLong: true}) },
+			})
+			tl.maxLine = maxLine
+			for _, c := range chunks {
+				tl.split(c)
+			}
+			return out
+		}
+		whole := run([][]byte{data})
+		var chunks [][]byte
+		rest := data
+		for _, c := range cuts {
+			n := min(int(c)%8+1, len(rest))
+			chunks, rest = append(chunks, rest[:n]), rest[n:]
+		}
+		chunks = append(chunks, rest)
+		if cut := run(chunks); fmt.Sprint(cut) != fmt.Sprint(whole) {
+			t.Fatalf("lines depend on how the bytes arrive:\nwhole: %+v\ncut:   %+v", whole, cut)
+		}
+		// The reference: complete lines, leading NULs (a copytruncate
+		// hole) and a trailing CR dropped, too long ones marked.
+		var want []line
+		parts := bytes.Split(data, []byte{'\n'})
+		for _, p := range parts[:len(parts)-1] {
+			p = bytes.TrimLeft(p, "\x00")
+			if len(p) > maxLine {
+				want = append(want, line{tooLong: true})
+				continue
+			}
+			want = append(want, line{text: string(bytes.TrimSuffix(p, []byte{'\r'}))})
+		}
+		if fmt.Sprint(whole) != fmt.Sprint(want) {
+			t.Fatalf("lines:\ngot:  %+v\nwant: %+v", whole, want)
 		}
 	})
 }

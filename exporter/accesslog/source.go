@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,8 @@ type Source struct {
 	poll   time.Duration
 	quiet  time.Duration
 	m      *metrics
+	// tail is the running tailer, for Ready.
+	tail atomic.Pointer[tailer]
 }
 
 type metrics struct {
@@ -146,6 +149,17 @@ func New(o Options) (*Source, error) {
 	return s, nil
 }
 
+// Ready reports whether the log is open and being followed; otherwise it
+// says why not (not started, waiting for the file to appear, the path is not
+// a regular file).
+func (s *Source) Ready() error {
+	t := s.tail.Load()
+	if t == nil {
+		return fmt.Errorf("access log %s: source not running", s.o.Path)
+	}
+	return t.ready()
+}
+
 // Collector exposes the source's own metrics.
 func (s *Source) Collector() prometheus.Collector { return s.m }
 
@@ -192,8 +206,13 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Request)) error {
 			s.m.open.Set(0)
 		},
 		read: func(n int) { s.m.bytes.Add(float64(n)) },
+		refused: func(err error) {
+			logger.Error("access log refused, waiting for a regular file at its path", "err", err)
+		},
 	})
 	t.poll, t.quiet = s.poll, s.quiet
+	s.tail.Store(t)
+	defer s.tail.Store(nil)
 	logger.Info("following access log", "from_start", s.o.FromStart)
 	if _, err := os.Stat(s.o.Path); errors.Is(err, fs.ErrNotExist) {
 		logger.Warn("access log does not exist yet, waiting for it")

@@ -30,6 +30,14 @@ func (c *conn) fail(r Reason) {
 	c.p.countError(r)
 }
 
+// protocol names the connection's protocol as request events carry it.
+func (c *conn) protocol() string {
+	if c.h2 != nil {
+		return traffic.ProtocolHTTP2
+	}
+	return traffic.ProtocolHTTP1
+}
+
 // kill stops following the connection; its buffers go.
 func (c *conn) kill() {
 	c.dead = true

@@ -44,6 +44,7 @@ func (p *Parser) begin(c *conn, method, path string, t time.Time) *exchange {
 		InputTokens:      -1,
 		OutputTokens:     -1,
 		GRPCStatus:       -1,
+		Protocol:         c.protocol(),
 		Client:           c.client,
 		ServerPort:       c.port,
 		Workload:         c.server.Workload(),

@@ -31,8 +31,8 @@ type Options struct {
 // Histogram buckets. Classic buckets reach ten minutes because LLM streams are
 // long; native histograms (same options) give exact quantiles where supported.
 var (
-	durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600}
-	ttftBuckets     = []float64{0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60, 120}
+	durationBuckets = sli.DurationBuckets
+	ttftBuckets     = sli.TTFTBuckets
 	tpotBuckets     = []float64{0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5}
 	sizeBuckets     = prometheus.ExponentialBuckets(64, 4, 11) // 64 B .. 64 MiB
 )
@@ -343,14 +343,7 @@ func (c *Collector) observe(r *traffic.Request) {
 	if st := statusLabel(r.Status); st != "" {
 		k.status = uint16(r.Status)
 	}
-	k.errType = boundLabel(r.ErrorType, maxErrorLabel)
-	switch {
-	case k.errType != "":
-	case r.Status >= 500 && k.status != 0:
-		k.errType = statusLabel(r.Status)
-	case r.GRPC && grpcServerError(r.GRPCStatus):
-		k.errType = grpcCode(r.GRPCStatus)
-	}
+	k.errType = errorType(r)
 	k.op = operation(r)
 	if k.op != "" && r.Model != "" {
 		k.model = c.models.label(boundLabel(r.Model, maxModelLabel))

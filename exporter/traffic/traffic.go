@@ -109,6 +109,9 @@ type Request struct {
 	GRPC bool
 	// GRPCStatus is the call's grpc-status (0 is OK), -1 when none was sent.
 	GRPCStatus int
+	// Protocol is the application protocol of the connection, "http/1.1"
+	// (HTTP/1.x) or "h2", and "" when the source cannot tell.
+	Protocol string
 	// Workload is the server that handled the request; nil when it could not be told.
 	Workload *Workload
 }
@@ -158,6 +161,12 @@ func (s *Server) Workload() *Workload {
 
 // Set replaces the server's workload; requests starting later carry w.
 func (s *Server) Set(w *Workload) { s.w.Store(w) }
+
+// Values of Request.Protocol.
+const (
+	ProtocolHTTP1 = "http/1.1"
+	ProtocolHTTP2 = "h2"
+)
 
 // EventSource produces kernel events until ctx is cancelled.
 type EventSource interface {

@@ -30,6 +30,8 @@ type File struct {
 	// Receiver is kept as parsed YAML: receiver/config owns its keys and
 	// decodes it strictly with Decode.
 	Receiver yaml.Node `yaml:"receiver"`
+	// SLOs are the service level objectives rulegen writes rules for (slo.go).
+	SLOs []SLO `yaml:"slos"`
 
 	// path is where the file was read from; relative *_file paths resolve against its directory.
 	path string
@@ -128,6 +130,7 @@ func (f *File) validate() error {
 	errs = append(errs, f.AlertRules.validate()...)
 	errs = append(errs, f.Exporter.validate(f)...)
 	errs = append(errs, f.Rulegen.validate(f)...)
+	errs = append(errs, validateSLOs(f)...)
 	return f.Locate(errs...)
 }
 

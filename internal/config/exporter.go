@@ -36,6 +36,8 @@ type Exporter struct {
 	Services []ExporterService `yaml:"services"`
 	// Kubernetes resolves servers to pods through the API server.
 	Kubernetes ExporterKubernetes `yaml:"kubernetes"`
+	// Outputs send request events elsewhere besides the metrics.
+	Outputs ExporterOutputs `yaml:"outputs"`
 }
 
 // ExporterService is one entry of "exporter.services:".
@@ -116,7 +118,7 @@ const (
 	maxPorts        = 64
 )
 
-func (c Exporter) validate(_ *File) []error {
+func (c Exporter) validate(f *File) []error {
 	var errs []error
 	add := func(key, format string, args ...any) { errs = append(errs, Errorf(key, format, args...)) }
 	switch c.Source {
@@ -181,6 +183,9 @@ func (c Exporter) validate(_ *File) []error {
 	}
 	if c.Kubernetes.Enabled && c.Source != SourceEBPF {
 		add("exporter.kubernetes.enabled", "pods are found from the processes eBPF sees; with the %s source name the log with exporter.accesslog.service_name", c.Source)
+	}
+	if c.Outputs.Kafka != nil {
+		errs = append(errs, c.Outputs.Kafka.validate(f, &c)...)
 	}
 	return errs
 }

@@ -44,6 +44,20 @@ type Rulegen struct {
 	SLIs map[string]RulegenSLI `yaml:"slis"`
 	// Output says where rules go.
 	Output RulegenOutput `yaml:"output"`
+	// SlothSpecs are Sloth prometheus/v1 SLO spec files (relative to this file).
+	SlothSpecs []string `yaml:"sloth_specs"`
+	// SlothWindow is the SLO period of Sloth specs, which carry none (Sloth's --default-slo-period).
+	SlothWindow Duration `yaml:"sloth_window"`
+	// Forecast configures capacity forecasts of request rates.
+	Forecast RulegenForecast `yaml:"forecast"`
+}
+
+// RulegenForecast configures the capacity forecasts.
+type RulegenForecast struct {
+	// Enabled defaults to true.
+	Enabled *bool `yaml:"enabled"`
+	// Lead is how far ahead AutoGLMCapacityForecast looks (default 6h, at most 24h).
+	Lead Duration `yaml:"lead"`
 }
 
 // RulegenQuery is the query API rulegen reads history from.
@@ -169,6 +183,8 @@ func defaultRulegen() Rulegen {
 		ConfirmWindow: Duration(time.Hour),
 		MaxSeries:     1000,
 		ExporterJob:   "autoglm-exporter",
+		SlothWindow:   DefaultSLOWindow,
+		Forecast:      RulegenForecast{Lead: Duration(6 * time.Hour)},
 		Output: RulegenOutput{
 			RecordingRules: true,
 			MimirRuler:     MimirRulerOutput{HTTP: promconfig.DefaultHTTPClientConfig},
@@ -291,6 +307,17 @@ func (c Rulegen) validate(f *File) []error {
 		}
 	}
 	errs = append(errs, c.Output.validate(f)...)
+	for i, p := range c.SlothSpecs {
+		if p == "" {
+			add(Errorf(fmt.Sprintf("rulegen.sloth_specs[%d]", i), "must be a file path"))
+		}
+	}
+	if c.SlothWindow < Duration(7*24*time.Hour) || c.SlothWindow > Duration(90*24*time.Hour) {
+		add(Errorf("rulegen.sloth_window", "must be within [7d, 90d], got %s", c.SlothWindow))
+	}
+	if c.Forecast.Lead < Duration(time.Hour) || c.Forecast.Lead > Duration(24*time.Hour) {
+		add(Errorf("rulegen.forecast.lead", "must be within [1h, 24h] (forecasts reach 24h ahead), got %s", c.Forecast.Lead))
+	}
 	return errs
 }
 
@@ -374,4 +401,21 @@ func dnsLabel(s string) bool {
 		}
 	}
 	return true
+}
+
+// ForecastEnabled reports whether capacity forecasts are on (default true).
+func (c Rulegen) ForecastEnabled() bool {
+	return c.Forecast.Enabled == nil || *c.Forecast.Enabled
+}
+
+// SlothSpecPaths resolves sloth_specs against the config file's directory.
+func (f *File) SlothSpecPaths() []string {
+	out := make([]string, 0, len(f.Rulegen.SlothSpecs))
+	for _, p := range f.Rulegen.SlothSpecs {
+		if !filepath.IsAbs(p) && f.path != "" {
+			p = filepath.Join(filepath.Dir(f.path), p)
+		}
+		out = append(out, p)
+	}
+	return out
 }

@@ -91,12 +91,20 @@ func NewMux(o Options) (*http.ServeMux, error) {
 }
 
 // Serve runs srv until ctx is cancelled, then shuts it down gracefully.
-func Serve(ctx context.Context, srv *http.Server, flags *web.FlagConfig, logger *slog.Logger) error {
-	if srv.ReadHeaderTimeout == 0 {
-		srv.ReadHeaderTimeout = 10 * time.Second
-	}
+// Whatever srv sets, it applies t: a request's headers must arrive within
+// t.ReadHeader and its body within t.ReadBody, or the connection is closed;
+// a keep-alive connection idle for t.Idle is closed; an error answer to a
+// request whose body was not read (a 401 for missing credentials, a 413)
+// is sent at once and closes the connection instead of waiting for the body.
+func Serve(ctx context.Context, srv *http.Server, flags *web.FlagConfig, t Timeouts, logger *slog.Logger) error {
+	harden(srv, t)
+	return run(ctx, srv, func() error { return web.ListenAndServe(srv, flags, logger) })
+}
+
+// run serves until ctx ends, then shuts srv down gracefully.
+func run(ctx context.Context, srv *http.Server, serve func() error) error {
 	errc := make(chan error, 1)
-	go func() { errc <- web.ListenAndServe(srv, flags, logger) }()
+	go func() { errc <- serve() }()
 	select {
 	case err := <-errc:
 		if errors.Is(err, http.ErrServerClosed) {

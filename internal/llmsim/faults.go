@@ -28,6 +28,10 @@ type Phase struct {
 	// TTFTMultiplier and TokenMultiplier scale the sampled pacing; 0 means 1.
 	TTFTMultiplier  float64 `yaml:"ttft_multiplier"`
 	TokenMultiplier float64 `yaml:"token_multiplier"`
+	// CapacityRatio shrinks the engine to this share of its sequence slots
+	// and KV cache (a lost GPU, a noisy neighbour): requests queue and time
+	// to first token grows with the queue. 0 means no change.
+	CapacityRatio float64 `yaml:"capacity_ratio"`
 }
 
 // Schedule is an ordered list of fault phases. When Repeat is set the whole
@@ -74,6 +78,8 @@ func (s *Schedule) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: abort_ratio must be within [0, 1], got %g", where, p.AbortRatio))
 		case p.ErrorRatio > 0 && len(p.StatusCodes) == 0:
 			errs = append(errs, fmt.Errorf("%s: error_ratio needs status_codes (e.g. [500, 503, 429])", where))
+		case p.CapacityRatio < 0 || p.CapacityRatio > 1:
+			errs = append(errs, fmt.Errorf("%s: capacity_ratio must be within (0, 1], got %g", where, p.CapacityRatio))
 		case p.AddedLatency < 0 || p.TTFTMultiplier < 0 || p.TokenMultiplier < 0:
 			errs = append(errs, fmt.Errorf("%s: added_latency and multipliers must not be negative", where))
 		}
@@ -108,7 +114,7 @@ func LoadSchedule(path string) (*Schedule, error) {
 }
 
 // ParsePhase reads the compact flag form
-// "start=60s,duration=30s,errors=0.3,codes=500/503/429,aborts=0.1,latency=200ms,ttft=3,token=1.5,name=burst".
+// "start=60s,duration=30s,errors=0.3,codes=500/503/429,aborts=0.1,latency=200ms,ttft=3,token=1.5,capacity=0.1,name=burst".
 func ParsePhase(s string) (Phase, error) {
 	var p Phase
 	for _, kv := range strings.Split(s, ",") {
@@ -143,8 +149,10 @@ func ParsePhase(s string) (Phase, error) {
 			p.TTFTMultiplier, err = strconv.ParseFloat(v, 64)
 		case "token":
 			p.TokenMultiplier, err = strconv.ParseFloat(v, 64)
+		case "capacity":
+			p.CapacityRatio, err = strconv.ParseFloat(v, 64)
 		default:
-			return p, fmt.Errorf("fault phase %q: unknown key %q (want name, start, duration, errors, codes, aborts, latency, ttft, token)", s, k)
+			return p, fmt.Errorf("fault phase %q: unknown key %q (want name, start, duration, errors, codes, aborts, latency, ttft, token, capacity)", s, k)
 		}
 		if err != nil {
 			return p, fmt.Errorf("fault phase %q: bad %s: %w", s, k, err)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"sync"
@@ -52,7 +53,9 @@ type Options struct {
 	// AccessLog, when set, is a file the server appends one JSON line to per
 	// finished API request (see README.md); Close flushes and closes it.
 	AccessLog string
-	Logger    *slog.Logger
+	// Engine sizes the simulated scheduler behind the generating routes.
+	Engine EngineOptions
+	Logger *slog.Logger
 }
 
 // DefaultModels are listed by /v1/models when none are configured.
@@ -81,6 +84,7 @@ type Server struct {
 	counterCache sync.Map // counterKey -> prometheus.Counter
 
 	alog *accessLog
+	eng  *engine
 }
 
 // NewServer builds a server whose schedule clock starts now.
@@ -131,7 +135,12 @@ func NewServer(o Options) (*Server, error) {
 			Help: "Streams the fault schedule cut off mid-answer.",
 		}),
 	}
+	s.eng = newEngine(o.Engine, s.capacityScale)
 	s.reg.MustRegister(s.requests, s.tokens, s.faults, s.inFlight, s.aborted, s.faultAborts)
+	s.reg.MustRegister(s.eng.collectors()...)
+	s.eng.mu.Lock()
+	s.eng.publishLocked(s.servedModel())
+	s.eng.mu.Unlock()
 	if o.AccessLog != "" {
 		a, err := openAccessLog(o.AccessLog, accessLogFlushEvery, o.Logger)
 		if err != nil {
@@ -305,6 +314,21 @@ func (s *Server) decide() decision {
 	return d
 }
 
+// capacityScale is the share of the engine's capacity the fault schedule leaves.
+func (s *Server) capacityScale() float64 {
+	f := 1.0
+	var buf [4]Phase
+	for _, p := range s.o.Schedule.Active(s.now().Sub(s.started), buf[:0]) {
+		if p.CapacityRatio > 0 {
+			f = math.Min(f, p.CapacityRatio)
+		}
+	}
+	return f
+}
+
+// servedModel is the engine's model_name label.
+func (s *Server) servedModel() string { return s.o.Models[0] }
+
 func sleepCtx(ctx context.Context, t *time.Timer, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
@@ -355,8 +379,9 @@ func (s *Server) handleGenerate(route string) http.HandlerFunc {
 			s.writeError(w, route, d.status, "injected fault")
 			return
 		}
+		arrived := s.now()
 		g := generation{
-			s: s, route: route, req: &req, timer: timer,
+			s: s, route: route, req: &req, timer: timer, arrived: arrived,
 			prompt:     req.promptTokens(),
 			completion: s.o.Pacing.completionTokens(s.rnd, req.maxTokens()),
 			id:         s.seq.Add(1),
@@ -367,6 +392,12 @@ func (s *Server) handleGenerate(route string) http.HandlerFunc {
 			g.ttft = time.Duration(float64(s.o.Pacing.ttft(s.rnd)) * d.ttftMul)
 			g.perToken = time.Duration(float64(s.o.Pacing.perToken(s.rnd)) * d.tokenMul)
 		}
+		// The engine: wait for a slot and cache room; the wait is part of
+		// the time to first token, as in a real server.
+		if g.seq = s.eng.start(r.Context(), s.servedModel(), g.prompt); g.seq == nil {
+			return
+		}
+		defer g.seq.done()
 		if req.Stream {
 			g.abort = d.abort
 			g.stream(w, r.Context(), s.o.AlwaysUsage || (req.StreamOptions != nil && req.StreamOptions.IncludeUsage))
@@ -494,6 +525,13 @@ type generation struct {
 	id         uint64
 	created    int64
 	abort      bool
+	arrived    time.Time
+	seq        *seq
+}
+
+// firstToken records the engine's time to first token.
+func (g *generation) firstToken() {
+	g.s.eng.ttft.WithLabelValues(g.s.servedModel()).Observe(g.s.now().Sub(g.arrived).Seconds())
 }
 
 var words = []string{" the", " model", " answers", " with", " a", " token", " at", " time", " and", " then", " stops", "."}
@@ -540,8 +578,24 @@ func finishReason(g *generation) string {
 
 // whole answers a non-streaming request after the full generation time.
 func (g *generation) whole(w http.ResponseWriter, ctx context.Context) {
-	if !sleepCtx(ctx, g.timer, g.ttft+time.Duration(g.completion-1)*g.perToken) {
+	if !sleepCtx(ctx, g.timer, g.ttft) {
 		return
+	}
+	g.firstToken()
+	// Tokens enter the KV cache as they are generated; sleep in blocks of
+	// them to keep timers cheap.
+	const block = 16
+	pending := 0
+	for i := 1; i < g.completion; i++ {
+		if !g.seq.grow(ctx) {
+			return
+		}
+		if pending++; pending == block || i == g.completion-1 {
+			if !sleepCtx(ctx, g.timer, time.Duration(pending)*g.perToken) {
+				return
+			}
+			pending = 0
+		}
 	}
 	text := make([]byte, 0, g.completion*6)
 	for i := range g.completion {
@@ -594,6 +648,7 @@ func (g *generation) stream(w http.ResponseWriter, ctx context.Context, usage bo
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+	g.firstToken()
 	// Count at the status line: the request is answered even if the client leaves mid-stream.
 	g.s.counter(g.route, http.StatusOK).Inc()
 	chat := g.route == RouteChat
@@ -603,7 +658,7 @@ func (g *generation) stream(w http.ResponseWriter, ctx context.Context, usage bo
 	}
 	buf := make([]byte, 0, 512)
 	for i := range g.completion {
-		if i > 0 && !sleepCtx(ctx, g.timer, g.perToken) {
+		if i > 0 && (!g.seq.grow(ctx) || !sleepCtx(ctx, g.timer, g.perToken)) {
 			g.s.aborted.Inc()
 			return
 		}

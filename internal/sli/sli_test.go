@@ -29,3 +29,17 @@ func TestRecordingRulesParseAndFollowNaming(t *testing.T) {
 		}
 	}
 }
+
+func TestEngineRulesParse(t *testing.T) {
+	p := parser.NewParser(parser.Options{})
+	seen := map[string]bool{}
+	for _, r := range EngineRecordingRules() {
+		if _, err := p.ParseExpr(r.Expr); err != nil {
+			t.Errorf("%s: %v\n%s", r.Record, err, r.Expr)
+		}
+		if seen[r.Record] {
+			t.Errorf("%s recorded twice", r.Record)
+		}
+		seen[r.Record] = true
+	}
+}

@@ -64,7 +64,9 @@ func (s *Stack) writeConfigs() error {
 		"/var/lib/autoglm-rulegen/rules", s.path("prometheus", "rulegen"),
 		"/var/lib/autoglm-receiver", s.path("receiver"),
 	)
-	repl := map[string][]string{"autoglm.yml": shared, "prometheus/prometheus.yml": portRepl, "alertmanager.yml": portRepl}
+	promRepl := append(append([]string{}, portRepl...),
+		`server_port: "`+strconv.Itoa(def.LLMSim)+`"`, `server_port: "`+strconv.Itoa(o.Ports.LLMSim)+`"`)
+	repl := map[string][]string{"autoglm.yml": shared, "prometheus/prometheus.yml": promRepl, "alertmanager.yml": portRepl}
 	for _, f := range configFiles {
 		f.repl = repl[f.dst]
 		if f.dst == "llmsim-faults.yml" {

@@ -25,13 +25,26 @@ import (
 
 // e2eFaults is the incident of the end-to-end test: quiet while the exact
 // request count is measured and the live levels are calibrated, then an
-// error burst that the static and the baseline error alerts must catch.
+// error burst that the static and the baseline error alerts must catch,
+// and the simulated engine shrinking to 2 % of its capacity (a queue-driven
+// time-to-first-token incident the saturation and TTFT alerts must catch),
+// and, with the burst, the quickstart's latency regression.
 const e2eFaults = `phases:
   - name: error-burst
     start: 40s
     duration: 6m
     error_ratio: 0.6
     status_codes: [500, 503]
+  - name: engine-shrinks
+    start: 60s
+    duration: 20m
+    capacity_ratio: 0.02
+  - name: latency-regression
+    start: 40s
+    duration: 6m
+    added_latency: 1500ms
+    ttft_multiplier: 4
+    token_multiplier: 2
 `
 
 // The channels added to the quickstart configuration, pointing at fakes that
@@ -44,15 +57,34 @@ const (
 
 // Dashboard panels whose query legitimately has no data in this scenario;
 // each entry says why. Anything else without data fails the test.
-var panelsWithoutData = map[string]string{
-	"alerting.json/Dead letters by channel#0": "every notification of the scenario is delivered; a dead letter needs a channel failing for receiver.retry.expire_after",
-	// rulegen publishes bound="lower" only for SLIs that alert below their
-	// band (request_rate: a traffic drop); the panels draw it when present.
-	"baselines.json/SLI error ratio and its baseline#3": "no lower bound for an upper-only SLI",
-	"baselines.json/SLI latency p95 and its baseline#3": "no lower bound for an upper-only SLI",
-	"baselines.json/SLI latency p99 and its baseline#3": "no lower bound for an upper-only SLI",
-	"baselines.json/SLI ttft p95 and its baseline#3":    "no lower bound for an upper-only SLI",
-}
+var panelsWithoutData = func() map[string]string {
+	m := map[string]string{
+		"alerting.json/Dead letters by channel#0": "every notification of the scenario is delivered; a dead letter needs a channel failing for receiver.retry.expire_after",
+		// rulegen publishes bound="lower" only for SLIs that alert below their
+		// band (request_rate: a traffic drop); the panels draw it when present.
+		"baselines.json/SLI error ratio and its baseline#3": "no lower bound for an upper-only SLI",
+		"baselines.json/SLI latency p95 and its baseline#3": "no lower bound for an upper-only SLI",
+		"baselines.json/SLI latency p99 and its baseline#3": "no lower bound for an upper-only SLI",
+		"baselines.json/SLI ttft p95 and its baseline#3":    "no lower bound for an upper-only SLI",
+		// The spike band of a rate is expected ± 1.5k·σ at least; where
+		// calibration saw a few dozen requests σ is wide and the lower spike
+		// limit would be below zero, which rulegen does not publish.
+		"baselines.json/SLI request rate and its baseline#5": "no spike lower limit above zero for routes calibrated on few requests",
+		// The quickstart's engine is the simulator's vLLM; it has no GPU.
+		"engine.json/Engine time to first token p95 and queue time p95#1": "TGI's queue time; the simulator speaks vLLM",
+		"engine.json/GPU utilisation#0":                                   "no DCGM exporter: the simulator has no GPU",
+		"engine.json/GPU framebuffer memory used#0":                       "no DCGM exporter: the simulator has no GPU",
+	}
+	// The quickstart gives tail latencies no history (a young p95 is not a
+	// level: see backfill in prom.go), so rulegen has no band for them until
+	// it has seen two hours of live traffic; their objectives apply meanwhile.
+	for _, sli := range []string{"latency p95", "latency p99", "ttft p95"} {
+		for _, target := range []int{1, 2, 4} {
+			m[fmt.Sprintf("baselines.json/SLI %s and its baseline#%d", sli, target)] = "no tail-latency history in the quickstart: the objective applies until rulegen has two hours of live traffic"
+		}
+	}
+	return m
+}()
 
 // bins returns a directory holding our four binaries: make test's bin/, or a fresh build.
 func bins(t *testing.T) string {
@@ -188,6 +220,9 @@ func TestEndToEnd(t *testing.T) {
 	}()
 	fail := func(t *testing.T, format string, args ...any) {
 		t.Helper()
+		if err := s.Err(); err != nil {
+			t.Fatalf(format+"\nwhile a process of the stack had died: %v", append(args, err)...)
+		}
 		t.Fatalf(format+"\nprocess logs:%s", append(args, s.Tails(3000))...)
 	}
 
@@ -261,16 +296,24 @@ func TestEndToEnd(t *testing.T) {
 		channels := []string{"console", "oncall-mail", "ops-dingtalk", "ops-wecom"}
 		var audit map[string]int
 		deadline := time.Now().Add(3 * time.Minute)
+		received := func() map[string]int {
+			return map[string]int{"ops-dingtalk": dingTalkNotifications(ding.Messages()), "ops-wecom": weComNotifications(wecom.Messages()), "oncall-mail": int(s.Mail().Count())}
+		}
 		for time.Now().Before(deadline) && ctx.Err() == nil {
+			// Notifications keep flowing while incidents last: the audit read
+			// between two reads of the fakes must hold every message accepted
+			// before it and none that was not accepted by the second read.
+			before := received()
 			audit, err = deliveredByChannel(ctx, s)
-			received := map[string]int{"ops-dingtalk": len(ding.Messages()), "ops-wecom": len(wecom.Messages()), "oncall-mail": int(s.Mail().Count())}
+			after := received()
 			ok := true
 			for _, c := range channels {
 				ok = ok && audit[c] > 0
 			}
-			for c, n := range received {
-				// Each message a fake accepted is one delivery the audit shows.
-				ok = ok && audit[c] == n
+			for c, n := range before {
+				// Each notification a fake accepted (a split message counts
+				// once) is one delivery the audit shows.
+				ok = ok && audit[c] >= n && audit[c] <= after[c]
 			}
 			if ok && err == nil {
 				t.Logf("deliveries by channel: %v", audit)
@@ -287,13 +330,20 @@ func TestEndToEnd(t *testing.T) {
 		if len(msgs) == 0 {
 			t.Fatal("no DingTalk message")
 		}
-		// The static error alert or the baseline one's spike twin, which
-		// fires at the first evaluation too.
-		names := []string{"AutoGLMHighErrorRate", "AutoGLMErrorRatioAboveBaseline"}
-		if !containsAny(msgs[0].Content(), names) {
-			t.Errorf("DingTalk message does not name an alert: %q", msgs[0].Content())
+		// Every message is headed by the alert it is about; the error burst
+		// is named by the static limit's alert or the learned band's.
+		heading := regexp.MustCompile(`\] AutoGLM[A-Za-z]+`)
+		errorNamed := false
+		for i, m := range msgs {
+			if !heading.MatchString(m.Content()) {
+				t.Errorf("DingTalk message %d does not name its alert: %q", i, m.Content())
+			}
+			errorNamed = errorNamed || containsAny(m.Content(), []string{"AutoGLMHighErrorRate", "AutoGLMErrorRatioAboveBaseline"})
 		}
-		if !containsAny(string(s.Mail().Last()), names) {
+		if !errorNamed {
+			t.Errorf("no DingTalk message names the error alerts")
+		}
+		if !heading.Match(s.Mail().Last()) {
 			t.Errorf("mail does not name an alert:\n%s", s.Mail().Last())
 		}
 		ds, err := s.Deliveries()
@@ -302,6 +352,124 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if ds[0].Channel == "" || ds[0].Alertname == "" {
 			t.Errorf("delivery line lacks channel or alertname: %q", ds[0].Line)
+		}
+	})
+
+	t.Run("every scheduled fault reached a person within five minutes", func(t *testing.T) {
+		reports, err := s.FaultsReached(ctx)
+		if err != nil {
+			fail(t, "waiting for the faults to reach a person: %v (so far %v)", err, reports)
+		}
+		for _, r := range reports {
+			t.Log(r)
+			if r.Delivery == nil || r.Delivery.Time.Sub(r.Began) > FaultDeadline {
+				t.Errorf("%s", r)
+			}
+		}
+	})
+
+	// Alertmanager groups the routes of an alert: one incident is one
+	// message per channel, alert and severity, listing its routes — never one
+	// message per route. Checked once every group firing now has had its
+	// group_wait (30 s), and before any has reached its group_interval (5 m).
+	t.Run("one message per channel, alert and severity, listing the routes", func(t *testing.T) {
+		sleep(ctx, 45*time.Second)
+		firing := map[string]map[string]bool{} // alertname/severity → routes
+		vec, err := s.Query(ctx, `ALERTS{alertstate="firing", job="autoglm-exporter"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, smp := range vec {
+			k := string(smp.Metric["alertname"]) + "/" + string(smp.Metric["severity"])
+			if firing[k] == nil {
+				firing[k] = map[string]bool{}
+			}
+			firing[k][string(smp.Metric[sli.LabelRoute])] = true
+		}
+		recs, err := auditRecords(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perGroup := map[string]map[string]int{} // channel → group key → firing messages
+		groups := map[string]bool{}
+		for _, r := range recs {
+			if r.Outcome != "delivered" || r.Status != "firing" {
+				continue
+			}
+			if perGroup[r.Channel] == nil {
+				perGroup[r.Channel] = map[string]int{}
+			}
+			perGroup[r.Channel][r.GroupKey]++
+			groups[r.GroupKey] = true
+		}
+		series := 0
+		for _, routes := range firing {
+			series += len(routes)
+		}
+		t.Logf("firing alerts (alertname/severity → routes): %v; groups notified: %d", firing, len(groups))
+		for gk := range groups {
+			if strings.Contains(gk, sli.LabelRoute) {
+				t.Errorf("group %s is per route: Alertmanager must group the routes of a job", gk)
+			}
+		}
+		for _, ch := range []string{"console", "oncall-mail", "ops-dingtalk", "ops-wecom"} {
+			total := 0
+			for gk, n := range perGroup[ch] {
+				total += n
+				if n != 1 {
+					t.Errorf("%s got %d messages for group %s within its group_interval, want 1", ch, n, gk)
+				}
+			}
+			if total != len(groups) {
+				t.Errorf("%s got %d firing messages for %d groups", ch, total, len(groups))
+			}
+			t.Logf("%s: %d firing messages for %d firing alert series", ch, total, series)
+		}
+		// The error burst hits several routes; one DingTalk message lists them.
+		multi := ""
+		for k, routes := range firing {
+			if len(routes) > len(multi) && strings.HasPrefix(k, "AutoGLMHighErrorRate/") {
+				multi = k
+			}
+		}
+		if multi == "" || len(firing[multi]) < 2 {
+			t.Fatalf("the error burst fires on fewer than two routes (%v): the scenario cannot show grouping", firing)
+		}
+		name := strings.SplitN(multi, "/", 2)[0]
+		found := false
+		for _, m := range ding.Messages() {
+			c := m.Content()
+			if !strings.Contains(c, name) {
+				continue
+			}
+			all := true
+			for r := range firing[multi] {
+				all = all && strings.Contains(c, r)
+			}
+			found = found || all
+		}
+		if !found {
+			t.Errorf("no DingTalk message about %s lists all of its routes %v", multi, firing[multi])
+		}
+	})
+
+	// The engine shrank a minute in: requests queue for its few slots, its
+	// KV cache fills, time to first token climbs far beyond anything in the
+	// history (the TTFT baseline's spike twin fires at once), and the
+	// saturation alert follows after its two minutes. The TTFT alert's
+	// message must say the engine was saturated.
+	t.Run("the engine incident fires the saturation and TTFT alerts", func(t *testing.T) {
+		dl, _ := ctx.Deadline()
+		waitAlerts(t, []string{"AutoGLMEngineSaturated/warning", "AutoGLMTTFTAboveBaseline/warning"}, dl.Add(-90*time.Second))
+		desc, err := alertDescription(ctx, s, "AutoGLMTTFTAboveBaseline")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(desc, "The engine serving this route is saturated") {
+			t.Errorf("TTFT alert does not say the engine was saturated: %q", desc)
+		}
+		if vec := waitVector(ctx, s, sli.RouteSaturated+" == 1", time.Minute); len(vec) == 0 {
+			t.Errorf("no route is joined to the saturated engine")
 		}
 	})
 
@@ -316,6 +484,37 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("every dashboard panel has data", func(t *testing.T) {
 		checkDashboards(ctx, t, s, filepath.Join(repo, "dashboards", "json"))
 	})
+}
+
+// alertDescription returns the description of a firing alert from Prometheus' alerts API.
+func alertDescription(ctx context.Context, s *Stack, name string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, URL(s.Ports().Prometheus)+"/api/v1/alerts", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("alerts API: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data struct {
+			Alerts []struct {
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+				State       string            `json:"state"`
+			} `json:"alerts"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return "", fmt.Errorf("alerts API: %w", err)
+	}
+	for _, a := range body.Data.Alerts {
+		if a.Labels["alertname"] == name && a.State == "firing" {
+			return a.Annotations["description"], nil
+		}
+	}
+	return "", fmt.Errorf("no firing %s in the alerts API", name)
 }
 
 // exactCount sends a count-bounded load before any other traffic and reads
@@ -373,12 +572,26 @@ func waitVector(ctx context.Context, s *Stack, q string, timeout time.Duration) 
 type auditRecord struct {
 	Outcome    string   `json:"outcome"`
 	Channel    string   `json:"channel"`
+	GroupKey   string   `json:"group_key"`
+	Status     string   `json:"status"`
 	Alertnames []string `json:"alertnames"`
 }
 
-// deliveredByChannel pages through the receiver's audit API.
+// deliveredByChannel counts the deliveries of the receiver's audit API.
 func deliveredByChannel(ctx context.Context, s *Stack) (map[string]int, error) {
+	recs, err := auditRecords(ctx, s)
 	out := map[string]int{}
+	for _, r := range recs {
+		if r.Outcome == "delivered" {
+			out[r.Channel]++
+		}
+	}
+	return out, err
+}
+
+// auditRecords pages through the delivered records of the receiver's audit API.
+func auditRecords(ctx context.Context, s *Stack) ([]auditRecord, error) {
+	var out []auditRecord
 	cursor := ""
 	for range 100 {
 		url := URL(s.Ports().Receiver) + "/api/v1/notifications?status=delivered&limit=1000"
@@ -402,11 +615,7 @@ func deliveredByChannel(ctx context.Context, s *Stack) (map[string]int, error) {
 		if resp.StatusCode != http.StatusOK || err != nil {
 			return out, fmt.Errorf("audit API answered %s (decode: %v)", resp.Status, err)
 		}
-		for _, r := range body.Data {
-			if r.Outcome == "delivered" {
-				out[r.Channel]++
-			}
-		}
+		out = append(out, body.Data...)
 		if body.Next == "" || len(body.Data) == 0 {
 			return out, nil
 		}
@@ -537,4 +746,46 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// continuation is the "(k/n)" prefix of every part after the first of a
+// message the channels had to split.
+var continuation = regexp.MustCompile(`^\((\d+)/\d+\)`)
+
+func notifications(texts []string) int {
+	n := 0
+	for _, t := range texts {
+		if m := continuation.FindStringSubmatch(t); m != nil && m[1] != "1" {
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+func dingTalkNotifications(msgs []providertest.DingTalkMessage) int {
+	texts := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		switch {
+		case m.Markdown != nil:
+			texts = append(texts, m.Markdown.Text)
+		case m.ActionCard != nil:
+			texts = append(texts, m.ActionCard.Text)
+		}
+	}
+	return notifications(texts)
+}
+
+func weComNotifications(msgs []providertest.WeComMessage) int {
+	texts := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		// A template card only follows a message with its actions.
+		switch {
+		case m.Markdown != nil:
+			texts = append(texts, m.Markdown.Content)
+		case m.Text != nil:
+			texts = append(texts, m.Text.Content)
+		}
+	}
+	return notifications(texts)
 }

@@ -65,7 +65,22 @@ func (s *Stack) backfill(ctx context.Context) error {
 		return err
 	}
 	var series []HistorySeries
+	young := time.Since(s.loadStarted) < youngQuantileWindow
+	skipped := 0
 	for _, r := range sli.RecordingRules() {
+		if young && tailQuantile(r.Record) {
+			// A minute of traffic cannot give a tail latency a baseline:
+			// streams that last longer have not finished, so a young p95 of
+			// request durations misses exactly the slow ones, and a p95 of
+			// time to first token over a few dozen requests per model is
+			// one of their two largest values. A history around such a
+			// guess needs a band so wide that a fourfold regression stays
+			// inside it. These SLIs get no history and start on their
+			// objectives (rulegen.slis.*.static_upper) until rulegen has
+			// seen enough live traffic to fit them.
+			skipped++
+			continue
+		}
 		vec, err := s.Query(ctx, r.Record)
 		if err != nil {
 			return err
@@ -80,7 +95,7 @@ func (s *Stack) backfill(ctx context.Context) error {
 			if v != v { // NaN: no requests in the window
 				continue
 			}
-			count, ok := counts[string(smp.Metric["job"])+"\x00"+string(smp.Metric[sli.LabelRoute])]
+			count, ok := counts[countKey(smp.Metric)]
 			if ok && !(count >= minCalibrationRequests) {
 				continue
 			}
@@ -104,14 +119,11 @@ func (s *Stack) backfill(ctx context.Context) error {
 				// trace is a rough guess; the history's spread says so.
 				n = math.Max(n, 2/math.Sqrt(count))
 			}
-			if strings.Contains(r.Record, ":p") && time.Since(s.loadStarted) < youngQuantileWindow {
-				// Long streams have not finished yet, so a young tail
-				// quantile is biased low by an unknown factor: only wide
-				// bands are honest until rulegen has seen real history.
-				n = math.Max(n, youngQuantileNoise)
-			}
 			series = append(series, HistorySeries{Name: r.Record, Labels: labels, Now: v, Amplitude: amp, Noise: n})
 		}
+	}
+	if skipped > 0 {
+		s.opts.Say("no history for tail latencies (p95, p99): %s of traffic cannot measure them (long streams have not finished, few requests per model); their objectives apply until rulegen has seen enough", time.Since(s.loadStarted).Round(time.Second))
 	}
 	if len(series) == 0 {
 		return fmt.Errorf("no SLI had a value after the calibration minute: is the exporter seeing the simulator's traffic? see %s", s.path("autoglm-exporter.log"))
@@ -174,12 +186,19 @@ var rateWindow = regexp.MustCompile(`:rate(\d+[smhdw])$`)
 // covers only in part divides by the whole window, so a 5m rate measured
 // after 45s of traffic reads about 15% of the real rate. Ratios and
 // quantiles need no correction.
-// A tail-latency quantile measured before youngQuantileWindow of load gets
-// a history with youngQuantileNoise relative spread.
-const (
-	youngQuantileWindow = 5 * time.Minute
-	youngQuantileNoise  = 0.35
-)
+// A tail quantile measured before youngQuantileWindow of load gets no history.
+const youngQuantileWindow = 5 * time.Minute
+
+// tailQuantile reports whether record is a tail latency (p95, p99).
+func tailQuantile(record string) bool {
+	return strings.Contains(record, ":p95_") || strings.Contains(record, ":p99_")
+}
+
+// countKey identifies the series whose request count bounds the precision
+// of a level: the model's where the SLI has one, else the route's.
+func countKey(m model.Metric) string {
+	return string(m["job"]) + "\x00" + string(m[sli.LabelRoute]) + "\x00" + string(m[sli.LabelModel])
+}
 
 // minCalibrationRequests is the least number of requests a route must have
 // served during calibration for its live level to be worth a history.
@@ -191,25 +210,30 @@ const minCalibrationRequests = 20
 // traffic contradicts at once, so they start on the static limits until
 // rulegen has seen enough.
 func (s *Stack) calibrationCounts(ctx context.Context) (map[string]float64, error) {
-	vec, err := s.Query(ctx, sli.RouteRequestRate)
-	if err != nil {
-		return nil, err
-	}
 	age := time.Since(s.loadStarted)
-	scale := youngRateScale(sli.RouteRequestRate, age)
 	counts := map[string]float64{}
 	var names []string
-	for _, smp := range vec {
-		route := string(smp.Metric[sli.LabelRoute])
-		n := float64(smp.Value) * scale * age.Seconds()
-		counts[string(smp.Metric["job"])+"\x00"+route] = n
-		if !(n >= minCalibrationRequests) {
-			names = append(names, fmt.Sprintf("%s (%.0f)", route, n))
+	for _, rec := range []string{sli.RouteRequestRate, sli.ModelRequestRate} {
+		vec, err := s.Query(ctx, rec)
+		if err != nil {
+			return nil, err
+		}
+		scale := youngRateScale(rec, age)
+		for _, smp := range vec {
+			n := float64(smp.Value) * scale * age.Seconds()
+			counts[countKey(smp.Metric)] = n
+			if !(n >= minCalibrationRequests) {
+				what := string(smp.Metric[sli.LabelRoute])
+				if m := smp.Metric[sli.LabelModel]; m != "" {
+					what += " " + string(m)
+				}
+				names = append(names, fmt.Sprintf("%s (%.0f)", what, n))
+			}
 		}
 	}
 	if len(names) > 0 {
 		sort.Strings(names)
-		s.opts.Say("no history for routes with fewer than %d requests so far (static limits until rulegen has seen enough): %s", minCalibrationRequests, strings.Join(names, ", "))
+		s.opts.Say("no history for routes and models with fewer than %d requests so far (static limits until rulegen has seen enough): %s", minCalibrationRequests, strings.Join(names, ", "))
 	}
 	return counts, nil
 }

@@ -16,7 +16,9 @@ import (
 // Delivery is one "notification delivered" line of the receiver's log.
 type Delivery struct {
 	Channel, Alertname, Route string
-	Line                      string
+	// Time is when the receiver logged the delivery (zero if unparsable).
+	Time time.Time
+	Line string
 }
 
 // Deliveries reads the receiver's log and returns the deliveries it reports so far.
@@ -39,7 +41,8 @@ func parseDeliveries(r io.Reader) ([]Delivery, error) {
 			continue
 		}
 		kv := logfmt(line)
-		out = append(out, Delivery{Channel: kv["channel"], Alertname: kv["alertname"], Route: kv["route"], Line: line})
+		at, _ := time.Parse(time.RFC3339Nano, kv["time"])
+		out = append(out, Delivery{Channel: kv["channel"], Alertname: kv["alertname"], Route: kv["route"], Time: at, Line: line})
 	}
 	if err := sc.Err(); err != nil {
 		return out, fmt.Errorf("read receiver log: %w", err)
@@ -81,11 +84,14 @@ func logfmt(line string) map[string]string {
 	return kv
 }
 
-// Watch prints live traffic figures, firing alerts and deliveries until ctx
-// ends. It calls onDelivered once, at the first delivered notification.
-func (s *Stack) Watch(ctx context.Context, every time.Duration, onDelivered func(Delivery)) {
+// Watch prints live traffic figures, firing alerts, deliveries and whether
+// each scheduled fault reached a person, until ctx ends or a supervised
+// process ends unexpectedly, whose failure it returns. It calls onDelivered
+// once, at the first delivered notification.
+func (s *Stack) Watch(ctx context.Context, every time.Duration, onDelivered func(Delivery)) error {
 	seenAlerts := map[string]bool{}
 	seenDeliveries := 0
+	faults := &faultWatch{sched: s.faults, start: s.faultsStart, done: map[[2]int]bool{}}
 	// Deliveries are looked for often so the first one is reported at once;
 	// traffic and alerts every `every`.
 	tick := time.NewTicker(2 * time.Second)
@@ -104,10 +110,15 @@ func (s *Stack) Watch(ctx context.Context, every time.Duration, onDelivered func
 				}
 				seenDeliveries++
 			}
+			for _, r := range faults.check(time.Now(), ds) {
+				s.opts.Say("%s", r)
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
+		case <-s.procs.failed:
+			return s.procs.err()
 		case <-tick.C:
 		}
 	}

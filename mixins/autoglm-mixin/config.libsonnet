@@ -49,6 +49,13 @@ local sli = import 'lib/sli.libsonnet';
     // also loads the baseline alerts rulegen writes.
     baselineAlerts: true,
 
+    // Engine saturation (requests queueing, KV cache ≥ 90 % or
+    // preemptions, see internal/sli) must last this long to alert.
+    engineSaturatedFor: '2m',
+    // GPU framebuffer share and average utilisation that alert.
+    gpuMemoryRatio: 0.95,
+    gpuUtilizationRatio: 0.95,
+
     // Links in annotations.
     grafanaUrl: 'http://127.0.0.1:3000',
     runbookUrl: 'https://github.com/open-autoglm/autoglm-monitor/blob/main/mixins/autoglm-mixin/runbook.md',

@@ -59,6 +59,22 @@ func Records() map[string]string {
 	}
 }
 
+// EngineRecords maps the jsonnet names of the engine recording rules.
+func EngineRecords() map[string]string {
+	return map[string]string{
+		"engineWaiting":   sli.EngineWaiting,
+		"engineRunning":   sli.EngineRunning,
+		"engineKVCache":   sli.EngineKVCache,
+		"enginePreempts":  sli.EnginePreempts,
+		"engineTTFTP95":   sli.EngineTTFTP95,
+		"engineQueueP95":  sli.EngineQueueP95,
+		"engineSaturated": sli.EngineSaturated,
+		"gpuUtilization":  sli.GPUUtilization,
+		"gpuFramebuffer":  sli.GPUFramebuffer,
+		"routeSaturated":  sli.RouteSaturated,
+	}
+}
+
 // Metrics maps the jsonnet names of raw metrics the alerts read.
 func Metrics() map[string]string {
 	return map[string]string{
@@ -100,6 +116,9 @@ type lib struct {
 	Metrics        map[string]string `json:"metrics"`
 	Records        map[string]string `json:"records"`
 	RecordingRules []libRule         `json:"recordingRules"`
+	EngineRecords  map[string]string `json:"engineRecords"`
+	EngineRules    []libRule         `json:"engineRecordingRules"`
+	SaturationNote string            `json:"saturationNote"`
 	SLIs           []libSLI          `json:"slis"`
 	AlertRules     libAlertRules     `json:"alertRules"`
 	Dashboards     map[string]string `json:"dashboards"`
@@ -115,8 +134,10 @@ func Lib() ([]byte, error) {
 		return nil, fmt.Errorf("load config defaults: %w", err)
 	}
 	l := lib{
-		Metrics: Metrics(),
-		Records: Records(),
+		Metrics:        Metrics(),
+		Records:        Records(),
+		EngineRecords:  EngineRecords(),
+		SaturationNote: sli.SaturationNote(),
 		AlertRules: libAlertRules{
 			QPSThreshold:    defaults.AlertRules.QPSThreshold,
 			ErrorRate:       defaults.AlertRules.ErrorRate,
@@ -128,9 +149,14 @@ func Lib() ([]byte, error) {
 			"baselines": dashboards.UIDBaselines,
 			"alerting":  dashboards.UIDAlerting,
 			"exporter":  dashboards.UIDExporter,
+			"engine":    dashboards.UIDEngine,
+			"slo":       dashboards.UIDSLO,
 		},
 		WorkloadLabels:   sli.WorkloadLabels(),
 		WorkloadTemplate: sli.WorkloadTemplate,
+	}
+	for _, r := range sli.EngineRecordingRules() {
+		l.EngineRules = append(l.EngineRules, libRule{Record: r.Record, Expr: r.Expr})
 	}
 	for _, r := range sli.RecordingRules() {
 		l.RecordingRules = append(l.RecordingRules, libRule{Record: r.Record, Expr: r.Expr})

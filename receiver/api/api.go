@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	amwebhook "github.com/prometheus/alertmanager/notify/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/route"
@@ -45,6 +46,10 @@ type Options struct {
 	Logger     *slog.Logger
 	Now        func() time.Time
 	Registerer prometheus.Registerer
+	// Observe, when set, sees every stored message with its plan (re-sent ones
+	// too) before the answer, so on-call state follows the groups; an error
+	// makes the answer 503 and Alertmanager sends the message again.
+	Observe func(msg *amwebhook.Message, plan route.Plan) error
 }
 
 // API serves the receiver's HTTP endpoints.
@@ -186,7 +191,17 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Retry-After", "5")
 		return a.fail(w, http.StatusServiceUnavailable, "", "store cannot take the payload now; retry later")
 	}
+	var observeErr error
+	if a.o.Observe != nil {
+		// Before the deliveries go out, so they find their group's on-call state.
+		observeErr = a.o.Observe(msg, plan)
+	}
 	a.o.Engine.Enqueue(accepted)
+	if observeErr != nil {
+		a.o.Logger.Error("cannot record the on-call state of a message", "group_key", msg.GroupKey, "err", observeErr)
+		w.Header().Set("Retry-After", "5")
+		return a.fail(w, http.StatusServiceUnavailable, "", "store cannot take the payload now; retry later")
+	}
 	if len(accepted) > 0 || len(ds) == 0 {
 		for _, al := range msg.Alerts {
 			// Status was validated by Decode (firing or resolved).

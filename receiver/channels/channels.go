@@ -8,16 +8,20 @@ package channels
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"time"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/dingtalk"
 	"github.com/open-autoglm/autoglm-monitor/receiver/email"
+	"github.com/open-autoglm/autoglm-monitor/receiver/feishu"
 	"github.com/open-autoglm/autoglm-monitor/receiver/file"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/sms"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
+	"github.com/open-autoglm/autoglm-monitor/receiver/voice"
 	"github.com/open-autoglm/autoglm-monitor/receiver/webhook"
 	"github.com/open-autoglm/autoglm-monitor/receiver/wecom"
 )
@@ -30,6 +34,11 @@ type Options struct {
 	// sent instead) unless the delivery context carries a tmpl.Reporter.
 	// Default: a warning in Logger.
 	OnTemplateError func(channel string, f tmpl.Failure)
+	// OnCall is told about each phone call a voice channel placed, with the
+	// notifier that can ask the provider for its result.
+	OnCall func(channel string, q voice.Querier, c voice.Call)
+	// Transport, when set, replaces the network of every HTTP channel (tests).
+	Transport http.RoundTripper
 }
 
 // Build constructs every channel of a validated receiver configuration, in
@@ -72,6 +81,11 @@ func New(name string, ch *config.Channel, externalURL string, o Options) (notify
 		return notify.Integration{}, fmt.Errorf("channel %s: unknown type %q", name, ch.Type)
 	}
 	in := notify.Integration{Name: name, Target: spec.Target()}
+	if o.Transport != nil {
+		if s := settingsOf(ch); s != nil {
+			s.Transport = o.Transport
+		}
+	}
 	var err error
 	switch {
 	case ch.DingTalk != nil:
@@ -88,9 +102,40 @@ func New(name string, ch *config.Channel, externalURL string, o Options) (notify
 		in.Notifier, err = webhook.New(ch.Webhook)
 	case ch.File != nil:
 		in.Notifier = file.New(name, ch.File, ch.File.Config.New(reporter), o.Now, nil)
+	case ch.Feishu != nil:
+		in.Notifier, err = feishu.New(ch.Feishu, ch.Feishu.Config.New(reporter), o.Now, externalURL)
+		in.PerMinute = feishu.RateLimit
+	case ch.Voice != nil:
+		var vn *voice.Notifier
+		vo := voice.Options{Now: o.Now}
+		if o.OnCall != nil {
+			// vn is set before any call can be placed: Notify runs after New returns.
+			vo.OnCall = func(c voice.Call) { o.OnCall(name, vn, c) }
+		}
+		vn, err = voice.New(ch.Voice, ch.Voice.Config.New(reporter), vo)
+		in.Notifier = vn
 	}
 	if err != nil {
 		return notify.Integration{}, fmt.Errorf("channel %s: %w", name, err)
 	}
 	return in, nil
+}
+
+// settingsOf is the HTTP settings of an HTTP channel (nil for the others).
+func settingsOf(ch *config.Channel) *chanhttp.Settings {
+	switch {
+	case ch.DingTalk != nil:
+		return &ch.DingTalk.HTTP
+	case ch.WeCom != nil:
+		return &ch.WeCom.HTTP
+	case ch.Feishu != nil:
+		return &ch.Feishu.HTTP
+	case ch.SMS != nil:
+		return &ch.SMS.HTTP
+	case ch.Voice != nil:
+		return &ch.Voice.HTTP
+	case ch.Webhook != nil:
+		return &ch.Webhook.HTTP
+	}
+	return nil
 }

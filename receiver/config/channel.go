@@ -4,9 +4,11 @@ import (
 	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/dingtalk"
 	"github.com/open-autoglm/autoglm-monitor/receiver/email"
+	"github.com/open-autoglm/autoglm-monitor/receiver/feishu"
 	"github.com/open-autoglm/autoglm-monitor/receiver/file"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanconf"
 	"github.com/open-autoglm/autoglm-monitor/receiver/sms"
+	"github.com/open-autoglm/autoglm-monitor/receiver/voice"
 	"github.com/open-autoglm/autoglm-monitor/receiver/webhook"
 	"github.com/open-autoglm/autoglm-monitor/receiver/wecom"
 )
@@ -19,10 +21,16 @@ const (
 	TypeSMS      = "sms"
 	TypeWebhook  = "webhook"
 	TypeFile     = "file"
+	TypeFeishu   = "feishu"
+	TypeVoice    = "voice"
 )
 
 // ChannelTypes lists every channel type.
-var ChannelTypes = []string{TypeDingTalk, TypeWeCom, TypeEmail, TypeSMS, TypeWebhook, TypeFile}
+var ChannelTypes = []string{TypeDingTalk, TypeWeCom, TypeFeishu, TypeEmail, TypeSMS, TypeVoice, TypeWebhook, TypeFile}
+
+// IsChat reports whether a channel type posts to a group chat, where a
+// claim is announced.
+func IsChat(typ string) bool { return typ == TypeDingTalk || typ == TypeWeCom || typ == TypeFeishu }
 
 // Channel is one entry under receiver.channels: its type and exactly one
 // typed configuration, owned by the channel's package.
@@ -34,6 +42,8 @@ type Channel struct {
 	SMS      *sms.Config
 	Webhook  *webhook.Config
 	File     *file.Config
+	Feishu   *feishu.Config
+	Voice    *voice.Config
 }
 
 // Spec is what every channel configuration provides.
@@ -61,6 +71,10 @@ func (c *Channel) Spec() Spec {
 		return c.Webhook
 	case c.File != nil:
 		return c.File
+	case c.Feishu != nil:
+		return c.Feishu
+	case c.Voice != nil:
+		return c.Voice
 	}
 	return nil
 }
@@ -103,6 +117,10 @@ func (c *Channel) UnmarshalYAML(unmarshal func(any) error) error {
 		c.Webhook, err = decodeAs(unmarshal, webhook.DefaultConfig())
 	case TypeFile:
 		c.File, err = decodeAs(unmarshal, file.DefaultConfig())
+	case TypeFeishu:
+		c.Feishu, err = decodeAs(unmarshal, feishu.DefaultConfig())
+	case TypeVoice:
+		c.Voice, err = decodeAs(unmarshal, voice.DefaultConfig())
 	}
 	// An unknown or missing type is reported by Validate with its key.
 	return err

@@ -21,7 +21,10 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/action"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanconf"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
+	"github.com/open-autoglm/autoglm-monitor/receiver/silence"
 )
 
 // Config is the "receiver:" section. Its keys are documented in receiver/README.md.
@@ -38,6 +41,12 @@ type Config struct {
 	Priorities map[string]string `yaml:"priorities"`
 	// ExternalURL is how people reach this receiver; channels use it for links in messages.
 	ExternalURL string `yaml:"external_url"`
+	// Actions signs the claim and silence links of P1/P2 messages.
+	Actions *action.Config `yaml:"actions"`
+	// Silences is where silences created from messages go.
+	Silences *silence.Config `yaml:"silences"`
+	// OnCall holds people, schedules and escalation chains.
+	OnCall *oncall.Config `yaml:"oncall"`
 
 	// File is the configuration file the section came from.
 	File *fileconfig.File `yaml:"-"`
@@ -119,6 +128,9 @@ type Route struct {
 	// EscalateAfterFailures overrides receiver.retry.escalate_after_failures for this route.
 	EscalateAfterFailures int  `yaml:"escalate_after_failures"`
 	Continue              bool `yaml:"continue"`
+	// Chain is the escalation chain (under receiver.oncall.chains) that pages
+	// people while the group fires and nobody claims it.
+	Chain string `yaml:"chain"`
 }
 
 // Default is the section before the file's keys are applied.
@@ -191,6 +203,12 @@ func (c *Config) Secrets() []string {
 		if s := c.Channels[name].Spec(); s != nil {
 			out = append(out, s.Secrets()...)
 		}
+	}
+	if c.Actions != nil {
+		out = append(out, c.Actions.Secrets()...)
+	}
+	if c.Silences != nil {
+		out = append(out, c.Silences.Secrets()...)
 	}
 	return out
 }
@@ -302,6 +320,49 @@ func (c *Config) validate() []error {
 	}
 	if c.DefaultRoute != nil {
 		errs = append(errs, c.validateRoute(*c.DefaultRoute, "receiver.default_route", true)...)
+	}
+	return append(errs, c.validateOnCall()...)
+}
+
+// validateOnCall checks actions, silences and the on-call section, and how
+// routes and chains refer to them.
+func (c *Config) validateOnCall() []error {
+	var errs []error
+	if c.Actions != nil {
+		errs = append(errs, c.Actions.Validate("receiver.actions", c.File)...)
+		if c.ExternalURL == "" {
+			errs = append(errs, fileconfig.Errorf("receiver.external_url", "is required with receiver.actions: action links point to it"))
+		}
+	}
+	if c.Silences != nil {
+		if err := c.Silences.Validate("receiver.silences", c.File); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.OnCall != nil {
+		errs = append(errs, c.OnCall.Validate("receiver.oncall")...)
+		errs = append(errs, c.OnCall.ValidateChannels("receiver.oncall", func(n string) bool { return c.Channels[n] != nil })...)
+	}
+	check := func(r Route, key string) {
+		if r.Chain == "" {
+			return
+		}
+		defined := false
+		if c.OnCall != nil {
+			_, defined = c.OnCall.Chains[r.Chain]
+		}
+		if !defined {
+			errs = append(errs, fileconfig.Errorf(key+".chain", "chain %q is not defined under receiver.oncall.chains", r.Chain))
+		}
+		if c.Actions == nil {
+			errs = append(errs, fileconfig.Errorf(key+".chain", "needs receiver.actions: a chain stops when someone claims the group from a message"))
+		}
+	}
+	for i, r := range c.Routes {
+		check(r, fmt.Sprintf("receiver.routes[%d]", i))
+	}
+	if c.DefaultRoute != nil {
+		check(*c.DefaultRoute, "receiver.default_route")
 	}
 	return errs
 }

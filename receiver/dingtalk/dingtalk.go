@@ -17,8 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/open-autoglm/autoglm-monitor/receiver/action"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
 
@@ -74,10 +76,17 @@ type markdown struct {
 }
 
 type actionCard struct {
-	Title       string `json:"title"`
-	Text        string `json:"text"`
-	SingleTitle string `json:"singleTitle,omitempty"`
-	SingleURL   string `json:"singleURL,omitempty"`
+	Title          string   `json:"title"`
+	Text           string   `json:"text"`
+	SingleTitle    string   `json:"singleTitle,omitempty"`
+	SingleURL      string   `json:"singleURL,omitempty"`
+	BtnOrientation string   `json:"btnOrientation,omitempty"`
+	Btns           []button `json:"btns,omitempty"`
+}
+
+type button struct {
+	Title     string `json:"title"`
+	ActionURL string `json:"actionURL"`
 }
 
 type at struct {
@@ -92,7 +101,9 @@ type answer struct {
 }
 
 // Notify sends ns as one message (a digest when several), split into parts
-// when longer than the robot accepts.
+// when longer than the robot accepts. When the message offers actions it is
+// an ActionCard with one button per action on its last part; an ActionCard
+// cannot mention anyone, so a short markdown with the mentions follows it.
 func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error {
 	if len(ns) == 0 {
 		return nil
@@ -100,14 +111,46 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	// Alert text must not add links or @-mentions to the robot's markdown.
 	ns = tmpl.ForMarkdown(ns)
 	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
-	title := n.tmpl.Render(ctx, tmpl.Title, d)
+	var btns []button
+	for _, x := range ns {
+		for _, l := range action.LinksOf(ctx, x.GroupKey) {
+			title := l.Label
+			if len(ns) > 1 {
+				title = tmpl.Truncate(tmpl.NewData(n.tmpl.Language(), "", x).Name(), 16) + " · " + l.Label
+			}
+			btns = append(btns, button{Title: title, ActionURL: l.URL})
+		}
+	}
+	tctx := ctx
+	if len(btns) > 0 {
+		tctx = action.WithoutLinks(ctx)
+	}
+	title := n.tmpl.Render(tctx, tmpl.Title, d)
+	mobiles, users := n.cfg.AtMobiles, n.cfg.AtUserIDs
+	if rs, ok := oncall.RecipientsFrom(ctx); ok {
+		// An escalation step mentions the people on call.
+		mobiles, users = nil, nil
+		for _, r := range rs {
+			if r.Person.DingTalkUserID != "" {
+				users = append(users, r.Person.DingTalkUserID)
+			} else if r.Person.Phone != "" {
+				mobiles = append(mobiles, strings.TrimPrefix(r.Person.Phone, "+86"))
+			}
+		}
+	}
 	// The robot only notifies a mentioned mobile when it also appears in the text.
 	var mentions string
-	for _, m := range n.cfg.AtMobiles {
+	for _, m := range mobiles {
 		mentions += " @" + m
 	}
-	for _, u := range n.cfg.AtUserIDs {
+	for _, u := range users {
 		mentions += " @" + u
+	}
+	mention := func() *at {
+		if len(mobiles) > 0 || len(users) > 0 || n.cfg.AtAll {
+			return &at{AtMobiles: mobiles, AtUserIDs: users, IsAtAll: n.cfg.AtAll}
+		}
+		return nil
 	}
 	link := firstLink(d)
 	const partHeader = 36 // "(12/34)\n\n", the "\n\n" before mentions and some slack
@@ -115,13 +158,16 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	maxParts := n.cfg.Parts.Or(DefaultMaxParts)
 	body := chanhttp.Fit(ns, maxParts, n.maxBytes, overhead, n.tmpl.CutNote(), func(ns []*notify.Notification, omitted int) string {
 		d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
-		b := n.tmpl.Render(ctx, tmpl.Markdown, d)
+		b := n.tmpl.Render(tctx, tmpl.Markdown, d)
 		if omitted > 0 {
 			b += "\n\n" + n.tmpl.OmittedNote(d, omitted, maxParts, true)
 		}
 		return b
 	})
-	return n.split.Send(ctx, ns, body, n.maxBytes, overhead, false, func(ctx context.Context, i, total int, part string) error {
+	// The mentions that follow an ActionCard are a message of their own:
+	// the card's parts are recorded so a retry sends only what is missing.
+	follow := len(btns) > 0 && mention() != nil
+	err := n.split.Send(ctx, ns, body, n.maxBytes, overhead, follow, func(ctx context.Context, i, total int, part string) error {
 		text := part
 		if total > 1 {
 			text = fmt.Sprintf("(%d/%d)\n\n%s", i+1, total, part)
@@ -129,7 +175,24 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		if mentions != "" {
 			text += "\n\n" + strings.TrimSpace(mentions)
 		}
-		return n.send(ctx, n.build(title, text, link))
+		m := n.build(title, text, link)
+		if len(btns) > 0 {
+			m = message{MsgType: "actionCard", ActionCard: &actionCard{Title: title, Text: text}}
+			if i == total-1 {
+				m.ActionCard.Btns, m.ActionCard.BtnOrientation = btns, "1"
+			} else if link != "" {
+				m.ActionCard.SingleTitle, m.ActionCard.SingleURL = map[string]string{"zh": "查看详情", "en": "Details"}[n.tmpl.Language()], link
+			}
+			return n.send(ctx, m)
+		}
+		m.At = mention()
+		return n.send(ctx, m)
+	})
+	if err != nil || !follow {
+		return err
+	}
+	return n.split.Once(ctx, ns, "mentions", func(ctx context.Context) error {
+		return n.send(ctx, message{MsgType: "markdown", Markdown: &markdown{Title: title, Text: tmpl.Truncate(title, 200) + "\n\n" + strings.TrimSpace(mentions)}, At: mention()})
 	})
 }
 
@@ -141,9 +204,6 @@ func (n *Notifier) build(title, text, link string) message {
 			m.ActionCard.SingleTitle = map[string]string{"zh": "查看详情", "en": "Details"}[n.tmpl.Language()]
 			m.ActionCard.SingleURL = link
 		}
-	}
-	if len(n.cfg.AtMobiles) > 0 || len(n.cfg.AtUserIDs) > 0 || n.cfg.AtAll {
-		m.At = &at{AtMobiles: n.cfg.AtMobiles, AtUserIDs: n.cfg.AtUserIDs, IsAtAll: n.cfg.AtAll}
 	}
 	return m
 }

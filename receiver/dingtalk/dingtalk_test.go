@@ -11,9 +11,11 @@ import (
 	"unicode/utf8"
 
 	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/action"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
@@ -351,5 +353,37 @@ func TestHugeGroupIsCappedAndEveryMessageIsCounted(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestActionButtonsAndOnCallMentions(t *testing.T) {
+	fake := providertest.NewDingTalk(t, token, secret)
+	n := newNotifier(t, Config{Endpoint: ep(fake.URL()), Secret: secret, AtMobiles: []string{"13900000000"}}, tmpl.New(tmpl.Options{}), nil)
+	nt := fixture.Notification("LLMHighErrorRate", 1, 100)
+	ctx := action.WithLinker(context.Background(), func(gk string) []action.Link {
+		return []action.Link{{Kind: action.Claim, Label: "认领", URL: "https://recv/api/v1/actions/c"}, {Kind: action.Silence, Label: "静默 1 小时", URL: "https://recv/api/v1/actions/s1"}}
+	})
+	ctx = oncall.WithRecipients(ctx, []oncall.Recipient{{ID: "ann", Person: oncall.Person{Phone: "+8613800000001"}}, {ID: "bob", Person: oncall.Person{DingTalkUserID: "bob01"}}})
+	if err := n.Notify(ctx, nt); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fake.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d messages, want the card and the mentions", len(msgs))
+	}
+	card := msgs[0].ActionCard
+	if msgs[0].MsgType != "actionCard" || card == nil || len(card.Btns) != 2 || card.Btns[0].Title != "认领" || card.Btns[0].ActionURL != "https://recv/api/v1/actions/c" {
+		t.Fatalf("card = %+v", msgs[0])
+	}
+	if strings.Contains(card.Text, "/api/v1/actions/") {
+		t.Errorf("the card repeats its buttons as links:\n%s", card.Text)
+	}
+	// The people on call are mentioned, not the channel's own list.
+	at := msgs[1].At
+	if msgs[1].MsgType != "markdown" || at == nil || len(at.AtMobiles) != 1 || at.AtMobiles[0] != "13800000001" || len(at.AtUserIDs) != 1 || at.AtUserIDs[0] != "bob01" {
+		t.Errorf("mention message = %+v", msgs[1])
+	}
+	if !strings.Contains(msgs[1].Content(), "@13800000001") || strings.Contains(msgs[1].Content(), "13900000000") {
+		t.Errorf("mention text = %q", msgs[1].Content())
 	}
 }

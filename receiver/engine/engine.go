@@ -65,6 +65,9 @@ type Options struct {
 	MaxRound int
 	// Rand returns numbers in [0,1) for jitter (default math/rand).
 	Rand func() float64
+	// Decorate, when set, prepares the context of each send over channel for
+	// the deliveries in it (action links, the people an escalation step pages).
+	Decorate func(ctx context.Context, channel string, ds []*store.Delivery) context.Context
 }
 
 type chanState struct {

@@ -71,6 +71,9 @@ func (e *Engine) send(ctx context.Context, cs *chanState, units [][]*store.Deliv
 		l := &ledger{e: e, cs: cs, unit: send}
 		start := e.o.Now()
 		sctx, cancel := context.WithTimeout(notify.WithLedger(ctx, l), e.o.SendTimeout)
+		if e.o.Decorate != nil {
+			sctx = e.o.Decorate(sctx, cs.Name, send)
+		}
 		err = cs.Notifier.Notify(sctx, ns...)
 		cancel()
 		now := e.o.Now()

@@ -39,6 +39,9 @@ type Notification struct {
 	Received time.Time
 	// TruncatedAlerts is how many alerts Alertmanager left out of the payload.
 	TruncatedAlerts int
+	// Note, when set, is an announcement about the group (who claimed it)
+	// that the templates show instead of a new alert.
+	Note string
 }
 
 // Channel delivers notifications. When more than one is given, the channel

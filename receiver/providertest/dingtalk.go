@@ -27,6 +27,10 @@ type DingTalkMessage struct {
 		Text        string `json:"text"`
 		SingleTitle string `json:"singleTitle"`
 		SingleURL   string `json:"singleURL"`
+		Btns        []struct {
+			Title     string `json:"title"`
+			ActionURL string `json:"actionURL"`
+		} `json:"btns"`
 	} `json:"actionCard"`
 	Text *struct {
 		Content string `json:"content"`

@@ -148,18 +148,25 @@ func aliyunEncode(s string) string {
 }
 
 func (a *Aliyun) verify(r *http.Request, body []byte) (int, string, string) {
-	if r.Header.Get("x-acs-action") != "SendSms" || r.Header.Get("x-acs-version") != "2017-05-25" {
+	return verifyACS3(r, body, a.Now(), a.keyID, a.keySecret, a.nonces, map[string]string{"SendSms": "2017-05-25"})
+}
+
+// verifyACS3 checks an Alibaba Cloud V3 signature the way the gateway does:
+// action and version, body hash, 15-minute date window, nonce replay, access
+// key and signature. nonces remembers the nonces seen (the caller holds its lock).
+func verifyACS3(r *http.Request, body []byte, now time.Time, keyID, keySecret string, nonces map[string]bool, actions map[string]string) (int, string, string) {
+	if v, ok := actions[r.Header.Get("x-acs-action")]; !ok || r.Header.Get("x-acs-version") != v {
 		return 404, "InvalidApi.NotFound", "Specified api is not found, please check your url and method."
 	}
 	if r.Header.Get("x-acs-content-sha256") != hexSHA256(body) {
 		return 400, "ContentSHA256NotMatch", "x-acs-content-sha256 does not match the body"
 	}
 	date, err := time.Parse("2006-01-02T15:04:05Z", r.Header.Get("x-acs-date"))
-	if err != nil || a.Now().Sub(date) > 15*time.Minute || date.Sub(a.Now()) > 15*time.Minute {
+	if err != nil || now.Sub(date) > 15*time.Minute || date.Sub(now) > 15*time.Minute {
 		return 400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."
 	}
 	nonce := r.Header.Get("x-acs-signature-nonce")
-	if nonce == "" || a.nonces[nonce] {
+	if nonce == "" || nonces[nonce] {
 		return 400, "SignatureNonceUsed", "Specified signature nonce was used already."
 	}
 	auth := r.Header.Get("Authorization")
@@ -172,7 +179,7 @@ func (a *Aliyun) verify(r *http.Request, body []byte) (int, string, string) {
 		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
 		fields[k] = v
 	}
-	if fields["Credential"] != a.keyID {
+	if fields["Credential"] != keyID {
 		return 404, "InvalidAccessKeyId.NotFound", "Specified access key is not found."
 	}
 	signed := strings.Split(fields["SignedHeaders"], ";")
@@ -199,11 +206,11 @@ func (a *Aliyun) verify(r *http.Request, body []byte) (int, string, string) {
 		parts = append(parts, aliyunEncode(k)+"="+aliyunEncode(q.Get(k)))
 	}
 	cr := strings.Join([]string{r.Method, r.URL.EscapedPath(), strings.Join(parts, "&"), canonical(r, signed, false), strings.Join(signed, ";"), hexSHA256(body)}, "\n")
-	want := hex.EncodeToString(hmac256([]byte(a.keySecret), "ACS3-HMAC-SHA256\n"+hexSHA256([]byte(cr))))
+	want := hex.EncodeToString(hmac256([]byte(keySecret), "ACS3-HMAC-SHA256\n"+hexSHA256([]byte(cr))))
 	if !hmac.Equal([]byte(want), []byte(fields["Signature"])) {
 		return 400, "SignatureDoesNotMatch", "Specified signature is not matched with our calculation."
 	}
-	a.nonces[nonce] = true
+	nonces[nonce] = true
 	return 0, "", ""
 }
 
@@ -248,15 +255,7 @@ func (a *Aliyun) handle(w http.ResponseWriter, r *http.Request) {
 			aliyunAnswer(w, 200, "isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
 			return
 		}
-		switch a.limits.check(p, now, [3]time.Duration{time.Minute, time.Hour, 24 * time.Hour}, [3]int{a.PerMinute, a.PerHour, a.PerDay}) {
-		case 0:
-			aliyunAnswer(w, 200, "isv.BUSINESS_LIMIT_CONTROL", "触发分钟级流控Permits:"+strconv.Itoa(a.PerMinute))
-			return
-		case 1:
-			aliyunAnswer(w, 200, "isv.BUSINESS_LIMIT_CONTROL", "触发小时级流控Permits:"+strconv.Itoa(a.PerHour))
-			return
-		case 2:
-			aliyunAnswer(w, 200, "isv.BUSINESS_LIMIT_CONTROL", "触发天级流控Permits:"+strconv.Itoa(a.PerDay))
+		if aliyunFlowControl(w, &a.limits, p, now, [3]int{a.PerMinute, a.PerHour, a.PerDay}) {
 			return
 		}
 	}
@@ -265,6 +264,18 @@ func (a *Aliyun) handle(w http.ResponseWriter, r *http.Request) {
 		a.accepted = append(a.accepted, SMS{Phone: p, SignName: q.Get("SignName"), Template: q.Get("TemplateCode"), Params: params})
 	}
 	aliyunAnswer(w, 200, "OK", "OK")
+}
+
+// aliyunFlowControl answers isv.BUSINESS_LIMIT_CONTROL, naming the window
+// as the platform does, when phone has used up a minute, hour or day limit.
+func aliyunFlowControl(w http.ResponseWriter, l *numberLimits, phone string, now time.Time, limits [3]int) bool {
+	i := l.check(phone, now, [3]time.Duration{time.Minute, time.Hour, 24 * time.Hour}, limits)
+	if i < 0 {
+		return false
+	}
+	window := [3]string{"分钟级", "小时级", "天级"}[i]
+	aliyunAnswer(w, 200, "isv.BUSINESS_LIMIT_CONTROL", "触发"+window+"流控Permits:"+strconv.Itoa(limits[i]))
+	return true
 }
 
 // Tencent fakes Tencent Cloud SMS SendSms (2021-01-11) with TC3 signatures.
@@ -319,17 +330,24 @@ func tencentError(w http.ResponseWriter, code, msg string) {
 }
 
 func (tc *Tencent) verify(r *http.Request, body []byte) (string, string) {
-	if r.Header.Get("X-TC-Action") != "SendSms" {
+	return verifyTC3(r, body, tc.Now(), tc.secretID, tc.secretKey, "sms", "SendSms", "2021-01-11")
+}
+
+// verifyTC3 checks a Tencent Cloud API 3.0 signature the way the gateway
+// does: action and version, 5-minute timestamp window, SecretId, credential
+// scope of service, signed headers and signature.
+func verifyTC3(r *http.Request, body []byte, now time.Time, secretID, secretKey, service, action, version string) (string, string) {
+	if r.Header.Get("X-TC-Action") != action {
 		return "InvalidAction", "action not found"
 	}
-	if r.Header.Get("X-TC-Version") != "2021-01-11" {
+	if r.Header.Get("X-TC-Version") != version {
 		return "NoSuchVersion", "version not found"
 	}
 	ts, err := strconv.ParseInt(r.Header.Get("X-TC-Timestamp"), 10, 64)
 	if err != nil {
 		return "MissingParameter", "X-TC-Timestamp"
 	}
-	if d := tc.Now().Sub(time.Unix(ts, 0)); d > 5*time.Minute || d < -5*time.Minute {
+	if d := now.Sub(time.Unix(ts, 0)); d > 5*time.Minute || d < -5*time.Minute {
 		return "AuthFailure.SignatureExpire", "signature expired"
 	}
 	auth := r.Header.Get("Authorization")
@@ -346,11 +364,11 @@ func (tc *Tencent) verify(r *http.Request, body []byte) (string, string) {
 	if len(cred) != 4 || cred[3] != "tc3_request" {
 		return "AuthFailure.InvalidAuthorization", "bad Credential"
 	}
-	if cred[0] != tc.secretID {
+	if cred[0] != secretID {
 		return "AuthFailure.SecretIdNotFound", "The SecretId is not found"
 	}
 	date := time.Unix(ts, 0).UTC().Format("2006-01-02")
-	if cred[1] != date || cred[2] != "sms" {
+	if cred[1] != date || cred[2] != service {
 		return "AuthFailure.SignatureFailure", "credential scope mismatch"
 	}
 	signed := strings.Split(fields["SignedHeaders"], ";")
@@ -362,8 +380,8 @@ func (tc *Tencent) verify(r *http.Request, body []byte) (string, string) {
 		return "AuthFailure.SignatureFailure", "content-type and host must be signed, sorted"
 	}
 	cr := strings.Join([]string{r.Method, "/", r.URL.RawQuery, canonical(r, signed, true), strings.Join(signed, ";"), hexSHA256(body)}, "\n")
-	sts := "TC3-HMAC-SHA256\n" + strconv.FormatInt(ts, 10) + "\n" + date + "/sms/tc3_request\n" + hexSHA256([]byte(cr))
-	k := hmac256(hmac256(hmac256([]byte("TC3"+tc.secretKey), date), "sms"), "tc3_request")
+	sts := "TC3-HMAC-SHA256\n" + strconv.FormatInt(ts, 10) + "\n" + date + "/" + service + "/tc3_request\n" + hexSHA256([]byte(cr))
+	k := hmac256(hmac256(hmac256([]byte("TC3"+secretKey), date), service), "tc3_request")
 	if !hmac.Equal([]byte(hex.EncodeToString(hmac256(k, sts))), []byte(fields["Signature"])) {
 		return "AuthFailure.SignatureFailure", "The provided credentials could not be validated."
 	}

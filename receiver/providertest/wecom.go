@@ -21,6 +21,26 @@ type WeComMessage struct {
 		MentionedList       []string `json:"mentioned_list"`
 		MentionedMobileList []string `json:"mentioned_mobile_list"`
 	} `json:"text"`
+	TemplateCard *WeComCard `json:"template_card"`
+}
+
+// WeComCard is a text_notice template card.
+type WeComCard struct {
+	CardType  string `json:"card_type"`
+	MainTitle struct {
+		Title string `json:"title"`
+		Desc  string `json:"desc"`
+	} `json:"main_title"`
+	SubTitleText string `json:"sub_title_text"`
+	JumpList     []struct {
+		Type  int    `json:"type"`
+		URL   string `json:"url"`
+		Title string `json:"title"`
+	} `json:"jump_list"`
+	CardAction *struct {
+		Type int    `json:"type"`
+		URL  string `json:"url"`
+	} `json:"card_action"`
 }
 
 // Content is the text of the message whatever its type.
@@ -30,6 +50,9 @@ func (m WeComMessage) Content() string {
 	}
 	if m.Text != nil {
 		return m.Text.Content
+	}
+	if m.TemplateCard != nil {
+		return m.TemplateCard.MainTitle.Title
 	}
 	return ""
 }
@@ -112,6 +135,13 @@ func (w *WeCom) handle(rw http.ResponseWriter, r *http.Request) {
 	case m.MsgType == "text" && m.Text != nil:
 		if len(m.Text.Content) > 2048 {
 			wecomAnswer(rw, 40058, "text.content exceed max length 2048")
+			return
+		}
+	case m.MsgType == "template_card" && m.TemplateCard != nil:
+		c := m.TemplateCard
+		// A text_notice card needs its type, a title and the card's own click action; it holds at most 3 jumps.
+		if c.CardType != "text_notice" || c.CardAction == nil || c.CardAction.URL == "" || len(c.JumpList) > 3 {
+			wecomAnswer(rw, 40008, "invalid template_card")
 			return
 		}
 	default:

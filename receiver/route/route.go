@@ -31,6 +31,8 @@ type Route struct {
 	EscalateAfter         time.Duration
 	EscalateAfterFailures int
 	Continue              bool
+	// Chain is the route's escalation chain ("" for none).
+	Chain string
 }
 
 // Router matches notifications against routes in order.
@@ -55,7 +57,7 @@ func New(c *config.Config) (*Router, error) {
 		}
 		return Route{
 			Name: cr.RouteName(i), Matchers: ms, Channels: cr.Channels, Fallback: cr.Fallback,
-			EscalateAfter: cr.EscalateAfter.D(), EscalateAfterFailures: n, Continue: cr.Continue,
+			EscalateAfter: cr.EscalateAfter.D(), EscalateAfterFailures: n, Continue: cr.Continue, Chain: cr.Chain,
 		}, nil
 	}
 	for i, cr := range c.Routes {
@@ -108,6 +110,9 @@ type Plan struct {
 	// Deliveries are the outbox entries: one per channel of the matched
 	// routes (a channel named by two routes is delivered once, for the first).
 	Deliveries []*store.Delivery
+	// Chain is the escalation chain of the first matched route that has one,
+	// ChainRoute that route's name.
+	Chain, ChainRoute string
 }
 
 // Plan routes msg, received at now, into deliveries. It reads nothing but
@@ -129,6 +134,9 @@ func (r *Router) Plan(msg *amwebhook.Message, now time.Time) Plan {
 	seen := make(map[string]bool, 4)
 	for _, rt := range routes {
 		p.Routes = append(p.Routes, rt.Name)
+		if p.Chain == "" && rt.Chain != "" {
+			p.Chain, p.ChainRoute = rt.Chain, rt.Name
+		}
 		for _, ch := range rt.Channels {
 			if seen[ch] {
 				continue

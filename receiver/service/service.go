@@ -22,6 +22,7 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/receiver/route"
 	"github.com/open-autoglm/autoglm-monitor/receiver/store"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
+	"github.com/open-autoglm/autoglm-monitor/receiver/voice"
 )
 
 // Options configure the service.
@@ -33,17 +34,22 @@ type Options struct {
 	Escalator engine.Escalator
 	// PruneInterval is how often retention is applied (default 1h).
 	PruneInterval time.Duration
+	// Transport, when set, replaces the network of the channels and of the
+	// silences client (tests reach provider fakes in-process).
+	Transport http.RoundTripper
 }
 
 // Service is a running receiver.
 type Service struct {
-	o     Options
-	store *store.Store
-	eng   *engine.Engine
-	api   *api.API
+	o      Options
+	store  *store.Store
+	eng    *engine.Engine
+	api    *api.API
+	oncall *onCall
 
-	mu   sync.Mutex
-	path string
+	mu        sync.Mutex
+	path      string
+	retention time.Duration
 }
 
 // New opens the store and builds routes, channels, engine and API from a
@@ -65,14 +71,21 @@ func New(rc *config.Config, o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{o: o, store: st, path: rc.Storage.Path}
+	s := &Service{o: o, store: st, path: rc.Storage.Path, retention: rc.Storage.AuditRetention.D()}
 	fail := func(err error) (*Service, error) {
 		return nil, errors.Join(err, st.Close())
 	}
 	s.eng, err = engine.New(engine.Options{
 		Store: st, Logger: o.Logger, Now: o.Now, Registerer: o.Registerer, Policy: policy(rc), Escalator: o.Escalator,
+		// Sends start after New returns, when s.oncall is set.
+		Decorate: func(ctx context.Context, ch string, ds []*store.Delivery) context.Context {
+			return s.oncall.decorate(ctx, ch, ds)
+		},
 	})
 	if err != nil {
+		return fail(err)
+	}
+	if s.oncall, err = newOnCall(s, rc); err != nil {
 		return fail(err)
 	}
 	chs, red, apiCfg, err := s.build(rc)
@@ -81,7 +94,7 @@ func New(rc *config.Config, o Options) (*Service, error) {
 	}
 	s.eng.SetRedactor(red)
 	s.eng.SetChannels(chs)
-	s.api, err = api.New(api.Options{Store: st, Engine: s.eng, Logger: o.Logger, Now: o.Now, Registerer: o.Registerer}, apiCfg)
+	s.api, err = api.New(api.Options{Store: st, Engine: s.eng, Logger: o.Logger, Now: o.Now, Registerer: o.Registerer, Observe: s.oncall.observe}, apiCfg)
 	if err != nil {
 		return fail(err)
 	}
@@ -105,6 +118,8 @@ func (s *Service) build(rc *config.Config) ([]notify.Integration, *redact.Redact
 	chs, err := channels.Build(rc, channels.Options{
 		Logger: s.o.Logger, Now: s.o.Now,
 		OnTemplateError: func(channel string, f tmpl.Failure) { s.templateFailed(red, channel, f) },
+		OnCall:          func(channel string, q voice.Querier, c voice.Call) { s.oncall.placed(channel, q, c) },
+		Transport:       s.o.Transport,
 	})
 	if err != nil {
 		return nil, nil, nil, errors.New(red.String(err.Error()))
@@ -125,8 +140,14 @@ func (s *Service) templateFailed(red *redact.Redactor, channel string, f tmpl.Fa
 	}
 }
 
-// Register adds POST /webhook and GET /api/v1/notifications to mux.
-func (s *Service) Register(mux *http.ServeMux) { s.api.Register(mux) }
+// Register adds POST /webhook, GET /api/v1/notifications, the action links
+// (/api/v1/actions/), GET /api/v1/oncall and the Tencent call-status callback
+// (/api/v1/voice/tencent/<token>) to mux.
+func (s *Service) Register(mux *http.ServeMux) {
+	s.api.Register(mux)
+	s.oncall.api.Register(mux)
+	mux.HandleFunc("/api/v1/voice/tencent/", s.oncall.tencentCallback)
+}
 
 // Protect wraps the server's handler so that, when receiver.webhook.auth_token
 // is set, /webhook, /api/v1/notifications and /-/reload need it.
@@ -152,6 +173,9 @@ func (s *Service) Reload(rc *config.Config) error {
 	if rc.Storage.Path != s.path {
 		s.o.Logger.Warn("receiver.storage.path changes need a restart; keeping the current store", "path", s.path)
 	}
+	if err := s.oncall.reload(rc); err != nil {
+		return err
+	}
 	s.eng.SetRedactor(red)
 	s.eng.SetPolicy(policy(rc))
 	s.eng.SetChannels(chs)
@@ -164,6 +188,9 @@ func (s *Service) Run(ctx context.Context) error {
 	if err := s.eng.Start(ctx); err != nil {
 		return errors.Join(err, s.store.Close())
 	}
+	var bg sync.WaitGroup
+	bg.Go(func() { s.oncall.esc.Run(ctx) })
+	bg.Go(func() { s.oncall.poller.Run(ctx) })
 	t := time.NewTicker(s.o.PruneInterval)
 	defer t.Stop()
 	s.prune()
@@ -171,6 +198,7 @@ func (s *Service) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			s.eng.Wait()
+			bg.Wait()
 			return s.store.Close()
 		case <-t.C:
 			s.prune()
@@ -179,6 +207,15 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) prune() {
+	if gone := s.oncall.esc.Prune(s.o.Now().Add(-s.retention)); len(gone) > 0 {
+		ids := make([]string, 0, len(gone))
+		for _, in := range gone {
+			ids = append(ids, in.ID)
+		}
+		if err := s.store.PutIncidents(nil, ids, nil); err != nil {
+			s.o.Logger.Error("cannot prune incidents", "err", err)
+		}
+	}
 	n, err := s.store.Prune()
 	if err != nil {
 		s.o.Logger.Error("cannot prune store", "err", err)

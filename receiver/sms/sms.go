@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 	"github.com/open-autoglm/autoglm-monitor/receiver/redact"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
@@ -149,7 +150,20 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	// repeats at most the one in flight.
 	l := notify.LedgerFrom(ctx)
 	var failed []error
-	for _, phone := range n.cfg.PhoneNumbers {
+	phones := n.cfg.PhoneNumbers
+	if rs, ok := oncall.RecipientsFrom(ctx); ok {
+		// An escalation step texts the people on call.
+		phones = nil
+		for _, r := range rs {
+			if r.Person.Phone != "" {
+				phones = append(phones, r.Person.Phone)
+			}
+		}
+		if len(phones) == 0 {
+			return &notify.Error{Class: notify.Permanent, Err: errors.New("nobody to text: the people on call have no phone number")}
+		}
+	}
+	for _, phone := range phones {
 		part := phoneKey(key, phone)
 		if n.already(key, phone) || (l != nil && l.Sent(part)) {
 			continue

@@ -21,6 +21,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 )
 
 var (
@@ -68,13 +69,20 @@ type Delivery struct {
 	// SentParts are the provider messages of this notification already
 	// accepted (parts of a split text, SMS per number): never sent again.
 	SentParts []string `json:"sent_parts,omitempty"`
+
+	// Step is set on the pages of an escalation chain: the chain step, from 1.
+	Step int `json:"step,omitempty"`
+	// Recipients are the people a page is for (mentioned, texted, called).
+	Recipients []oncall.Recipient `json:"recipients,omitempty"`
+	// Note makes the delivery an announcement (who claimed the group).
+	Note string `json:"note,omitempty"`
 }
 
 // Notification converts the delivery for a channel.
 func (d *Delivery) Notification() *notify.Notification {
 	return &notify.Notification{
 		ID: d.ID, GroupKey: d.GroupKey, Data: d.Data, Priority: d.Priority,
-		Route: d.Route, Received: d.Received, TruncatedAlerts: d.TruncatedAlerts,
+		Route: d.Route, Received: d.Received, TruncatedAlerts: d.TruncatedAlerts, Note: d.Note,
 	}
 }
 
@@ -91,6 +99,19 @@ const (
 	OutcomeEscalated  = "escalated"
 	OutcomeUncertain  = "uncertain"
 	OutcomeTemplating = "template_error"
+	// On call: escalation chains, claims, silences, calls, schedules.
+	OutcomeIncidentOpened   = "incident_opened"
+	OutcomeEscalationStep   = "escalation_step"
+	OutcomeNobodyOnCall     = "nobody_on_call"
+	OutcomeClaimed          = "claimed"
+	OutcomeSilenced         = "silenced"
+	OutcomeIncidentResolved = "incident_resolved"
+	OutcomeCancelled        = "cancelled"
+	OutcomeScheduleChanged  = "schedule_changed"
+	OutcomeCallPlaced       = "call_placed"
+	OutcomeCallAnswered     = "call_answered"
+	OutcomeCallUnanswered   = "call_unanswered"
+	OutcomeCallUnknown      = "call_result_unknown"
 )
 
 // Record is one audit log entry: a received payload or a delivery attempt.
@@ -115,6 +136,11 @@ type Record struct {
 	Error        string    `json:"error,omitempty"`
 	Latency      float64   `json:"latency_seconds,omitempty"`
 	Count        int       `json:"count,omitempty"`
+	// By is who acted (claimed, silenced); People who a step paged.
+	By     string   `json:"by,omitempty"`
+	People []string `json:"people,omitempty"`
+	// Detail describes an on-call record (step, silence, call, schedule change).
+	Detail string `json:"detail,omitempty"`
 }
 
 // Options tune the store.
@@ -376,27 +402,10 @@ func (s *Store) Accept(rec *Record, ds []*Delivery) (accepted []*Delivery, dups 
 	}
 	err = s.write(func(tx *bolt.Tx) error {
 		// A failed group commit runs this again alone; start from scratch each time.
-		accepted, dups = accepted[:0], 0
-		now := s.opts.Now()
-		idem := tx.Bucket(bucketIdem)
-		outbox := tx.Bucket(bucketOutbox)
-		for i, d := range ds {
-			if isDuplicate(tx, idem.Get([]byte(d.ID)), now, s.opts.DedupWindow) {
-				dups++
-				continue
-			}
-			seq, err := outbox.NextSequence()
-			if err != nil {
-				return err
-			}
-			d.Seq = seq
-			if err := outbox.Put(u64(seq), vals[i]); err != nil {
-				return err
-			}
-			if err := idem.Put([]byte(d.ID), idemValue(now, seq)); err != nil {
-				return err
-			}
-			accepted = append(accepted, d)
+		var err error
+		accepted, dups, err = s.enqueueTx(tx, ds, vals)
+		if err != nil {
+			return err
 		}
 		r := *rec
 		r.Count = len(accepted)
@@ -411,6 +420,34 @@ func (s *Store) Accept(rec *Record, ds []*Delivery) (accepted []*Delivery, dups 
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: accept payload: %v", ErrUnavailable, err)
+	}
+	return accepted, dups, nil
+}
+
+// enqueueTx puts the deliveries whose idempotency key is not live into the
+// outbox and returns them, and how many were duplicates.
+func (s *Store) enqueueTx(tx *bolt.Tx, ds []*Delivery, vals [][]byte) ([]*Delivery, int, error) {
+	now := s.opts.Now()
+	idem := tx.Bucket(bucketIdem)
+	outbox := tx.Bucket(bucketOutbox)
+	accepted, dups := make([]*Delivery, 0, len(ds)), 0
+	for i, d := range ds {
+		if isDuplicate(tx, idem.Get([]byte(d.ID)), now, s.opts.DedupWindow) {
+			dups++
+			continue
+		}
+		seq, err := outbox.NextSequence()
+		if err != nil {
+			return nil, 0, err
+		}
+		d.Seq = seq
+		if err := outbox.Put(u64(seq), vals[i]); err != nil {
+			return nil, 0, err
+		}
+		if err := idem.Put([]byte(d.ID), idemValue(now, seq)); err != nil {
+			return nil, 0, err
+		}
+		accepted = append(accepted, d)
 	}
 	return accepted, dups, nil
 }

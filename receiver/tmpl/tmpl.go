@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	htmltemplate "html/template"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	amtemplate "github.com/prometheus/alertmanager/template"
 
+	"github.com/open-autoglm/autoglm-monitor/receiver/action"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 )
 
@@ -84,6 +86,12 @@ type Data struct {
 	Groups          []*Group
 	Digest          bool
 	Language        string
+	// Note is the announcement of a single-group message ("ann claimed ...").
+	Note string
+	// Actions are the claim and silence links of a single-group message
+	// (each group has its own in a digest); ClaimURL is the claim link.
+	Actions  []action.Link
+	ClaimURL string
 }
 
 // Group is one notification (Alertmanager group) inside a message.
@@ -94,6 +102,8 @@ type Group struct {
 	Priority        notify.Priority
 	Route           string
 	TruncatedAlerts int
+	Note            string
+	Actions         []action.Link
 }
 
 // NewData builds template data for one notification or a digest of several.
@@ -106,7 +116,7 @@ func NewData(lang, externalURL string, ns ...*notify.Notification) *Data {
 		if ad == nil {
 			ad = &amtemplate.Data{}
 		}
-		g := &Group{Data: ad, ID: n.ID, GroupKey: n.GroupKey, Priority: n.Priority, Route: n.Route, TruncatedAlerts: n.TruncatedAlerts}
+		g := &Group{Data: ad, ID: n.ID, GroupKey: n.GroupKey, Priority: n.Priority, Route: n.Route, TruncatedAlerts: n.TruncatedAlerts, Note: n.Note}
 		d.Groups = append(d.Groups, g)
 		d.Alerts = append(d.Alerts, ad.Alerts...)
 		d.TruncatedAlerts += n.TruncatedAlerts
@@ -117,12 +127,13 @@ func NewData(lang, externalURL string, ns ...*notify.Notification) *Data {
 			d.Priority = n.Priority
 		}
 		if i == 0 {
-			d.Receiver, d.Route = ad.Receiver, n.Route
+			d.Receiver, d.Route, d.Note = ad.Receiver, n.Route, n.Note
 			d.GroupLabels, d.CommonLabels, d.CommonAnnotations = ad.GroupLabels, ad.CommonLabels, ad.CommonAnnotations
 			d.ExternalURL = ad.ExternalURL
 		}
 	}
 	if len(ns) > 1 {
+		d.Note = ""
 		// Labels common to one group are not common to the digest.
 		d.GroupLabels, d.CommonLabels, d.CommonAnnotations = amtemplate.KV{}, amtemplate.KV{}, amtemplate.KV{}
 	}
@@ -211,6 +222,9 @@ func (t *Templates) RenderHTML(ctx context.Context, name string, d *Data) string
 // SMS variable); on failure it reports and returns fallback rendered instead.
 // d is usually a *Data, or a struct embedding one (e.g. with the phone number).
 func (t *Templates) RenderText(ctx context.Context, name, text string, d any, fallback string) string {
+	if dd, ok := d.(*Data); ok {
+		attach(ctx, dd)
+	}
 	out, err := t.exec(name, text, d, false)
 	if err == nil {
 		return out
@@ -227,7 +241,28 @@ func (t *Templates) RenderText(ctx context.Context, name, text string, d any, fa
 	return out
 }
 
+// attach gives d the action links the delivery offers (from ctx), so
+// every template can show them.
+func attach(ctx context.Context, d *Data) {
+	if d == nil {
+		return
+	}
+	d.Actions, d.ClaimURL = nil, ""
+	for _, g := range d.Groups {
+		g.Actions = action.LinksOf(ctx, g.GroupKey)
+	}
+	if len(d.Groups) == 1 {
+		d.Actions = d.Groups[0].Actions
+		for _, l := range d.Actions {
+			if l.Kind == action.Claim {
+				d.ClaimURL = l.URL
+			}
+		}
+	}
+}
+
 func (t *Templates) render(ctx context.Context, name string, d *Data, html bool) string {
+	attach(ctx, d)
 	if route, _ := ctx.Value(routeTemplatesKey).(map[string]string); route != nil {
 		if text, ok := route[name]; ok {
 			out, err := t.exec(name, text, d, html)
@@ -340,6 +375,28 @@ func (t *Templates) funcMap() template.FuncMap {
 		return strings.Join(pairs, ", ")
 	}
 	m["joinLines"] = func(ss []string) string { return strings.Join(ss, "\n") }
+	// uniqueLabels is what sets one alert of a group apart: its labels
+	// minus those every alert of the group shares.
+	m["uniqueLabels"] = func(labels, common amtemplate.KV) amtemplate.KV {
+		out := make(amtemplate.KV, len(labels))
+		for k, v := range labels {
+			if cv, ok := common[k]; !ok || cv != v {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	// labelValues lists the distinct values of one label over alerts, sorted.
+	m["labelValues"] = func(name string, alerts amtemplate.Alerts) []string {
+		var out []string
+		for _, a := range alerts {
+			if v := a.Labels[name]; v != "" && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
 	m["dashboardURL"] = func(a amtemplate.Alert) string {
 		for _, k := range []string{"dashboard_url", "dashboard", "grafana_url"} {
 			if v := a.Annotations[k]; v != "" {

@@ -2,6 +2,7 @@ package tmpl
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -169,5 +170,70 @@ func TestConfigValidateUsesTheRenderingFunctions(t *testing.T) {
 	}
 	if err := Check("u", "https://gw/send?token=SECRET-IN-TEMPLATE&to={{ .Phone "); err == nil || strings.Contains(err.Error(), "SECRET-IN-TEMPLATE") {
 		t.Errorf("Check must fail without echoing the text: %v", err)
+	}
+}
+
+// routeGroup is what Alertmanager sends for one incident on several routes
+// when it groups by alertname and job: one alert per route.
+func routeGroup(routes ...string) *notify.Notification {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	d := &amtemplate.Data{
+		Receiver: "autoglm-warning", Status: "firing",
+		GroupLabels:       amtemplate.KV{"alertname": "AutoGLMHighErrorRate", "job": "autoglm-exporter"},
+		CommonLabels:      amtemplate.KV{"alertname": "AutoGLMHighErrorRate", "job": "autoglm-exporter", "severity": "warning"},
+		CommonAnnotations: amtemplate.KV{"summary": "Error ratio is above alert_rules.error_rate.", "runbook_url": "http://runbook/autoglmhigherrorrate"},
+	}
+	for i, r := range routes {
+		d.Alerts = append(d.Alerts, amtemplate.Alert{
+			Status: "firing", StartsAt: start, Fingerprint: fmt.Sprintf("%016x", i),
+			GeneratorURL: "http://127.0.0.1:9090/graph?g0.expr=job_route%3Ahttp_server_request_errors%3Aratio_rate5m+%3E+0.05",
+			Labels:       amtemplate.KV{"alertname": "AutoGLMHighErrorRate", "job": "autoglm-exporter", "severity": "warning", "http_route": r},
+			Annotations: amtemplate.KV{
+				"summary":     "Error ratio is above alert_rules.error_rate.",
+				"description": fmt.Sprintf("%d%% of requests to %s on autoglm-exporter fail.", 40+i, r),
+				"runbook_url": "http://runbook/autoglmhigherrorrate",
+			},
+		})
+	}
+	return &notify.Notification{ID: "g", GroupKey: `{}/{severity="warning"}:{alertname="AutoGLMHighErrorRate", job="autoglm-exporter"}`, Priority: notify.P2, Route: "warning", Data: d}
+}
+
+// One incident over four routes is one message that names every route once,
+// says what the alerts share once, and fits a WeCom markdown message.
+func TestGroupOfRoutesRendersCompactly(t *testing.T) {
+	routes := []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/generate"}
+	for _, lang := range []string{"zh", "en"} {
+		tp := New(Options{Language: lang})
+		d := NewData(lang, "", routeGroup(routes...))
+		for _, name := range []string{Markdown, Text, EmailText, EmailHTML} {
+			var out string
+			if name == EmailHTML {
+				out = tp.RenderHTML(context.Background(), name, d)
+			} else {
+				out = tp.Render(context.Background(), name, d)
+			}
+			wantRoutes := fmt.Sprintf("(4): %s", strings.Join(routes, ", "))
+			if !strings.Contains(out, wantRoutes) {
+				t.Errorf("%s/%s does not list the routes %q:\n%s", lang, name, wantRoutes, out)
+			}
+			for i, r := range routes {
+				if want := fmt.Sprintf("%d%% of requests to %s", 40+i, r); !strings.Contains(out, want) {
+					t.Errorf("%s/%s misses the description of %s:\n%s", lang, name, r, out)
+				}
+			}
+			if n := strings.Count(out, "Error ratio is above alert_rules.error_rate."); n != 1 {
+				t.Errorf("%s/%s repeats the common summary %d times:\n%s", lang, name, n, out)
+			}
+			if n := strings.Count(out, "http://runbook/autoglmhigherrorrate"); n != 1 {
+				t.Errorf("%s/%s repeats the runbook link %d times:\n%s", lang, name, n, out)
+			}
+			// One rule, one source link: said once, not per route.
+			if n := strings.Count(out, "http://127.0.0.1:9090/graph"); n != 1 {
+				t.Errorf("%s/%s repeats the common source link %d times:\n%s", lang, name, n, out)
+			}
+			if name == Markdown && len(out) > 4096 {
+				t.Errorf("%s markdown of a four-route group is %d bytes, above a WeCom message (4096)", lang, len(out))
+			}
+		}
 	}
 }

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/open-autoglm/autoglm-monitor/receiver/action"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
 
@@ -54,10 +57,44 @@ func New(cfg *Config, t *tmpl.Templates, externalURL string) (*Notifier, error) 
 }
 
 type message struct {
-	MsgType  string    `json:"msgtype"`
-	Markdown *content  `json:"markdown,omitempty"`
-	Text     *textBody `json:"text,omitempty"`
+	MsgType      string    `json:"msgtype"`
+	Markdown     *content  `json:"markdown,omitempty"`
+	Text         *textBody `json:"text,omitempty"`
+	TemplateCard *card     `json:"template_card,omitempty"`
 }
+
+// card is a text_notice template card: the title, and the actions as jumps.
+type card struct {
+	CardType     string     `json:"card_type"`
+	MainTitle    cardTitle  `json:"main_title"`
+	SubTitleText string     `json:"sub_title_text,omitempty"`
+	JumpList     []cardJump `json:"jump_list,omitempty"`
+	CardAction   cardAction `json:"card_action"`
+}
+
+type cardTitle struct {
+	Title string `json:"title"`
+	Desc  string `json:"desc,omitempty"`
+}
+
+type cardJump struct {
+	Type  int    `json:"type"`
+	URL   string `json:"url"`
+	Title string `json:"title"`
+}
+
+type cardAction struct {
+	Type int    `json:"type"`
+	URL  string `json:"url"`
+}
+
+// Text limits of a template card, in characters, kept short as the client shows them.
+const (
+	cardTitleChars = 26
+	cardDescChars  = 30
+	cardSubChars   = 112
+	cardJumps      = 3
+)
 
 type content struct {
 	Content string `json:"content"`
@@ -69,7 +106,8 @@ type textBody struct {
 }
 
 // Notify sends ns as one message (a digest when several), split into parts
-// when longer than the robot accepts.
+// when longer than the robot accepts. Actions follow as a template card with
+// one jump per action (claim, silences); mentions as a short text.
 func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error {
 	if len(ns) == 0 {
 		return nil
@@ -77,7 +115,24 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	// Alert text must not add links, <@id> or @all mentions to the robot's message.
 	ns = tmpl.ForMarkdown(ns)
 	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
-	title := n.tmpl.Render(ctx, tmpl.Title, d)
+	var links []action.Link
+	if len(ns) == 1 {
+		links = action.LinksOf(ctx, ns[0].GroupKey)
+	}
+	tctx := ctx
+	if len(links) > 0 {
+		tctx = action.WithoutLinks(ctx)
+	}
+	mobiles := n.cfg.MentionedMobileList
+	if rs, ok := oncall.RecipientsFrom(ctx); ok {
+		mobiles = nil
+		for _, r := range rs {
+			if r.Person.Phone != "" {
+				mobiles = append(mobiles, strings.TrimPrefix(r.Person.Phone, "+86"))
+			}
+		}
+	}
+	title := n.tmpl.Render(tctx, tmpl.Title, d)
 	maxParts := n.cfg.Parts.Or(DefaultMaxParts)
 	const partHeader = 16 // "(12/34)\n" and some slack
 	text := n.cfg.MessageType == "text"
@@ -89,17 +144,21 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
 		var b string
 		if text {
-			b = title + "\n" + n.tmpl.Render(ctx, tmpl.Text, d)
+			b = title + "\n" + n.tmpl.Render(tctx, tmpl.Text, d)
 		} else {
-			b = "## " + title + "\n" + n.tmpl.Render(ctx, tmpl.Markdown, d)
+			b = "## " + title + "\n" + n.tmpl.Render(tctx, tmpl.Markdown, d)
 		}
 		if omitted > 0 {
 			b += "\n\n" + n.tmpl.OmittedNote(d, omitted, maxParts, !text)
 		}
 		return b
 	})
-	mention := !text && len(n.cfg.MentionedMobileList) > 0
-	err := n.split.Send(ctx, ns, body, limit, partHeader, mention, func(ctx context.Context, i, total int, p string) error {
+	// Markdown messages cannot mention by mobile; a short text after them does.
+	mention := !text && len(mobiles) > 0
+	// Messages after the parts (card, mentions) are robot messages of their
+	// own: the parts are recorded so a retry sends only what is missing.
+	more := mention || len(links) > 0
+	err := n.split.Send(ctx, ns, body, limit, partHeader, more, func(ctx context.Context, i, total int, p string) error {
 		if total > 1 {
 			p = fmt.Sprintf("(%d/%d)\n%s", i+1, total, p)
 		}
@@ -107,18 +166,41 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		if text {
 			m = message{MsgType: "text", Text: &textBody{Content: p}}
 			if i == total-1 {
-				m.Text.MentionedMobileList = n.cfg.MentionedMobileList
+				m.Text.MentionedMobileList = mobiles
 			}
 		}
 		return n.send(ctx, m)
 	})
-	if err != nil || !mention {
+	if err != nil {
 		return err
 	}
-	// Markdown messages cannot mention by mobile; a short text does. It is one more robot message.
+	if len(links) > 0 {
+		err := n.split.Once(ctx, ns, "card", func(ctx context.Context) error {
+			return n.sendCard(ctx, title, d, links)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !mention {
+		return nil
+	}
 	return n.split.Once(ctx, ns, "mention", func(ctx context.Context) error {
-		return n.send(ctx, message{MsgType: "text", Text: &textBody{Content: tmpl.Truncate(title, 200), MentionedMobileList: n.cfg.MentionedMobileList}})
+		return n.send(ctx, message{MsgType: "text", Text: &textBody{Content: tmpl.Truncate(title, 200), MentionedMobileList: mobiles}})
 	})
+}
+
+// sendCard sends the actions of a single-group message as a template card.
+func (n *Notifier) sendCard(ctx context.Context, title string, d *tmpl.Data, links []action.Link) error {
+	c := &card{CardType: "text_notice", MainTitle: cardTitle{Title: tmpl.Truncate(d.Name(), cardTitleChars), Desc: tmpl.Truncate(string(d.Priority)+" "+d.Status, cardDescChars)},
+		SubTitleText: tmpl.Truncate(title, cardSubChars), CardAction: cardAction{Type: 1, URL: links[0].URL}}
+	for i, l := range links {
+		if i == cardJumps {
+			break
+		}
+		c.JumpList = append(c.JumpList, cardJump{Type: 1, URL: l.URL, Title: l.Label})
+	}
+	return n.send(ctx, message{MsgType: "template_card", TemplateCard: c})
 }
 
 type answer struct {

@@ -8,9 +8,11 @@ import (
 	"unicode/utf8"
 
 	fileconfig "github.com/open-autoglm/autoglm-monitor/internal/config"
+	"github.com/open-autoglm/autoglm-monitor/receiver/action"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
+	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
@@ -29,7 +31,7 @@ func TestNotifyAgainstFakeRobot(t *testing.T) {
 	}{
 		{"markdown", Config{}, []*notify.Notification{fixture.Notification("LLMHighLatency", 2, 100)}, 1, "markdown", MaxMarkdownBytes, []string{"LLMHighLatency", "http://grafana:3000/d/autoglm"}},
 		{"markdown with mentions adds a text", Config{MentionedMobileList: []string{"13800000000"}}, []*notify.Notification{fixture.Notification("A", 1, 10)}, 2, "", MaxMarkdownBytes, nil},
-		{"text split at 2048 bytes", Config{MessageType: "text", MentionedMobileList: []string{"@all"}}, []*notify.Notification{fixture.Notification("A", 10, 5000)}, 5, "text", MaxTextBytes, []string{"(1/5)", "(5/5)"}},
+		{"text split at 2048 bytes", Config{MessageType: "text", MentionedMobileList: []string{"@all"}}, []*notify.Notification{fixture.Notification("A", 10, 5000)}, 4, "text", MaxTextBytes, []string{"(1/4)", "(4/4)"}},
 		{"markdown digest split at 4096 bytes", Config{}, []*notify.Notification{fixture.Notification("A", 10, 6000), fixture.Notification("B", 3, 1000)}, 3, "markdown", MaxMarkdownBytes, []string{"] A", "] B"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -202,3 +204,30 @@ type ledgerFunc struct{ take func() error }
 func (l *ledgerFunc) Take() error           { return l.take() }
 func (l *ledgerFunc) Sent(string) bool      { return false }
 func (l *ledgerFunc) Accepted(string) error { return nil }
+
+func TestActionCardAndOnCallMentions(t *testing.T) {
+	fake := providertest.NewWeCom(t, key)
+	n := newNotifier(t, Config{Endpoint: ep(fake.URL()), MentionedMobileList: []string{"13900000000"}}, nil)
+	ctx := action.WithLinker(context.Background(), func(string) []action.Link {
+		return []action.Link{{Kind: action.Claim, Label: "认领", URL: "https://recv/api/v1/actions/c"}, {Kind: action.Silence, Label: "静默 1 小时", URL: "https://recv/api/v1/actions/s1"},
+			{Kind: action.Silence, Label: "静默 4 小时", URL: "https://recv/api/v1/actions/s4"}, {Kind: action.Silence, Label: "静默 8 小时", URL: "https://recv/api/v1/actions/s8"}}
+	})
+	ctx = oncall.WithRecipients(ctx, []oncall.Recipient{{ID: "ann", Person: oncall.Person{Phone: "+8613800000001"}}})
+	if err := n.Notify(ctx, fixture.Notification("LLMHighErrorRate", 1, 100)); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fake.Messages()
+	if len(msgs) != 3 || msgs[0].MsgType != "markdown" || msgs[1].MsgType != "template_card" || msgs[2].MsgType != "text" {
+		t.Fatalf("messages = %+v", msgs)
+	}
+	if strings.Contains(msgs[0].Content(), "/api/v1/actions/") {
+		t.Errorf("markdown repeats the card's actions:\n%s", msgs[0].Content())
+	}
+	c := msgs[1].TemplateCard
+	if len(c.JumpList) != 3 || c.JumpList[0].Title != "认领" || c.CardAction.URL != "https://recv/api/v1/actions/c" || c.MainTitle.Title != "LLMHighErrorRate" {
+		t.Errorf("card = %+v", c)
+	}
+	if m := msgs[2].Text.MentionedMobileList; len(m) != 1 || m[0] != "13800000001" {
+		t.Errorf("mentions = %v", m)
+	}
+}

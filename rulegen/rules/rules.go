@@ -114,6 +114,9 @@ type Input struct {
 	// SkipRecording leaves the recording rules to another source (the mixin).
 	SkipRecording bool
 	SLIs          []SLI
+	// Extra are further rule files (SLOs, forecasts) built elsewhere,
+	// keyed by file name; they are rendered and validated with the rest.
+	Extra map[string]rulefmt.RuleGroups
 }
 
 // Set is the rendered, validated output of one build.
@@ -196,7 +199,7 @@ func alertsFor(s sli.SLI) []alertDef {
 			"Error ratio of " + where + " is " + value + ", above the band learned from history (" + s.Name + ").", "autoglmerrorratioabovebaseline"}}
 	case strings.HasPrefix(s.Name, "ttft"):
 		return []alertDef{{"AutoGLMTTFTAboveBaseline", "warning", BoundUpper, "Time to first token is above its baseline.",
-			"Time to first token (" + s.Name + ") of " + where + " is " + value + ", above the band learned from history.", "autoglmttftabovebaseline"}}
+			"Time to first token (" + s.Name + ") of " + where + " is " + value + ", above the band learned from history." + sli.SaturationNote(), "autoglmttftabovebaseline"}}
 	case s.Kind == sli.KindLatency:
 		return []alertDef{{"AutoGLMLatencyAboveBaseline", "warning", BoundUpper, "Latency is above its baseline.",
 			"Latency (" + s.Name + ") of " + where + " is " + value + ", above the band learned from history.", "autoglmlatencyabovebaseline"}}
@@ -548,6 +551,12 @@ func Build(in Input) (*Set, error) {
 	}
 	alerts.Groups = kept
 	set.Files[AlertsFile] = alerts
+	for name, g := range in.Extra {
+		if _, taken := set.Files[name]; taken || len(g.Groups) == 0 {
+			continue
+		}
+		set.Files[name] = g
+	}
 	for name, groups := range set.Files {
 		b, err := Render(groups)
 		if err != nil {

@@ -70,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.lastFit, m.lastSuccess, m.failures, m.reloads, m.written,
-		versioncollector.NewCollector("autoglm_rulegen"), &bandCollector{s: s, labels: seriesLabels()}} {
+		versioncollector.NewCollector("autoglm_rulegen"), &bandCollector{s: s, labels: seriesLabels()}, &forecastCollector{s: s}} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

@@ -21,14 +21,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promconfig "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/baseline"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/forecast"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/promapi"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/rules"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/slo"
 	"github.com/open-autoglm/autoglm-monitor/rulegen/target"
 )
 
@@ -74,7 +77,11 @@ type Service struct {
 	bands   []bandSample
 	lastSet *rules.Set
 	ok      bool
-	trigger chan struct{}
+	// curves are the forecasts of the last refit; trackers weigh the views
+	// of each series' next forecast by how its past ones came true.
+	curves   []curve
+	trackers map[string]*forecast.Tracker
+	trigger  chan struct{}
 }
 
 // New registers the metrics and returns a Service.
@@ -88,7 +95,7 @@ func New(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{opts: o, cfg: o.Config, logger: o.Logger, trigger: make(chan struct{}, 1)}
+	s := &Service{opts: o, cfg: o.Config, logger: o.Logger, trigger: make(chan struct{}, 1), trackers: map[string]*forecast.Tracker{}}
 	m, err := newMetrics(o.Registerer, s)
 	if err != nil {
 		return nil, err
@@ -321,6 +328,7 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 		return h, nil
 	}
 	var all []fitted
+	var curves []curve
 	for _, def := range sli.SLIs() {
 		if !c.Enabled(def.Name) {
 			continue
@@ -365,10 +373,21 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 			default:
 				fi.model, fi.policy = m, p
 			}
+			if def.Name == forecast.SLIRoute && c.ForecastEnabled() {
+				curves = append(curves, s.predict(false, []string{forecast.SLIRoute, fi.labels["job"], fi.labels[sli.LabelRoute]}, fi.model, ser.Points, now))
+			}
 			all = append(all, fi)
 		}
 	}
+	if c.ForecastEnabled() {
+		curves = append(curves, s.forecastInstances(ctx, read, c, now)...)
+	}
 	in := s.input(f, all, now)
+	extra, err := s.extra(f)
+	if err != nil {
+		return &failure{"validate", err}
+	}
+	in.Extra = extra
 	set, err := rules.Build(in)
 	if err != nil {
 		return &failure{"validate", fmt.Errorf("build rules: %w", err)}
@@ -377,6 +396,7 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 	s.mu.Lock()
 	s.series = all
 	s.mu.Unlock()
+	s.publishCurves(curves)
 	s.UpdateBands()
 	for _, t := range s.opts.Targets {
 		res, err := t.Deliver(ctx, set)
@@ -413,7 +433,13 @@ func (s *Service) bootstrap(ctx context.Context, f *config.File, now time.Time) 
 	if ok {
 		return
 	}
-	set, err := rules.Build(s.input(f, nil, now))
+	in := s.input(f, nil, now)
+	extra, err := s.extra(f)
+	if err != nil {
+		s.logger.Error("cannot build SLO rules", "err", err)
+	}
+	in.Extra = extra
+	set, err := rules.Build(in)
 	if err != nil {
 		s.logger.Error("cannot build static rules", "err", err)
 		return
@@ -440,6 +466,21 @@ func (s *Service) bootstrap(ctx context.Context, f *config.File, now time.Time) 
 			s.logger.Warn("history unavailable, wrote static-only rules", "files", res.Written)
 		}
 	}
+}
+
+// extra builds the rule files that do not depend on fitted baselines: the
+// SLOs of the slos: section and of the Sloth specs (re-read at every refit,
+// so a reload picks up edited specs).
+func (s *Service) extra(f *config.File) (map[string]rulefmt.RuleGroups, error) {
+	specs, err := slo.Load(f)
+	if err != nil {
+		return nil, fmt.Errorf("SLO specs: %w", err)
+	}
+	g, err := slo.Build(specs...)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]rulefmt.RuleGroups{slo.File: g, forecast.File: forecastRules(f)}, nil
 }
 
 // LastSet returns the last delivered rule set (nil before the first).

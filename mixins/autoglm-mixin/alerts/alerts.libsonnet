@@ -1,3 +1,4 @@
 (import 'traffic.libsonnet') +
 (import 'services.libsonnet') +
-(import 'baselines.libsonnet')
+(import 'baselines.libsonnet') +
+(import 'engine.libsonnet')

@@ -67,7 +67,7 @@ local r = sli.records;
             'AutoGLMHighTimeToFirstToken',
             'warning',
             'LLM time to first token p95 is above its objective',
-            'The 95th percentile time to first token of model {{ $labels.gen_ai_request_model }} on route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} is {{ $value | humanizeDuration }} (objective %gs).' % c.ttftP95Seconds,
+            'The 95th percentile time to first token of model {{ $labels.gen_ai_request_model }} on route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} is {{ $value | humanizeDuration }} (objective %gs).' % c.ttftP95Seconds + sli.saturationNote,
             |||
               (%(ttft)s{%(sel)s} > %(objective)g)
               and %(modelOn)s

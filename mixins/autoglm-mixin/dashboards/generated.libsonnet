@@ -5,4 +5,6 @@
   'autoglm-baselines.json': import 'baselines.json',
   'autoglm-alerting.json': import 'alerting.json',
   'autoglm-exporter.json': import 'exporter.json',
+  'autoglm-engine.json': import 'engine.json',
+  'autoglm-slo.json': import 'slo.json',
 }

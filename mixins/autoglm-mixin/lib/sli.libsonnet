@@ -98,6 +98,61 @@
       expr: 'sum by (job, service_name, netns, k8s_namespace_name, k8s_pod_name, k8s_container_name, http_route, gen_ai_request_model) (rate(gen_ai_server_tokens_total{gen_ai_token_type="input"}[5m]))',
     },
   ],
+  engineRecords: {
+    engineKVCache: 'instance:engine_kv_cache_usage:ratio',
+    enginePreempts: 'instance:engine_preemptions:rate5m',
+    engineQueueP95: 'instance:engine_queue_time_seconds:p95_rate5m',
+    engineRunning: 'instance:engine_requests_running:sum',
+    engineSaturated: 'instance:engine_saturated:bool',
+    engineTTFTP95: 'instance:engine_time_to_first_token_seconds:p95_rate5m',
+    engineWaiting: 'instance:engine_requests_waiting:sum',
+    gpuFramebuffer: 'node:gpu_framebuffer_usage:ratio',
+    gpuUtilization: 'node:gpu_utilization:avg',
+    routeSaturated: 'job_route:engine_saturated:max',
+  },
+  engineRecordingRules: [
+    {
+      record: 'instance:engine_requests_waiting:sum',
+      expr: 'sum by (job, instance, node, server_port, engine) (label_replace((vllm:num_requests_waiting{node!="", server_port!=""} or label_replace(vllm:num_requests_waiting{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(vllm:num_requests_waiting{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(vllm:num_requests_waiting{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "vllm", "", "") or label_replace((sglang:num_queue_reqs{node!="", server_port!=""} or label_replace(sglang:num_queue_reqs{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(sglang:num_queue_reqs{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(sglang:num_queue_reqs{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "sglang", "", "") or label_replace((tgi_queue_size{node!="", server_port!=""} or label_replace(tgi_queue_size{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(tgi_queue_size{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(tgi_queue_size{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "tgi", "", ""))',
+    },
+    {
+      record: 'instance:engine_requests_running:sum',
+      expr: 'sum by (job, instance, node, server_port, engine) (label_replace((vllm:num_requests_running{node!="", server_port!=""} or label_replace(vllm:num_requests_running{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(vllm:num_requests_running{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(vllm:num_requests_running{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "vllm", "", "") or label_replace((sglang:num_running_reqs{node!="", server_port!=""} or label_replace(sglang:num_running_reqs{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(sglang:num_running_reqs{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(sglang:num_running_reqs{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "sglang", "", "") or label_replace((tgi_batch_current_size{node!="", server_port!=""} or label_replace(tgi_batch_current_size{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(tgi_batch_current_size{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(tgi_batch_current_size{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "tgi", "", ""))',
+    },
+    {
+      record: 'instance:engine_kv_cache_usage:ratio',
+      expr: 'max by (job, instance, node, server_port, engine) (label_replace(((vllm:kv_cache_usage_perc{node!="", server_port!=""} or label_replace(vllm:kv_cache_usage_perc{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(vllm:kv_cache_usage_perc{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(vllm:kv_cache_usage_perc{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")) or (vllm:gpu_cache_usage_perc{node!="", server_port!=""} or label_replace(vllm:gpu_cache_usage_perc{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(vllm:gpu_cache_usage_perc{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(vllm:gpu_cache_usage_perc{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)"))), "engine", "vllm", "", "") or label_replace((sglang:token_usage{node!="", server_port!=""} or label_replace(sglang:token_usage{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(sglang:token_usage{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(sglang:token_usage{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "sglang", "", ""))',
+    },
+    {
+      record: 'instance:engine_preemptions:rate5m',
+      expr: 'sum by (job, instance, node, server_port, engine) (label_replace((rate(vllm:num_preemptions_total{node!="", server_port!=""}[5m]) or label_replace(rate(vllm:num_preemptions_total{node="", server_port!=""}[5m]), "node", "$1", "instance", "(.+):[0-9]+") or label_replace(rate(vllm:num_preemptions_total{node!="", server_port=""}[5m]), "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(rate(vllm:num_preemptions_total{node="", server_port=""}[5m]), "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "vllm", "", ""))',
+    },
+    {
+      record: 'instance:engine_time_to_first_token_seconds:p95_rate5m',
+      expr: 'histogram_quantile(0.95, sum by (job, instance, node, server_port, engine, le) (label_replace((rate(vllm:time_to_first_token_seconds_bucket{node!="", server_port!=""}[5m]) or label_replace(rate(vllm:time_to_first_token_seconds_bucket{node="", server_port!=""}[5m]), "node", "$1", "instance", "(.+):[0-9]+") or label_replace(rate(vllm:time_to_first_token_seconds_bucket{node!="", server_port=""}[5m]), "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(rate(vllm:time_to_first_token_seconds_bucket{node="", server_port=""}[5m]), "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "vllm", "", "") or label_replace((rate(sglang:time_to_first_token_seconds_bucket{node!="", server_port!=""}[5m]) or label_replace(rate(sglang:time_to_first_token_seconds_bucket{node="", server_port!=""}[5m]), "node", "$1", "instance", "(.+):[0-9]+") or label_replace(rate(sglang:time_to_first_token_seconds_bucket{node!="", server_port=""}[5m]), "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(rate(sglang:time_to_first_token_seconds_bucket{node="", server_port=""}[5m]), "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "sglang", "", "")))',
+    },
+    {
+      record: 'instance:engine_queue_time_seconds:p95_rate5m',
+      expr: 'histogram_quantile(0.95, sum by (job, instance, node, server_port, engine, le) (label_replace((rate(tgi_request_queue_duration_bucket{node!="", server_port!=""}[5m]) or label_replace(rate(tgi_request_queue_duration_bucket{node="", server_port!=""}[5m]), "node", "$1", "instance", "(.+):[0-9]+") or label_replace(rate(tgi_request_queue_duration_bucket{node!="", server_port=""}[5m]), "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(rate(tgi_request_queue_duration_bucket{node="", server_port=""}[5m]), "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")), "engine", "tgi", "", "")))',
+    },
+    {
+      record: 'instance:engine_saturated:bool',
+      expr: 'max by (job, instance, node, server_port, engine) (\n  label_replace(avg_over_time(instance:engine_requests_waiting:sum[5m]) >= bool 1, "reason", "queue", "", "")\n  or label_replace(instance:engine_kv_cache_usage:ratio >= bool 0.9, "reason", "kv_cache", "", "")\n  or label_replace(instance:engine_preemptions:rate5m > bool 0, "reason", "preemption", "", "")\n)',
+    },
+    {
+      record: 'node:gpu_utilization:avg',
+      expr: 'avg by (job, node) ((DCGM_FI_DEV_GPU_UTIL{node!="", server_port!=""} or label_replace(DCGM_FI_DEV_GPU_UTIL{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(DCGM_FI_DEV_GPU_UTIL{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(DCGM_FI_DEV_GPU_UTIL{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)"))) / 100',
+    },
+    {
+      record: 'node:gpu_framebuffer_usage:ratio',
+      expr: 'max by (job, node) ((DCGM_FI_DEV_FB_USED{node!="", server_port!=""} or label_replace(DCGM_FI_DEV_FB_USED{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(DCGM_FI_DEV_FB_USED{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(DCGM_FI_DEV_FB_USED{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")) / ((DCGM_FI_DEV_FB_USED{node!="", server_port!=""} or label_replace(DCGM_FI_DEV_FB_USED{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(DCGM_FI_DEV_FB_USED{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(DCGM_FI_DEV_FB_USED{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)")) + (DCGM_FI_DEV_FB_FREE{node!="", server_port!=""} or label_replace(DCGM_FI_DEV_FB_FREE{node="", server_port!=""}, "node", "$1", "instance", "(.+):[0-9]+") or label_replace(DCGM_FI_DEV_FB_FREE{node!="", server_port=""}, "server_port", "$1", "instance", ".+:([0-9]+)") or label_replace(label_replace(DCGM_FI_DEV_FB_FREE{node="", server_port=""}, "node", "$1", "instance", "(.+):[0-9]+"), "server_port", "$1", "instance", ".+:([0-9]+)"))))',
+    },
+    {
+      record: 'job_route:engine_saturated:max',
+      expr: 'max by (job, http_route) (\n  max by (node, server_port) (instance:engine_saturated:bool)\n  * on (node, server_port) group_right ()\n  (sum by (job, http_route, node, server_port) (label_replace(rate(http_server_request_duration_seconds_count[5m]), "node", "$1", "instance", "(.+):[0-9]+")) > bool 0)\n)',
+    },
+  ],
+  saturationNote: '{{ with printf "max(job_route:engine_saturated:max{job=%q, http_route=%q})" $labels.job $labels.http_route | query }}{{ if eq (. | first | value) 1.0 }} The engine serving this route is saturated (requests wait for a slot, the KV cache is full or sequences are preempted): add capacity or shed load.{{ else }} The engines serving this route are not saturated: look at prompt lengths, the model and the network.{{ end }}{{ else }} No engine metrics are joined to this route.{{ end }}',
   slis: [
     {
       name: 'request_rate',
@@ -184,9 +239,11 @@
   dashboards: {
     alerting: 'autoglm-alerting',
     baselines: 'autoglm-baselines',
+    engine: 'autoglm-engine',
     exporter: 'autoglm-exporter',
     models: 'autoglm-models',
     overview: 'autoglm-overview',
+    slo: 'autoglm-slo',
   },
   workloadLabels: [
     'service_name',

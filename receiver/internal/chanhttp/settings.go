@@ -22,6 +22,8 @@ const DefaultTimeout = 10 * time.Second
 type Settings struct {
 	Timeout    fileconfig.Duration `yaml:"timeout"`
 	HTTPConfig HTTPConfig          `yaml:"http_config"`
+	// Transport, when set, replaces the network (tests reach provider fakes in-process).
+	Transport http.RoundTripper `yaml:"-"`
 }
 
 // HTTPConfig is Prometheus' HTTPClientConfig, decoded without its own
@@ -63,6 +65,9 @@ func (s *Settings) RequestTimeout() time.Duration {
 
 // Client builds the channel's HTTP client.
 func (s *Settings) Client(name string) (*http.Client, error) {
+	if s.Transport != nil {
+		return &http.Client{Transport: s.Transport}, nil
+	}
 	return commoncfg.NewClientFromConfig(*s.HTTPConfig.common(), name)
 }
 

@@ -1,0 +1,299 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"golang.org/x/sys/unix"
+
+	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
+)
+
+// The benchmark's broker runs in a child process (this test binary again),
+// so that the CPU the benchmark reports is the output's own.
+const brokerChildEnv = "AUTOGLM_KAFKA_BENCH_BROKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(brokerChildEnv) != "" {
+		runBrokerChild()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// runBrokerChild serves a kfake broker that acknowledges produce requests
+// after validating them (sequence numbers included) without storing the
+// records, prints its address and stops when stdin closes.
+func runBrokerChild() {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, topic), kfake.BlackholeProduce())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(c.ListenAddrs()[0])
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	c.Close()
+}
+
+func startBrokerChild(b *testing.B) string {
+	b.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), brokerChildEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	})
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("broker child: %v", err)
+	}
+	return strings.TrimSpace(addr)
+}
+
+// threadCPU is the CPU time of the calling OS thread (the scheduler's own
+// account, to the nanosecond, not sampled at ticks).
+func threadCPU() time.Duration { return clockCPU(unix.CLOCK_THREAD_CPUTIME_ID) }
+
+func processCPU() time.Duration { return clockCPU(unix.CLOCK_PROCESS_CPUTIME_ID) }
+
+func clockCPU(clock int32) time.Duration {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(clock, &ts); err != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// benchRequests vary like real traffic: routes, models, clients, streams.
+func benchRequests() []traffic.Request {
+	paths := []string{"/v1/chat/completions", "/v1/chat/completions", "/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/health"}
+	models := []string{"glm-4-9b-chat", "qwen2.5-7b-instruct", "llama-3.1-8b", "bge-m3"}
+	w := &traffic.Workload{ServiceName: "vllm", K8sNamespace: "llm", K8sPod: "vllm-7d9f8-abcde", K8sContainer: "server"}
+	out := make([]traffic.Request, 1024)
+	for i := range out {
+		start := t0.Add(time.Duration(i) * time.Millisecond)
+		r := traffic.Request{
+			Start: start, FirstByte: start.Add(80 * time.Millisecond), End: start.Add(time.Duration(200+i%1800) * time.Millisecond),
+			Method: "POST", Path: paths[i%len(paths)], Status: 200, RequestBodySize: int64(300 + i), ResponseBodySize: int64(2000 + 7*i),
+			Model: models[i%len(models)], InputTokens: int64(64 + i%500), OutputTokens: int64(16 + i%300),
+			Client: netip.AddrFrom4([4]byte{10, byte(i % 7), byte(i % 31), byte(i)}), ServerPort: 8000,
+			Protocol: traffic.ProtocolHTTP1, Workload: w,
+		}
+		if i%10 < 3 {
+			r.Streaming, r.FirstToken = true, start.Add(120*time.Millisecond)
+		}
+		if i%50 == 0 {
+			r.Status = 503
+		}
+		out[i] = r
+	}
+	return out
+}
+
+type benchResult struct {
+	events              int
+	elapsed             time.Duration
+	enqueueCPU, procCPU time.Duration
+	dropped             float64
+	batches, sentBytes  float64
+	producedBytes       float64
+}
+
+// runBench publishes n events from one locked OS thread (the capture's
+// goroutine) as fast as the buffer takes them, and waits until Kafka has
+// acknowledged them all. The publisher thread's CPU inside Publish is the
+// enqueue path; the rest of the process CPU is the producer (encoding,
+// franz-go, compression, network, garbage collection) plus the
+// benchmark's own waiting, which is small.
+func runBench(b *testing.B, addr string, o Options, n int) benchResult {
+	o.Brokers = []string{addr}
+	out, err := New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- out.Run(ctx) }()
+	// Warm up: connection, metadata, producer id.
+	reqs := benchRequests()
+	out.Publish(&reqs[0])
+	waitProducedB(b, out, 1)
+
+	runtime.GC()
+	start, cpu0 := time.Now(), processCPU()
+	pubCPU := make(chan time.Duration, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		// Publish in bursts into room that is there, timing only the
+		// bursts: the benchmark waits for room so that the producer's
+		// sustained rate is measured without drops (the exporter never
+		// waits), and that waiting is not the enqueue path's cost.
+		const burst = 256
+		var spent time.Duration
+		for i := 0; i < n; i += burst {
+			for len(out.queue) > cap(out.queue)-burst {
+				time.Sleep(time.Millisecond)
+			}
+			c0 := threadCPU()
+			for j := i; j < min(i+burst, n); j++ {
+				out.Publish(&reqs[j%len(reqs)])
+			}
+			spent += threadCPU() - c0
+		}
+		pubCPU <- spent
+	}()
+	enqueue := <-pubCPU
+	waitProducedB(b, out, float64(n+1))
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
+	c := out.Collector()
+	res := benchResult{
+		events: n, elapsed: elapsed, enqueueCPU: enqueue, procCPU: cpu, dropped: dropped(b, out),
+		batches: metric(b, c, "autoglm_exporter_kafka_batches_total"), sentBytes: metric(b, c, "autoglm_exporter_kafka_batch_bytes_total"),
+		producedBytes: metric(b, c, "autoglm_exporter_kafka_produced_bytes_total"),
+	}
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	return res
+}
+
+func waitProducedB(b *testing.B, out *Output, n float64) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for metric(b, out.Collector(), "autoglm_exporter_kafka_events_produced_total") < n {
+		if time.Now().After(deadline) || dropped(b, out) > 0 {
+			b.Fatalf("produced %g of %g events, dropped %g", metric(b, out.Collector(), "autoglm_exporter_kafka_events_produced_total"), n, dropped(b, out))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkKafkaOutput prints the output's sustained throughput to a
+// broker in another process and its CPU per event, enqueue path and
+// producer apart, for the default settings and a few variants.
+//
+//	go test -run '^$' -bench BenchmarkKafkaOutput -benchtime 1x ./exporter/kafka/
+//
+// AUTOGLM_BENCH_EVENTS (default 500000) sets the events per row,
+// AUTOGLM_BENCH_ROWS runs only the rows whose name contains it.
+func BenchmarkKafkaOutput(b *testing.B) {
+	n := 500_000
+	if v, err := strconv.Atoi(os.Getenv("AUTOGLM_BENCH_EVENTS")); err == nil && v > 0 {
+		n = v
+	}
+	addr := startBrokerChild(b)
+	base := Options{
+		Topic: topic, ClientID: "bench", Key: "route", Compression: "zstd", BatchMaxBytes: 1_000_000,
+		Linger: 20 * time.Millisecond, Idempotent: true, Acks: "all", DeliveryTimeout: 30 * time.Second, BufferEvents: 16384,
+		Encoder: EncoderOptions{Endpoints: []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings"},
+			Source: SourceEBPF, Host: "node-1", PrefixV4: 24, PrefixV6: 64},
+	}
+	rows := []struct {
+		name string
+		edit func(*Options)
+	}{
+		{"defaults (zstd, key route, linger 20ms)", func(*Options) {}},
+		{"zstd default level", func(o *Options) { o.ZstdLevel = 2 }},
+		{"lz4", func(o *Options) { o.Compression = "lz4" }},
+		{"no compression", func(o *Options) { o.Compression = "none" }},
+		{"zstd, key client", func(o *Options) { o.Key = "client" }},
+		{"zstd, linger 100ms", func(o *Options) { o.Linger = 100 * time.Millisecond }},
+		{"zstd, buffer_events 4096", func(o *Options) { o.BufferEvents = 4096 }},
+	}
+	var t strings.Builder
+	fmt.Fprintf(&t, "kafka output benchmark, %d events per row, broker (kfake, validating, not storing) in another process, %d CPUs, load average %s\n",
+		n, runtime.NumCPU(), loadavg())
+	fmt.Fprintf(&t, "%-40s %10s %9s %10s %12s %11s %9s %8s %7s\n", "settings", "events/s", "dropped", "enqueue", "producer", "total", "B/event", "ratio", "batch")
+	// Warm up the process (heap, pools, encoders) so the first row is not penalised.
+	runBench(b, addr, base, n/5)
+	only := os.Getenv("AUTOGLM_BENCH_ROWS")
+	for range b.N {
+		for _, row := range rows {
+			if only != "" && !strings.Contains(row.name, only) {
+				continue
+			}
+			o := base
+			row.edit(&o)
+			r := runBench(b, addr, o, n)
+			per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1000 / float64(r.events) }
+			producer := r.procCPU - r.enqueueCPU
+			fmt.Fprintf(&t, "%-40s %10.0f %9.0f %7.3f us %9.3f us %8.3f us %9.0f %8.2f %7.0f\n", row.name,
+				float64(r.events)/r.elapsed.Seconds(), r.dropped, per(r.enqueueCPU), per(producer), per(r.procCPU),
+				r.producedBytes/float64(r.events+1), r.producedBytes/max(r.sentBytes, 1), float64(r.events)/max(r.batches, 1))
+			if row.name == rows[0].name {
+				b.ReportMetric(float64(r.events)/r.elapsed.Seconds(), "events/s")
+				b.ReportMetric(per(r.enqueueCPU), "enqueue-us/event")
+				b.ReportMetric(per(producer), "producer-us/event")
+			}
+		}
+	}
+	fmt.Fprintf(&t, "enqueue: CPU of the capture's thread in Publish; producer: the rest of the process (encoding, franz-go, compression, syscalls, GC); ratio: event bytes / compressed batch bytes; batch: events per batch; load average at the end %s\n", loadavg())
+	b.Log(t.String())
+	fmt.Print(t.String())
+}
+
+// BenchmarkEncoder is the cost of turning one request into its JSON event.
+func BenchmarkEncoder(b *testing.B) {
+	e := testEncoder(SourceEBPF, false)
+	reqs := benchRequests()
+	buf := make([]byte, 0, 2048)
+	b.ReportAllocs()
+	size := 0
+	for i := 0; b.Loop(); i++ {
+		buf = e.Append(buf[:0], &reqs[i%len(reqs)])
+		size += len(buf)
+	}
+	b.ReportMetric(float64(size)/float64(b.N), "B/event")
+}
+
+// BenchmarkPublish is the capture's side: one Publish into a buffer with room.
+func BenchmarkPublish(b *testing.B) {
+	out := &Output{queue: make(chan traffic.Request, 1<<16), m: newSelfMetrics()}
+	reqs := benchRequests()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if len(out.queue) == cap(out.queue) {
+			b.StopTimer()
+			for len(out.queue) > 0 {
+				<-out.queue
+			}
+			b.StartTimer()
+		}
+		out.Publish(&reqs[i%len(reqs)])
+	}
+}

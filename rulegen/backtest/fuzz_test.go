@@ -1,0 +1,54 @@
+package backtest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"strings"
+	"testing"
+)
+
+// FuzzReadCSV feeds arbitrary bytes (plain or gzipped) to the backtest's
+// CSV reader: it never panics, every error names the input, and what it
+// accepts is a non-empty series in time order.
+func FuzzReadCSV(f *testing.F) {
+	for _, s := range []string{
+		"timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,2.5\n",
+		"timestamp,value\n2026-01-01T00:00:00Z,\n2026-01-01T00:01:00Z,NaN\n2026-01-01T00:02:00Z,3\n",
+		"\ufefftimestamp,value\r\n2026-01-01 00:00:00.123456,1e3\r\n",
+		"timestamp,value\n\"2026-01-01 00:00:00\",\"1\"\n",
+		"timestamp,value\n2026-01-01 00:00:00,\"1",
+		"timestamp,value\n2026-01-01 00:01:00,1\n2026-01-01 00:00:00,2\n",
+		"timestamp,value\n2026-01-01 00:00:00,+Inf\n",
+		"value,timestamp\n",
+	} {
+		f.Add([]byte(s))
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte("timestamp,value\n2026-01-01 00:00:00,1\n"))
+	_ = zw.Close()
+	f.Add(gz.Bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pts, err := readMaybeGzip(bytes.NewReader(b), "in.csv")
+		if err != nil {
+			if pts != nil {
+				t.Fatalf("points returned with error %v", err)
+			}
+			if !strings.HasPrefix(err.Error(), "in.csv") {
+				t.Fatalf("error does not name the input: %v", err)
+			}
+			return
+		}
+		if len(pts) == 0 {
+			t.Fatal("accepted an input without data rows")
+		}
+		for i, p := range pts {
+			if p.T.IsZero() {
+				t.Fatalf("row %d has no time", i)
+			}
+			if i > 0 && p.T.Before(pts[i-1].T) {
+				t.Fatalf("rows out of order at %d: %s before %s", i, p.T, pts[i-1].T)
+			}
+		}
+	})
+}
