@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"gopkg.in/yaml.v3"
 
+	"github.com/open-autoglm/autoglm-monitor/exporter/kafka/kafkatest"
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
 	"github.com/open-autoglm/autoglm-monitor/receiver/providertest"
@@ -158,6 +160,66 @@ func addIMChannels(t *testing.T, content []byte, dingURL, weComURL string) []byt
 	return out
 }
 
+// addKafkaOutput points the exporter's request events at broker.
+func addKafkaOutput(t *testing.T, content []byte, broker, topic string) []byte {
+	t.Helper()
+	var doc map[string]any
+	if err := yaml.Unmarshal(content, &doc); err != nil {
+		t.Fatalf("parse autoglm.yml: %v", err)
+	}
+	exp := doc["exporter"].(map[string]any)
+	exp["outputs"] = map[string]any{"kafka": map[string]any{"brokers": []string{broker}, "topic": topic, "key": "route"}}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatalf("write autoglm.yml: %v", err)
+	}
+	return out
+}
+
+// checkKafkaEvents compares the topic with the count-bounded load: one
+// event per answered request, none twice, each with its route and status
+// and without any text of the prompt or the completion.
+func checkKafkaEvents(t *testing.T, recs []*kgo.Record, sum loadSummary) {
+	t.Helper()
+	if int64(len(recs)) != sum.Responses {
+		t.Errorf("the topic holds %d events, the load generator got %d responses", len(recs), sum.Responses)
+	}
+	ids := make(map[string]bool, len(recs))
+	byStatus := map[string]int64{}
+	for _, r := range recs {
+		var ev struct {
+			ID     string `json:"event_id"`
+			Route  string `json:"http_route"`
+			Status int    `json:"http_response_status_code"`
+		}
+		if err := json.Unmarshal(r.Value, &ev); err != nil {
+			t.Fatalf("event %q: %v", r.Value, err)
+		}
+		if ids[ev.ID] {
+			t.Errorf("event %s is on the topic twice", ev.ID)
+		}
+		ids[ev.ID] = true
+		if ev.Route == "" || ev.Status == 0 {
+			t.Errorf("event without route or status: %s", r.Value)
+		}
+		if string(r.Key) != ev.Route {
+			t.Errorf("event keyed %q, want its route %q", r.Key, ev.Route)
+		}
+		for _, field := range []string{`"messages"`, `"prompt"`, `"content"`, `"choices"`} {
+			if strings.Contains(string(r.Value), field) {
+				t.Errorf("event carries request or response content (%s): %s", field, r.Value)
+			}
+		}
+		byStatus[fmt.Sprint(ev.Status)]++
+	}
+	for status, n := range sum.ByStatus {
+		if byStatus[status] != n {
+			t.Errorf("status %s: %d events, %d responses", status, byStatus[status], n)
+		}
+	}
+	t.Logf("topic: %d events by status %v", len(recs), byStatus)
+}
+
 type loadSummary struct {
 	Sent      int64            `json:"sent"`
 	Responses int64            `json:"responses"`
@@ -180,6 +242,10 @@ func TestEndToEnd(t *testing.T) {
 
 	ding := providertest.NewDingTalk(t, dingTalkToken, dingTalkSecret)
 	wecom := providertest.NewWeCom(t, weComKey)
+	// The exporter's request events go to a broker speaking Kafka's
+	// protocol, so the exporter dashboard's Kafka row is checked with data
+	// and every counted request is checked on the topic.
+	broker := kafkatest.Start(t, "autoglm.requests", 2)
 	work := t.TempDir()
 	faults := filepath.Join(work, "e2e-faults.yml")
 	if err := os.WriteFile(faults, []byte(e2eFaults), 0o644); err != nil {
@@ -189,6 +255,7 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 
 	var exact loadSummary
+	var events []*kgo.Record
 	var exactBefore, exactAfter float64
 	start := time.Now()
 	s, err := Start(ctx, Options{
@@ -197,12 +264,15 @@ func TestEndToEnd(t *testing.T) {
 		FaultsFile: faults, Speed: 4, Calibration: 15 * time.Second, LoadDuration: 10 * time.Minute,
 		Rewrite: func(file string, b []byte) []byte {
 			if file == "autoglm.yml" {
-				return addIMChannels(t, b, ding.URL(), wecom.URL())
+				return addKafkaOutput(t, addIMChannels(t, b, ding.URL(), wecom.URL()), broker.Addr(), broker.Topic)
 			}
 			return b
 		},
 		BeforeTraffic: func(ctx context.Context, s *Stack) error {
 			exactBefore, exactAfter, exact = exactCount(ctx, t, s)
+			// Nothing else has reached the simulator yet: the topic holds
+			// exactly the events of the count-bounded load.
+			events = broker.Consume(int(exact.Responses), 3*time.Second, 45*time.Second)
 			return nil
 		},
 		Say: func(format string, args ...any) {
@@ -239,6 +309,10 @@ func TestEndToEnd(t *testing.T) {
 	if err := s.Prepared(ctx); err != nil {
 		fail(t, "calibration, backfill or rulegen failed: %v", err)
 	}
+
+	t.Run("every counted request is one event on the Kafka topic", func(t *testing.T) {
+		checkKafkaEvents(t, events, exact)
+	})
 
 	t.Run("recording rules have values", func(t *testing.T) {
 		for _, r := range sli.RecordingRules() {
