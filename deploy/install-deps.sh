@@ -31,6 +31,8 @@ if ! $demo; then
 	# The Kafka output's documented consumer recipes (kcat, jq) are run by its tests.
 	command -v kcat >/dev/null || need+=(kcat)
 	command -v jq >/dev/null || need+=(jq)
+	# The receiver's shared outbox: its tests start their own PostgreSQL cluster.
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 fi
 # Each package once, in a stable order.
 mapfile -t need < <(printf '%s\n' "${need[@]+"${need[@]}"}" | sed '/^$/d' | sort -u)

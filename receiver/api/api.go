@@ -41,7 +41,7 @@ type Enqueuer interface {
 
 // Options configure the API.
 type Options struct {
-	Store      *store.Store
+	Store      store.Store
 	Engine     Enqueuer
 	Logger     *slog.Logger
 	Now        func() time.Time

@@ -52,7 +52,7 @@ const testConfig = `receiver:
 
 type fixture struct {
 	api   *API
-	store *store.Store
+	store store.Store
 	rec   *recorder
 	reg   *prometheus.Registry
 	srv   *httptest.Server

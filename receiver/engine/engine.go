@@ -45,7 +45,7 @@ func (p Policy) Backoff(n int, r float64) time.Duration {
 
 // Options configure an Engine.
 type Options struct {
-	Store      *store.Store
+	Store      store.Store
 	Logger     *slog.Logger
 	Now        func() time.Time
 	Policy     Policy
@@ -65,6 +65,12 @@ type Options struct {
 	MaxRound int
 	// Rand returns numbers in [0,1) for jitter (default math/rand).
 	Rand func() float64
+	// LeaseEvery is how often a shared store's channel leases are renewed
+	// (default 5s; keep it well below the store's lease).
+	LeaseEvery time.Duration
+	// PollEvery is how often a shared store is polled for deliveries other
+	// replicas accepted on this replica's channels (default 200ms).
+	PollEvery time.Duration
 	// Decorate, when set, prepares the context of each send over channel for
 	// the deliveries in it (action links, the people an escalation step pages).
 	Decorate func(ctx context.Context, channel string, ds []*store.Delivery) context.Context
@@ -92,6 +98,8 @@ type Engine struct {
 	queues map[string]*queue
 	ctx    context.Context
 	wg     sync.WaitGroup
+	// sh is set when the store is shared by several replicas (shared.go).
+	sh *sharedState
 }
 
 // New creates an engine; call SetChannels and Start.
@@ -132,7 +140,16 @@ func New(o Options) (*Engine, error) {
 	if o.Policy.ExpireAfter <= 0 {
 		o.Policy.ExpireAfter = time.Hour
 	}
+	if o.LeaseEvery <= 0 {
+		o.LeaseEvery = 5 * time.Second
+	}
+	if o.PollEvery <= 0 {
+		o.PollEvery = 200 * time.Millisecond
+	}
 	e := &Engine{o: o, chans: map[string]*chanState{}, queues: map[string]*queue{}}
+	if sh, ok := o.Store.(store.Shared); ok {
+		e.sh = &sharedState{st: sh, held: map[string]bool{}, done: map[uint64]time.Time{}}
+	}
 	m, err := newMetrics(o.Registerer, e)
 	if err != nil {
 		return nil, err
@@ -219,6 +236,12 @@ func (e *Engine) queueLocked(name string) *queue {
 // were perhaps sent just before a crash; they are audited as uncertain and sent again
 // (nothing accepted is ever lost).
 func (e *Engine) Start(ctx context.Context) error {
+	if e.sh != nil {
+		e.mu.Lock()
+		e.ctx = ctx
+		e.mu.Unlock()
+		return e.startShared(ctx)
+	}
 	pending, err := e.o.Store.Pending()
 	if err != nil {
 		return err
@@ -266,6 +289,10 @@ func (e *Engine) Enqueue(ds []*store.Delivery) {
 	defer e.mu.Unlock()
 	touched := map[*queue]bool{}
 	for _, d := range ds {
+		if e.sh != nil && !e.sh.held[d.Channel] {
+			// Another replica delivers this channel; it polls the store.
+			continue
+		}
 		q := e.queueLocked(d.Channel)
 		// Keep acceptance order even when concurrent requests enqueue out of order.
 		i := sort.Search(len(q.pending), func(i int) bool { return q.pending[i].Seq > d.Seq })

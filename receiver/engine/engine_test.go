@@ -68,7 +68,7 @@ func (f *fakeChannel) sent() []string {
 
 type env struct {
 	t      *testing.T
-	store  *store.Store
+	store  store.Store
 	eng    *Engine
 	reg    *prometheus.Registry
 	logs   *syncBuffer

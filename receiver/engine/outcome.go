@@ -50,6 +50,15 @@ func (e *Engine) send(ctx context.Context, cs *chanState, units [][]*store.Deliv
 			changes = append(changes, store.Change{Delivery: d, FlagOnly: true})
 		}
 		got, err := e.o.Store.Apply(changes, add, recs)
+		if e.lost(err, cs.Name) {
+			// The outcomes and additions are written; nothing of send went out.
+			for _, d := range send {
+				d.InFlight = false
+			}
+			added = append(added, got...)
+			changes, recs, add = nil, nil, nil
+			break
+		}
 		if err != nil {
 			for _, d := range send {
 				d.InFlight = false
@@ -180,6 +189,7 @@ func (e *Engine) remove(ds []*store.Delivery) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.finishedLocked(ds)
 	for _, d := range ds {
 		q := e.queues[d.Channel]
 		if q == nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/receiver/redact"
 	"github.com/open-autoglm/autoglm-monitor/receiver/route"
 	"github.com/open-autoglm/autoglm-monitor/receiver/store"
+	"github.com/open-autoglm/autoglm-monitor/receiver/store/pgstore"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 	"github.com/open-autoglm/autoglm-monitor/receiver/voice"
 )
@@ -42,7 +43,7 @@ type Options struct {
 // Service is a running receiver.
 type Service struct {
 	o      Options
-	store  *store.Store
+	store  store.Store
 	eng    *engine.Engine
 	api    *api.API
 	oncall *onCall
@@ -64,10 +65,7 @@ func New(rc *config.Config, o Options) (*Service, error) {
 	if o.PruneInterval <= 0 {
 		o.PruneInterval = time.Hour
 	}
-	st, err := store.Open(rc.Storage.Path, store.Options{
-		CommitDelay: rc.Storage.CommitDelay.D(), DedupWindow: rc.Storage.DedupWindow.D(),
-		Retention: rc.Storage.AuditRetention.D(), Now: o.Now,
-	})
+	st, err := openStore(rc, o.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +73,14 @@ func New(rc *config.Config, o Options) (*Service, error) {
 	fail := func(err error) (*Service, error) {
 		return nil, errors.Join(err, st.Close())
 	}
+	var leaseEvery time.Duration
+	if pg := rc.Storage.Postgres; pg != nil {
+		// Renewed three times per lease: a replica that misses one keeps its channels.
+		leaseEvery = pg.Lease.D() / 3
+	}
 	s.eng, err = engine.New(engine.Options{
 		Store: st, Logger: o.Logger, Now: o.Now, Registerer: o.Registerer, Policy: policy(rc), Escalator: o.Escalator,
+		LeaseEvery: leaseEvery,
 		// Sends start after New returns, when s.oncall is set.
 		Decorate: func(ctx context.Context, ch string, ds []*store.Delivery) context.Context {
 			return s.oncall.decorate(ctx, ch, ds)
@@ -99,6 +103,28 @@ func New(rc *config.Config, o Options) (*Service, error) {
 		return fail(err)
 	}
 	return s, nil
+}
+
+// openStore opens the embedded bbolt store, or the shared PostgreSQL one.
+func openStore(rc *config.Config, now func() time.Time) (store.Store, error) {
+	so := store.Options{
+		CommitDelay: rc.Storage.CommitDelay.D(), DedupWindow: rc.Storage.DedupWindow.D(),
+		Retention: rc.Storage.AuditRetention.D(), Now: now,
+	}
+	pg := rc.Storage.Postgres
+	if pg == nil {
+		return store.Open(rc.Storage.Path, so)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := pgstore.Open(ctx, pgstore.Config{
+		DSN: pg.DSN.Value(), Password: pg.Password.Value(), MaxConns: pg.MaxConns, Lease: pg.Lease.D(),
+	}, so)
+	if err != nil {
+		// The store scrubbed the DSN and password; the redactor is a second net.
+		return nil, errors.New(redact.New(rc.Secrets()...).String(err.Error()))
+	}
+	return st, nil
 }
 
 func policy(rc *config.Config) engine.Policy {

@@ -14,7 +14,7 @@ var bucketIncidents = []byte("incidents")
 
 // PutIncidents durably writes incident values by id, deletes the ids in
 // del and appends the audit records, in one transaction (after fsync).
-func (s *Store) PutIncidents(vals map[string][]byte, del []string, recs []*Record) error {
+func (s *Bolt) PutIncidents(vals map[string][]byte, del []string, recs []*Record) error {
 	ids := make([]string, 0, len(vals))
 	for id := range vals {
 		ids = append(ids, id)
@@ -44,7 +44,7 @@ func (s *Store) PutIncidents(vals map[string][]byte, del []string, recs []*Recor
 }
 
 // Incidents returns every stored incident value by id.
-func (s *Store) Incidents() (map[string][]byte, error) {
+func (s *Bolt) Incidents() (map[string][]byte, error) {
 	out := map[string][]byte{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketIncidents)
@@ -65,7 +65,7 @@ func (s *Store) Incidents() (map[string][]byte, error) {
 // AcceptPages durably enqueues deliveries that the receiver made itself
 // (escalation pages, announcements), dropping those whose idempotency key is
 // live, with their audit records.
-func (s *Store) AcceptPages(ds []*Delivery, recs []*Record) ([]*Delivery, error) {
+func (s *Bolt) AcceptPages(ds []*Delivery, recs []*Record) ([]*Delivery, error) {
 	vals, err := encode(ds)
 	if err != nil {
 		return nil, err

@@ -1,8 +1,10 @@
-// Package store is the receiver's embedded durable store on bbolt: the outbox
-// of pending deliveries, idempotency keys, dead letters and the audit log.
+// Package store is the receiver's durable state: the outbox of pending
+// deliveries, idempotency keys, dead letters and the audit log. Store is
+// the interface; Bolt, the embedded default, keeps it in one bbolt file for
+// one replica, and receiver/store/pgstore in PostgreSQL for any number.
 //
-// Writes are group-committed: everything queued while a transaction commits
-// goes into the next one, so concurrent requests share one fsync.
+// Bolt's writes are group-committed: everything queued while a transaction
+// commits goes into the next one, so concurrent requests share one fsync.
 package store
 
 import (
@@ -154,8 +156,8 @@ type Options struct {
 	Now       func() time.Time
 }
 
-// Store is the durable state of the receiver.
-type Store struct {
+// Bolt is the embedded store: one bbolt file, one replica.
+type Bolt struct {
 	db   *bolt.DB
 	opts Options
 	ops  chan *op
@@ -176,7 +178,7 @@ const maxGroup = 2048
 var ErrUnavailable = errors.New("store unavailable")
 
 // Open opens (creating if needed) the store in dir.
-func Open(dir string, o Options) (*Store, error) {
+func Open(dir string, o Options) (*Bolt, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
@@ -220,7 +222,7 @@ func Open(dir string, o Options) (*Store, error) {
 	if err := initBuckets(db); err != nil {
 		return nil, errors.Join(fmt.Errorf("initialise store: %w", err), db.Close())
 	}
-	s := &Store{db: db, opts: o, ops: make(chan *op, maxGroup), quit: make(chan struct{}), done: make(chan struct{})}
+	s := &Bolt{db: db, opts: o, ops: make(chan *op, maxGroup), quit: make(chan struct{}), done: make(chan struct{})}
 	go s.committer()
 	return s, nil
 }
@@ -229,7 +231,7 @@ func Open(dir string, o Options) (*Store, error) {
 var ErrClosed = errors.New("store closed")
 
 // Close stops the committer and closes the database file.
-func (s *Store) Close() error {
+func (s *Bolt) Close() error {
 	select {
 	case <-s.quit:
 		return nil
@@ -246,7 +248,7 @@ func (s *Store) Close() error {
 // write runs fn in a transaction shared with the writes that queued up
 // while the previous transaction was committing (group commit): under load
 // one fsync covers many requests, at rest a write commits right away.
-func (s *Store) write(fn func(*bolt.Tx) error) error {
+func (s *Bolt) write(fn func(*bolt.Tx) error) error {
 	o := &op{fn: fn, done: make(chan error, 1)}
 	select {
 	case s.ops <- o:
@@ -267,7 +269,7 @@ func (s *Store) write(fn func(*bolt.Tx) error) error {
 	}
 }
 
-func (s *Store) committer() {
+func (s *Bolt) committer() {
 	defer close(s.done)
 	group := make([]*op, 0, maxGroup)
 	for {
@@ -301,7 +303,7 @@ func (s *Store) committer() {
 	}
 }
 
-func (s *Store) commit(group []*op) {
+func (s *Bolt) commit(group []*op) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, o := range group {
 			if err := o.fn(tx); err != nil {
@@ -395,7 +397,7 @@ func isDuplicate(tx *bolt.Tx, v []byte, now time.Time, window time.Duration) boo
 // Accept durably records a received payload and enqueues the deliveries whose
 // idempotency key is not live. It returns the accepted deliveries (with Seq
 // set) and how many were duplicates. It returns only after fsync.
-func (s *Store) Accept(rec *Record, ds []*Delivery) (accepted []*Delivery, dups int, err error) {
+func (s *Bolt) Accept(rec *Record, ds []*Delivery) (accepted []*Delivery, dups int, err error) {
 	vals, err := encode(ds)
 	if err != nil {
 		return nil, 0, err
@@ -426,7 +428,7 @@ func (s *Store) Accept(rec *Record, ds []*Delivery) (accepted []*Delivery, dups 
 
 // enqueueTx puts the deliveries whose idempotency key is not live into the
 // outbox and returns them, and how many were duplicates.
-func (s *Store) enqueueTx(tx *bolt.Tx, ds []*Delivery, vals [][]byte) ([]*Delivery, int, error) {
+func (s *Bolt) enqueueTx(tx *bolt.Tx, ds []*Delivery, vals [][]byte) ([]*Delivery, int, error) {
 	now := s.opts.Now()
 	idem := tx.Bucket(bucketIdem)
 	outbox := tx.Bucket(bucketOutbox)
@@ -453,7 +455,7 @@ func (s *Store) enqueueTx(tx *bolt.Tx, ds []*Delivery, vals [][]byte) ([]*Delive
 }
 
 // Pending loads every delivery in the outbox in acceptance order.
-func (s *Store) Pending() ([]*Delivery, error) {
+func (s *Bolt) Pending() ([]*Delivery, error) {
 	var out []*Delivery
 	err := s.db.View(func(tx *bolt.Tx) error {
 		flight := tx.Bucket(bucketFlight)
@@ -487,7 +489,7 @@ type Change struct {
 
 // Apply writes state changes, new deliveries and audit records in one transaction.
 // New deliveries get Seq assigned and are skipped (not returned) when their idempotency key is live.
-func (s *Store) Apply(changes []Change, add []*Delivery, recs []*Record) (added []*Delivery, err error) {
+func (s *Bolt) Apply(changes []Change, add []*Delivery, recs []*Record) (added []*Delivery, err error) {
 	states := make([][]byte, len(changes))
 	for i, c := range changes {
 		if c.FlagOnly || (c.Done && !c.Dead) {
@@ -559,7 +561,7 @@ func (s *Store) Apply(changes []Change, add []*Delivery, recs []*Record) (added 
 }
 
 // DeadLetters returns the stored dead letters, oldest first.
-func (s *Store) DeadLetters() ([]*Delivery, error) {
+func (s *Bolt) DeadLetters() ([]*Delivery, error) {
 	var out []*Delivery
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDead).ForEach(func(k, v []byte) error {
@@ -590,7 +592,7 @@ type Query struct {
 var ErrBadCursor = errors.New("invalid cursor")
 
 // Audit runs q and returns the matching records and the cursor of the next page ("" when done).
-func (s *Store) Audit(q Query) ([]Record, string, error) {
+func (s *Bolt) Audit(q Query) ([]Record, string, error) {
 	if q.Limit <= 0 {
 		q.Limit = 100
 	}
@@ -679,7 +681,7 @@ func matches(r *Record, q Query) bool {
 // Prune deletes audit records and dead letters older than the retention and
 // idempotency keys past the dedup window whose delivery is no longer pending.
 // It returns how many entries were deleted.
-func (s *Store) Prune() (int, error) {
+func (s *Bolt) Prune() (int, error) {
 	now := s.opts.Now()
 	auditCut := u64(uint64(now.Add(-s.opts.Retention).UnixNano()))
 	n := 0

@@ -19,7 +19,7 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func open(t *testing.T, dir string, c *clock) *Store {
+func open(t *testing.T, dir string, c *clock) *Bolt {
 	t.Helper()
 	s, err := Open(dir, Options{Now: c.Now, DedupWindow: time.Hour, Retention: 24 * time.Hour, CommitDelay: time.Millisecond})
 	if err != nil {
