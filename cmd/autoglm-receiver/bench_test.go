@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -27,60 +25,18 @@ func BenchmarkReceiver(b *testing.B) {
 		p := start(b, bin, cfg, testenv.FreePort(b), nil, "--log.level=warn")
 
 		// 1. Throughput: as many unique payloads as 64 concurrent senders manage.
-		const burst = 6000
-		jobs := make(chan int)
-		var failed atomic.Int64
-		var wg sync.WaitGroup
+		const burstN = 6000
 		t0 := time.Now()
-		for w := 0; w < 64; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range jobs {
-					if code, err := post(context.Background(), p.url, payload("Bench", i, "firing", nil)); err != nil || code != 200 {
-						failed.Add(1)
-					}
-				}
-			}()
-		}
-		for i := 0; i < burst; i++ {
-			jobs <- i
-		}
-		close(jobs)
-		wg.Wait()
-		acceptDur := time.Since(t0)
-		if failed.Load() > 0 {
-			b.Fatalf("%d of %d webhooks not accepted", failed.Load(), burst)
-		}
+		acceptDur := burst(b, "", []string{p.url}, burstN)
 		waitUntil(b, "burst delivered", 120*time.Second, func() bool {
 			c, _ := sk.snapshot()
-			return len(c) >= burst
+			return len(c) >= burstN
 		})
 		deliverDur := time.Since(t0)
 
 		// 2. Latency at a steady 500 requests per second for 4 seconds.
 		const rate, seconds = 500, 4
-		lat := make([]time.Duration, rate*seconds)
-		tick := time.NewTicker(time.Second / rate)
-		var lwg sync.WaitGroup
-		for i := 0; i < rate*seconds; i++ {
-			<-tick.C
-			lwg.Add(1)
-			go func() {
-				defer lwg.Done()
-				s := time.Now()
-				code, err := post(context.Background(), p.url, payload("Steady", i, "firing", nil))
-				lat[i] = time.Since(s)
-				if err != nil || code != 200 {
-					failed.Add(1)
-				}
-			}()
-		}
-		tick.Stop()
-		lwg.Wait()
-		if failed.Load() > 0 {
-			b.Fatalf("%d webhooks failed at %d/s", failed.Load(), rate)
-		}
+		p50, p99 := steady(b, "", []string{p.url})
 		c, _ := sk.snapshot()
 		dups := 0
 		for _, n := range c {
@@ -103,16 +59,15 @@ func BenchmarkReceiver(b *testing.B) {
 		// 3. Crash scenario.
 		cr := runCrash(b, 1500, 16, 600)
 
-		acceptRate := float64(burst) / acceptDur.Seconds()
-		deliverRate := float64(burst) / deliverDur.Seconds()
-		p50, p99 := percentile(lat, 0.50), percentile(lat, 0.99)
+		acceptRate := float64(burstN) / acceptDur.Seconds()
+		deliverRate := float64(burstN) / deliverDur.Seconds()
 		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "figure\tvalue\ttarget")
 		fmt.Fprintf(tw, "accepted webhooks/s (64 senders, fsync'd)\t%.0f\t>= 2000\n", acceptRate)
 		fmt.Fprintf(tw, "answer latency p50 at %d/s\t%s\t\n", rate, p50.Round(10*time.Microsecond))
 		fmt.Fprintf(tw, "answer latency p99 at %d/s\t%s\t<= 25ms\n", rate, p99.Round(10*time.Microsecond))
 		fmt.Fprintf(tw, "end-to-end deliveries/s to fake webhook\t%.0f\t\n", deliverRate)
-		fmt.Fprintf(tw, "duplicates in %d+%d deliveries\t%d\t0\n", burst, rate*seconds, dups)
+		fmt.Fprintf(tw, "duplicates in %d+%d deliveries\t%d\t0\n", burstN, rate*seconds, dups)
 		fmt.Fprintf(tw, "duplicates after 500 identical re-sends\t%d\t0\n", resentDups)
 		fmt.Fprintf(tw, "crash: sent / answered 200 / re-sent after restart\t%d / %d / %d\t\n", cr.Sent, cr.Acked, cr.Resent)
 		fmt.Fprintf(tw, "crash: lost (answered 200, never delivered)\t%d\t0\n", cr.Lost)
