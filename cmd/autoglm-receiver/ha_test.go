@@ -314,6 +314,11 @@ func TestReplicasShareOnePostgresOutbox(t *testing.T) {
 	if absorbed > 2 || absorbed > len(uncertain) {
 		t.Errorf("%d repeated sends, %d audited uncertain: more than the messages in flight at the kill", absorbed, len(uncertain))
 	}
+	for i, p := range ps {
+		if strings.Contains(p.logs.String(), pg.Password) {
+			t.Errorf("replica %d logged the database password", i)
+		}
+	}
 	// The audit API answers the same from every live replica.
 	var answers []string
 	for _, p := range ps {
