@@ -314,6 +314,22 @@ func TestReplicasShareOnePostgresOutbox(t *testing.T) {
 	if absorbed > 2 || absorbed > len(uncertain) {
 		t.Errorf("%d repeated sends, %d audited uncertain: more than the messages in flight at the kill", absorbed, len(uncertain))
 	}
+	// The two survivors deliver both channels between them.
+	delivering := 0
+	for _, p := range ps {
+		if p == victim {
+			continue
+		}
+		for _, l := range strings.Split(metricsText(t, p.url), "\n") {
+			var n int
+			if _, err := fmt.Sscanf(l, "autoglm_receiver_channels_delivering %d", &n); err == nil {
+				delivering += n
+			}
+		}
+	}
+	if delivering != 2 {
+		t.Errorf("the survivors deliver %d channels, want 2", delivering)
+	}
 	for i, p := range ps {
 		if strings.Contains(p.logs.String(), pg.Password) {
 			t.Errorf("replica %d logged the database password", i)

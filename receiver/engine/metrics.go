@@ -44,6 +44,10 @@ func newMetrics(reg prometheus.Registerer, e *Engine) (*metrics, error) {
 			Name: "autoglm_receiver_oldest_pending_seconds",
 			Help: "Age of the oldest pending delivery, 0 when the outbox is empty.",
 		}, func() float64 { return e.Oldest().Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "autoglm_receiver_channels_delivering",
+			Help: "Channels this replica delivers: every configured one with the embedded store, those whose lease it holds with the shared PostgreSQL store.",
+		}, func() float64 { return float64(e.Delivering()) }),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

@@ -231,3 +231,19 @@ func (e *Engine) lost(err error, channel string) bool {
 	e.o.Logger.Info("channel queue out of date, reloading it from the shared store", "channel", channel)
 	return true
 }
+
+// Delivering is how many channels this replica delivers now.
+func (e *Engine) Delivering() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.sh == nil {
+		return len(e.chans)
+	}
+	n := 0
+	for c := range e.sh.held {
+		if e.chans[c] != nil {
+			n++
+		}
+	}
+	return n
+}
