@@ -324,8 +324,9 @@ func TestChartRendersAndDecodesStrictly(t *testing.T) {
 				t.Errorf("receiver store: claims %d, mounts %+v, config path %s", len(sts.Spec.VolumeClaimTemplates), sts.Spec.Template.Spec.Containers[0].VolumeMounts, rc.Storage.Path)
 			}
 			k := kinds(objs)
-			if k["ServiceMonitor"] != 3 || k["PrometheusRule"] != 1 || k["ConfigMap"] != 6 {
-				t.Errorf("kinds %v; want 3 ServiceMonitors, the mixin's PrometheusRule, the config and 5 dashboards", k)
+			dashboards := len(repositoryDashboards(t))
+			if k["ServiceMonitor"] != 3 || k["PrometheusRule"] != 1 || k["ConfigMap"] != 1+dashboards {
+				t.Errorf("kinds %v; want 3 ServiceMonitors, the mixin's PrometheusRule, the config and %d dashboards", k, dashboards)
 			}
 			sm := find[*monitoringv1.ServiceMonitor](t, objs, rulegen)
 			if sm.Spec.Endpoints[0].HonorLabels != true {
@@ -475,16 +476,23 @@ func TestChartRejectsMistakes(t *testing.T) {
 
 // The chart carries copies of the mixin's rendered rules and of the
 // dashboards (Helm reads files inside the chart only); they must not drift.
+// repositoryDashboards lists the dashboards the chart must carry.
+func repositoryDashboards(t *testing.T) []string {
+	t.Helper()
+	dashboards, err := filepath.Glob(filepath.Join("..", "..", "dashboards/json/*.json"))
+	if err != nil || len(dashboards) == 0 {
+		t.Fatalf("no dashboards: %v", err)
+	}
+	return dashboards
+}
+
 func TestChartFilesMatchRepository(t *testing.T) {
 	root := filepath.Join("..", "..")
 	pairs := map[string]string{
 		filepath.Join(root, "mixins/autoglm-mixin/prometheus_rules.yaml"):  "files/prometheus_rules.yaml",
 		filepath.Join(root, "mixins/autoglm-mixin/prometheus_alerts.yaml"): "files/prometheus_alerts.yaml",
 	}
-	dashboards, err := filepath.Glob(filepath.Join(root, "dashboards/json/*.json"))
-	if err != nil || len(dashboards) == 0 {
-		t.Fatalf("no dashboards: %v", err)
-	}
+	dashboards := repositoryDashboards(t)
 	for _, d := range dashboards {
 		pairs[d] = filepath.Join("files/dashboards", filepath.Base(d))
 	}
