@@ -221,15 +221,9 @@ func TestAuthTokenFileFailsClosed(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := writeConfig(t, dir, fmt.Sprintf("receiver:\n  storage: {path: %s}\n  webhook: {auth_token_file: %s}\n  channels: {c: {type: file}}\n  routes: [{channels: [c]}]\n",
 				filepath.Join(dir, "store"), tc.file))
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			out, err := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--web.listen-address="+testenv.Addr(testenv.FreePort(t))).CombinedOutput()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-				t.Fatalf("want exit status 1, got %v:\n%s", err, out)
-			}
+			out := runFailing(t, bin, cfg)
 			for _, w := range []string{"receiver.webhook.auth_token_file", tc.want} {
-				if !strings.Contains(string(out), w) {
+				if !strings.Contains(out, w) {
 					t.Errorf("error does not say %q:\n%s", w, out)
 				}
 			}
@@ -367,8 +361,10 @@ func TestCrashUnderLoadLosesNothingAndDuplicatesNothing(t *testing.T) {
 	if res.UnexplainedDups != 0 {
 		t.Errorf("%d duplicate deliveries were not interrupted sends", res.UnexplainedDups)
 	}
-	if res.Dups > 16 {
-		t.Errorf("%d duplicates: more than one round of in-flight sends", res.Dups)
+	// Every provider answer is stored before the next send: a kill can leave
+	// at most the one message in flight on the (single) channel uncertain.
+	if res.Dups > 1 {
+		t.Errorf("%d duplicates after SIGKILL: more than the one message in flight on the channel", res.Dups)
 	}
 }
 
@@ -454,5 +450,68 @@ receivers:
 	recs, _ := audit(t, p.url, "status=received")
 	if len(recs) < 2 || recs[0].Alertnames[0] != "LLMHighErrorRate" {
 		t.Errorf("received audit = %+v", recs)
+	}
+}
+
+// runFailing runs the binary with cfg and returns its output; it must exit with status 1.
+func runFailing(t *testing.T, bin, cfg string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--web.listen-address="+testenv.Addr(testenv.FreePort(t))).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("want exit status 1, got %v:\n%s", err, out)
+	}
+	return string(out)
+}
+
+// An empty configuration, or one without channels, would answer every
+// notification 200 "unrouted" and deliver none: the binary refuses to start.
+func TestConfigurationThatDeliversNothingRefusesToStart(t *testing.T) {
+	bin := testenv.Binary(t, name)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"empty", "", []string{"receiver.channels: no channel is configured", "receiver.storage.path: is required"}},
+		{"no channels", "receiver:\n  storage: {path: " + filepath.Join(dir, "s") + "}\n", []string{"receiver.channels", "receiver.routes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := runFailing(t, bin, writeConfig(t, dir, tc.body))
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output does not say %q:\n%s", w, out)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(dir, "s")); err == nil {
+				t.Error("a store was created for a configuration that was refused")
+			}
+		})
+	}
+	// Nothing may have been written relative to the working directory either.
+	if _, err := os.Stat("data"); err == nil {
+		t.Error("a data directory appeared in the working directory")
+	}
+}
+
+// A store file emptied behind the receiver's back stops it with an error
+// naming the file and what to do, instead of a receiver that starts empty.
+func TestDamagedStoreStopsTheBinary(t *testing.T) {
+	bin := testenv.Binary(t, name)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "store", "receiver.db")
+	if err := os.MkdirAll(filepath.Dir(db), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(db, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := runFailing(t, bin, writeConfig(t, dir, crashConfig(dir, "http://127.0.0.1:1")))
+	for _, w := range []string{db + " is damaged", "empty (0 bytes)", "mv " + db} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output does not say %q:\n%s", w, out)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -57,6 +58,8 @@ type API struct {
 	cfg      atomic.Pointer[Config]
 	alerts   *prometheus.CounterVec
 	requests *prometheus.CounterVec
+	// Payload values become label values only within these bounds.
+	alertnames, severities *boundedLabel
 }
 
 // New creates the API with its metrics registered on o.Registerer.
@@ -76,6 +79,9 @@ func New(o Options, c *Config) (*API, error) {
 			Name: "autoglm_receiver_alerts_received_total",
 			Help: "Alerts received in webhook payloads (identical re-sent notifications excluded).",
 		}, []string{"alertname", "severity", "status"}),
+		alertnames: newBoundedLabel(MaxAlertnames),
+		// The usual severities plus a few more; anything else is "other".
+		severities: newBoundedLabel(8, "", "critical", "warning", "info", "none"),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "autoglm_receiver_webhook_requests_total",
 			Help: "Webhook requests by HTTP status code.",
@@ -198,7 +204,8 @@ func (a *API) webhook(w http.ResponseWriter, r *http.Request) int {
 	}
 	if len(accepted) > 0 || len(ds) == 0 {
 		for _, al := range msg.Alerts {
-			a.alerts.WithLabelValues(al.Labels["alertname"], al.Labels["severity"], al.Status).Inc()
+			// Status was validated by Decode (firing or resolved).
+			a.alerts.WithLabelValues(a.alertnames.value(al.Labels["alertname"]), a.severities.value(al.Labels["severity"]), al.Status).Inc()
 		}
 	}
 	if len(plan.Routes) == 0 {
@@ -223,15 +230,15 @@ func (a *API) Notifications(w http.ResponseWriter, r *http.Request) {
 	q := store.Query{Alertname: v.Get("alertname"), Channel: v.Get("channel"), Outcome: v.Get("status"), Cursor: v.Get("cursor"), Limit: 100}
 	var err error
 	if q.From, err = parseTime(v.Get("from")); err != nil {
-		a.fail(w, http.StatusBadRequest, "from", err.Error())
+		a.fail(w, http.StatusBadRequest, "from", "from: "+err.Error())
 		return
 	}
 	if q.To, err = parseTime(v.Get("to")); err != nil {
-		a.fail(w, http.StatusBadRequest, "to", err.Error())
+		a.fail(w, http.StatusBadRequest, "to", "to: "+err.Error())
 		return
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && q.To.Before(q.From) {
-		a.fail(w, http.StatusBadRequest, "to", "must not be before from")
+		a.fail(w, http.StatusBadRequest, "to", "to: must not be before from")
 		return
 	}
 	if s := v.Get("limit"); s != "" {
@@ -255,17 +262,31 @@ func (a *API) Notifications(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"status": "success", "data": recs, "next_cursor": next})
 }
 
+// Times the audit log can hold: its keys are Unix nanoseconds in 64 bits.
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// parseTime reads RFC 3339 or Unix seconds within [1970, 2262]: NaN, ±Inf
+// and values outside the range are errors rather than silently matching
+// everything or nothing.
 func parseTime(s string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		sec := int64(f)
-		return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	var t time.Time
+	if f, err := strconv.ParseFloat(s, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+		if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 || f > float64(maxTime.Unix()) {
+			return time.Time{}, errors.New("time " + strconv.Quote(s) + " is out of range: Unix seconds must be a finite number within [0, " + strconv.FormatInt(maxTime.Unix(), 10) + "]")
+		}
+		sec, frac := math.Modf(f)
+		t = time.Unix(int64(sec), int64(frac*1e9))
+	} else if t, err = time.Parse(time.RFC3339Nano, s); err != nil {
 		return time.Time{}, errors.New("invalid time " + strconv.Quote(s) + ": use RFC 3339 or Unix seconds")
+	}
+	if t.Before(minTime) || t.After(maxTime) {
+		return time.Time{}, errors.New("time " + strconv.Quote(s) + " is out of range: must be within [" + minTime.UTC().Format(time.RFC3339) + ", " + maxTime.UTC().Format(time.RFC3339) + "]")
 	}
 	return t, nil
 }

@@ -37,6 +37,7 @@ func (r *recorder) Enqueue(ds []*store.Delivery) {
 }
 
 const testConfig = `receiver:
+  storage: {path: /tmp/r}
   channels: {sms: {type: file}, im: {type: file}, mail: {type: file}}
   routes:
     - name: pager
@@ -408,11 +409,27 @@ func TestNotificationsAPI(t *testing.T) {
 		{"from=tomorrow", 400, 0},
 		{"cursor=nothex", 400, 0},
 		{"from=" + t0.Add(time.Minute).Format(time.RFC3339) + "&to=" + t0.Format(time.RFC3339), 400, 0},
+		// Values that would match everything or nothing are refused, naming the parameter.
+		{"from=NaN", 400, 0},
+		{"to=nan", 400, 0},
+		{"from=%2BInf", 400, 0},
+		{"to=-Inf", 400, 0},
+		{"from=1e19", 400, 0},
+		{"to=1e19", 400, 0},
+		{"from=1e400", 400, 0},
+		{"from=-1", 400, 0},
+		{"to=9999-01-01T00:00:00Z", 400, 0},
+		{"from=1.5", 200, 30},
 	} {
 		code, out := get(tc.q)
 		if code != tc.code {
 			t.Errorf("%q: code %d, want %d: %v", tc.q, code, tc.code, out)
 			continue
+		}
+		if param, _, _ := strings.Cut(tc.q, "="); code == 400 && (param == "from" || param == "to") {
+			if msg, _ := out["error"].(string); !strings.HasPrefix(msg, out["field"].(string)+": ") || !strings.Contains(tc.q, out["field"].(string)+"=") {
+				t.Errorf("%q: the error does not name %s: %v", tc.q, param, out)
+			}
 		}
 		if code == 200 {
 			if data, _ := out["data"].([]any); len(data) != tc.n {
@@ -437,5 +454,61 @@ func TestNotificationsAPI(t *testing.T) {
 	}
 	if len(seen) != 30 {
 		t.Errorf("pagination saw %d distinct records, want 30", len(seen))
+	}
+}
+
+// Alert names come from the payload: past MaxAlertnames distinct values they
+// are counted as "other", so a sender cannot grow /metrics without bound.
+func TestAlertsReceivedLabelsAreBounded(t *testing.T) {
+	fx := newFixture(t, "")
+	const n = MaxAlertnames + 300
+	for i := 0; i < n; i++ {
+		sev := "critical"
+		if i%2 == 1 {
+			sev = fmt.Sprintf("sev-%d", i)
+		}
+		body := fmt.Sprintf(`{"version":"4","groupKey":"{}:{alertname=\"N%[1]d\"}","status":"firing","receiver":"r",
+"groupLabels":{"alertname":"N%[1]d"},"commonLabels":{"alertname":"N%[1]d","severity":%[2]q},"commonAnnotations":{},"externalURL":"http://am",
+"alerts":[{"status":"firing","labels":{"alertname":"N%[1]d","severity":%[2]q},"annotations":{},"startsAt":"2026-01-01T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"f%[1]d"}]}`, i, sev)
+		if code, out := fx.post(t, []byte(body), nil); code != 200 {
+			t.Fatalf("payload %d: %d %v", i, code, out)
+		}
+	}
+	long := strings.Repeat("x", 200)
+	body := `{"version":"4","groupKey":"g-long","status":"firing","receiver":"r","groupLabels":{},"commonLabels":{},"commonAnnotations":{},"externalURL":"http://am",
+"alerts":[{"status":"firing","labels":{"alertname":"` + long + `"},"annotations":{},"startsAt":"2026-01-01T10:00:00Z","endsAt":"0001-01-01T00:00:00Z","fingerprint":"long"}]}`
+	if code, out := fx.post(t, []byte(body), nil); code != 200 {
+		t.Fatalf("long name: %d %v", code, out)
+	}
+	mfs, err := fx.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, sevs := map[string]bool{}, map[string]bool{}
+	var total float64
+	for _, mf := range mfs {
+		if mf.GetName() != "autoglm_receiver_alerts_received_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			total += m.GetCounter().GetValue()
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "alertname":
+					names[l.GetValue()] = true
+				case "severity":
+					sevs[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if len(names) != MaxAlertnames+1 || !names["other"] || names[long] {
+		t.Errorf("%d alertname values (other: %v), want %d plus other", len(names), names["other"], MaxAlertnames)
+	}
+	if len(sevs) > 14 || !sevs["critical"] || !sevs["other"] {
+		t.Errorf("severity values = %d: %v", len(sevs), sevs)
+	}
+	if total != n+1 {
+		t.Errorf("counted %v alerts, want %d: bounding must not lose counts", total, n+1)
 	}
 }

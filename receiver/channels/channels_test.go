@@ -46,6 +46,7 @@ func TestBuildEveryTypeFromConfig(t *testing.T) {
 	t.Cleanup(hook.Close)
 	out := filepath.Join(dir, "alerts.jsonl")
 	cfgText := fmt.Sprintf(`receiver:
+  storage: {path: /tmp/r}
   channels:
     ding: {type: dingtalk, url_file: %s, secret_file: %s, at_mobiles: ["13800000000"]}
     wc: {type: wecom, url: %q, message_type: text, language: en}
@@ -54,6 +55,7 @@ func TestBuildEveryTypeFromConfig(t *testing.T) {
     tc: {type: sms, provider: tencent, endpoint: %q, secret_id: AKIDid, secret_key: tc-secret, sms_sdk_app_id: "1400000000", sign_name: AutoGLM, template_id: "100", phone_numbers: ["+8613800000000"]}
     hook: {type: webhook, url: %q, headers: {X-Team: sre}}
     log: {type: file, path: %s, templates: {title: "T:{{ .Name }}"}}
+  default_route: {channels: [log]}
 `, write("dingurl", ding.URL()), write("dingsecret", "SECding"), wc.URL(), ali.URL(), write("alisecret", "ali-secret"), tc.URL(), hook.URL, out)
 	f, err := config.Parse([]byte(cfgText), filepath.Join(dir, "c.yml"))
 	if err != nil {
@@ -95,7 +97,7 @@ func TestBuildEveryTypeFromConfig(t *testing.T) {
 
 func TestTemplateFailuresReachTheCallback(t *testing.T) {
 	ding := providertest.NewDingTalk(t, "tok", "")
-	f, err := config.Parse([]byte(fmt.Sprintf("receiver:\n  channels:\n    d: {type: dingtalk, url: %q, templates: {markdown: \"{{ index .Alerts 9 }}\"}}\n", ding.URL())), "c.yml")
+	f, err := config.Parse([]byte(fmt.Sprintf("receiver:\n  storage: {path: /tmp/r}\n  channels:\n    d: {type: dingtalk, url: %q, templates: {markdown: \"{{ index .Alerts 9 }}\"}}\n  default_route: {channels: [d]}\n", ding.URL())), "c.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +126,7 @@ func TestTemplateFailuresReachTheCallback(t *testing.T) {
 
 func TestRateLimitTargetAndSecrets(t *testing.T) {
 	f, err := config.Parse([]byte(`receiver:
+  storage: {path: /tmp/r}
   channels:
     d: {type: dingtalk, url: "https://oapi.dingtalk.com/robot/send?access_token=TOKEN-D", secret: SEC-SIGNING}
     w: {type: wecom, url: "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=KEY-W", http_config: {proxy_url: "http://proxyuser:PROXY-PW@127.0.0.1:3128"}}
@@ -131,6 +134,7 @@ func TestRateLimitTargetAndSecrets(t *testing.T) {
     s: {type: sms, provider: aliyun, access_key_id: ID, access_key_secret: ALI-SECRET, sign_name: N, template_code: SMS_1, phone_numbers: ["13800001234"]}
     h: {type: webhook, url: "https://hooks.example.com/x", headers: {Authorization: "Bearer HOOK-TOKEN"}, http_config: {basic_auth: {username: u, password: BASIC-PW}}}
     f: {type: file}
+  default_route: {channels: [f]}
 `), "c.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +168,7 @@ func TestRateLimitTargetAndSecrets(t *testing.T) {
 }
 
 func TestUnreadableSecretFileFailsTheLoad(t *testing.T) {
-	_, err := config.Parse([]byte("receiver:\n  channels:\n    d: {type: dingtalk, url_file: /nonexistent/url}\n"), "c.yml")
+	_, err := config.Parse([]byte("receiver:\n  storage: {path: /tmp/r}\n  channels:\n    d: {type: dingtalk, url_file: /nonexistent/url}\n"), "c.yml")
 	if err == nil || !strings.Contains(err.Error(), "receiver.channels.d.url_file") {
 		t.Fatalf("got %v", err)
 	}

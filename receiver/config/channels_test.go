@@ -97,7 +97,7 @@ func TestChannelValidation(t *testing.T) {
 		{"unknown key", `{type: file, tokn: x}`, []string{"tokn"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			body := "metrics:\n  interval: 10s\nreceiver:\n  channels:\n    x: " + tc.channel + "\n"
+			body := "metrics:\n  interval: 10s\nreceiver:\n  channels:\n    x: " + tc.channel + "\n" + routed
 			_, err := Parse([]byte(body), "c.yml")
 			if tc.want == nil {
 				if err != nil {

@@ -12,9 +12,11 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/alertmanager/pkg/labels"
 	yaml "go.yaml.in/yaml/v3"
 
@@ -50,9 +52,13 @@ type Config struct {
 	File *fileconfig.File `yaml:"-"`
 }
 
-// Storage configures the embedded durable store.
+// Storage configures the durable store: the embedded bbolt file under Path
+// (one replica), or a PostgreSQL database that several replicas share.
+// Exactly one of them must be set; a relative Path is relative to the
+// configuration file's directory.
 type Storage struct {
-	Path string `yaml:"path"`
+	Path     string    `yaml:"path"`
+	Postgres *Postgres `yaml:"postgres"`
 	// AuditRetention is how long audit records and dead letters are kept.
 	AuditRetention fileconfig.Duration `yaml:"audit_retention"`
 	// DedupWindow is how long an identical notification is suppressed. Keep it
@@ -62,6 +68,29 @@ type Storage struct {
 	// (0: writes queued during the previous commit are grouped anyway).
 	CommitDelay fileconfig.Duration `yaml:"commit_delay"`
 }
+
+// Postgres is a shared outbox in PostgreSQL: any number of replicas use it
+// at once, each channel delivered by the replica that holds its lease.
+type Postgres struct {
+	// DSN is a libpq connection URL or keyword string; it may hold the
+	// password, so it is a secret (or comes from DSNFile).
+	DSN     fileconfig.Secret `yaml:"dsn"`
+	DSNFile string            `yaml:"dsn_file"`
+	// PasswordFile holds the password when the DSN has none.
+	PasswordFile string `yaml:"password_file"`
+	// Lease is how long a replica may deliver a channel without renewing its
+	// claim; a killed replica's channels are taken over after at most this
+	// plus a third of it.
+	Lease fileconfig.Duration `yaml:"lease"`
+	// MaxConns bounds the connection pool of one replica.
+	MaxConns int `yaml:"max_conns"`
+
+	// Password is read from PasswordFile at load.
+	Password fileconfig.Secret `yaml:"-"`
+}
+
+// DefaultLease of a channel claim in the shared store.
+const DefaultLease = 15 * time.Second
 
 // Webhook configures the incoming endpoints.
 type Webhook struct {
@@ -108,7 +137,6 @@ type Route struct {
 func Default() Config {
 	return Config{
 		Storage: Storage{
-			Path:           "data/receiver",
 			AuditRetention: fileconfig.Duration(30 * 24 * time.Hour),
 			DedupWindow:    fileconfig.Duration(time.Hour),
 		},
@@ -167,6 +195,10 @@ func (c *Config) AuthToken() string { return c.Webhook.AuthToken.Value() }
 // channel's own), for redaction.
 func (c *Config) Secrets() []string {
 	out := []string{c.AuthToken()}
+	if pg := c.Storage.Postgres; pg != nil {
+		out = append(out, pg.DSN.Value(), pg.Password.Value())
+		out = append(out, dsnSecrets(pg.DSN.Value())...)
+	}
 	for _, name := range chanconf.SortedKeys(c.Channels) {
 		if s := c.Channels[name].Spec(); s != nil {
 			out = append(out, s.Secrets()...)
@@ -235,8 +267,12 @@ func (c *Config) validate() []error {
 			errs = append(errs, err)
 		}
 	}
-	if strings.TrimSpace(c.Storage.Path) == "" {
-		add("receiver.storage.path", "must not be empty")
+	errs = append(errs, c.validateStorage()...)
+	if len(c.Channels) == 0 {
+		add("receiver.channels", "no channel is configured: the receiver would answer every notification 200 and deliver none; define at least one (see receiver/CHANNELS.md)")
+	}
+	if len(c.Routes) == 0 && c.DefaultRoute == nil {
+		add("receiver.routes", "no route and no default_route: every notification would be answered 200 and dropped as unrouted; add a route or a default_route")
 	}
 	if c.Storage.AuditRetention <= 0 {
 		add("receiver.storage.audit_retention", "must be > 0, got %s", c.Storage.AuditRetention)
@@ -329,6 +365,68 @@ func (c *Config) validateOnCall() []error {
 		check(*c.DefaultRoute, "receiver.default_route")
 	}
 	return errs
+}
+
+// validateStorage requires an explicit store: a default relative to the
+// working directory would put accepted alerts wherever the binary happened
+// to start.
+func (c *Config) validateStorage() []error {
+	st := &c.Storage
+	path := strings.TrimSpace(st.Path)
+	switch {
+	case path == "" && st.Postgres == nil:
+		return []error{fileconfig.Errorf("receiver.storage.path", "is required: the directory of the embedded store (for example /var/lib/autoglm-receiver), or set receiver.storage.postgres.dsn to share a PostgreSQL outbox between replicas")}
+	case path != "" && st.Postgres != nil:
+		return []error{fileconfig.Errorf("receiver.storage.postgres", "set either receiver.storage.path (embedded store) or receiver.storage.postgres (shared store), not both")}
+	case path != "":
+		if !filepath.IsAbs(path) && c.File != nil && c.File.Path() != "" {
+			path = filepath.Join(filepath.Dir(c.File.Path()), path)
+		}
+		st.Path = filepath.Clean(path)
+		return nil
+	}
+	const key = "receiver.storage.postgres"
+	pg := st.Postgres
+	var errs []error
+	dsn, err := c.File.ResolveSecret(key+".dsn", pg.DSN, pg.DSNFile)
+	if err != nil {
+		return []error{err}
+	}
+	pg.DSN = dsn
+	if dsn == "" {
+		errs = append(errs, fileconfig.Errorf(key+".dsn", "is required: a PostgreSQL URL such as postgres://autoglm@db.example.com:5432/autoglm (password from password_file)"))
+	} else if _, err := pgconn.ParseConfig(dsn.Value()); err != nil {
+		// pgconn's message may quote the DSN; name the problem without it.
+		errs = append(errs, fileconfig.Errorf(key+".dsn", "is not a valid PostgreSQL connection string (a URL postgres://user@host:port/database or libpq key=value pairs)"))
+	}
+	if pg.PasswordFile != "" {
+		pw, err := c.File.ResolveSecret(key+".password", "", pg.PasswordFile)
+		if err != nil {
+			errs = append(errs, err)
+		} else if pw == "" {
+			errs = append(errs, fileconfig.Errorf(key+".password_file", "the password file %s is empty", pg.PasswordFile))
+		}
+		pg.Password = pw
+	}
+	if pg.Lease == 0 {
+		pg.Lease = fileconfig.Duration(DefaultLease)
+	}
+	if pg.Lease.D() < 3*time.Second || pg.Lease.D() > 10*time.Minute {
+		errs = append(errs, fileconfig.Errorf(key+".lease", "must be within [3s, 10m], got %s", pg.Lease))
+	}
+	if pg.MaxConns < 0 || pg.MaxConns > 1000 {
+		errs = append(errs, fileconfig.Errorf(key+".max_conns", "must be within [0, 1000] (0: 4 per CPU), got %d", pg.MaxConns))
+	}
+	return errs
+}
+
+// dsnSecrets are the password inside a URL or key=value DSN.
+func dsnSecrets(dsn string) []string {
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil || cfg.Password == "" {
+		return nil
+	}
+	return []string{cfg.Password, url.QueryEscape(cfg.Password), url.PathEscape(cfg.Password)}
 }
 
 // validateAuth fails closed: a token file that cannot be read or holds

@@ -15,6 +15,9 @@ const receiverBase = `receiver:
     b: {type: file}
 `
 
+// routed completes a section that needs no routes of its own: a store and a default route.
+const routed = "  storage: {path: /tmp/r}\n  default_route: {channels: [x]}\n"
+
 func TestReceiverDefaultsAndKeys(t *testing.T) {
 	f, err := Parse([]byte(receiverBase+`  routes:
     - name: pager
@@ -102,7 +105,7 @@ func TestReceiverAuthTokenFileNeverInErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "c.yml")
-	if err := os.WriteFile(cfg, []byte(receiverBase+"  webhook: {auth_token_file: tok}\n  retry: {jitter: 9}\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(receiverBase+"  webhook: {auth_token_file: tok}\n  retry: {jitter: 9}\n  default_route: {channels: [a]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Load(cfg)
@@ -112,7 +115,7 @@ func TestReceiverAuthTokenFileNeverInErrors(t *testing.T) {
 	if strings.Contains(err.Error(), "tok-SECRET-1") {
 		t.Fatalf("secret in error: %v", err)
 	}
-	if err := os.WriteFile(cfg, []byte(receiverBase+"  webhook: {auth_token_file: tok}\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(receiverBase+"  webhook: {auth_token_file: tok}\n  default_route: {channels: [a]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f, err := Load(cfg)
@@ -169,7 +172,7 @@ func TestAuthTokenFileFailsClosed(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "whitespace") || strings.Contains(err.Error(), "two words") {
 		t.Errorf("token with a space: %v", err)
 	}
-	c, err := Parse([]byte(receiverBase), "r.yml")
+	c, err := Parse([]byte(receiverBase+"  default_route: {channels: [a]}\n"), "r.yml")
 	if err != nil || c.AuthToken() != "" {
 		t.Errorf("no token configured: %q %v", c.AuthToken(), err)
 	}
@@ -180,6 +183,7 @@ func TestAuthTokenFileFailsClosed(t *testing.T) {
 func TestChannelHTTPSettingsAreStrict(t *testing.T) {
 	ok := receiverBase + `    hook: {type: webhook, url: "https://h/x", timeout: 3s, http_config: {proxy_url: "http://127.0.0.1:3128", tls_config: {insecure_skip_verify: true}, follow_redirects: false}}
     mail: {type: email, smtp: {host: h, tls_config: {server_name: relay.internal}}, from: a@example.com, to: [b@example.com]}
+  default_route: {channels: [a]}
 `
 	c, err := Parse([]byte(ok), "r.yml")
 	if err != nil {
@@ -196,7 +200,7 @@ func TestChannelHTTPSettingsAreStrict(t *testing.T) {
 		t.Error("smtp tls_config not decoded")
 	}
 	// Without http_config, Prometheus' defaults apply.
-	c, err = Parse([]byte(receiverBase+"    hook: {type: webhook, url: \"https://h/x\"}\n"), "r.yml")
+	c, err = Parse([]byte(receiverBase+"    hook: {type: webhook, url: \"https://h/x\"}\n  default_route: {channels: [a]}\n"), "r.yml")
 	if err != nil || !c.Channels["hook"].Webhook.HTTP.HTTPConfig.FollowRedirects || !c.Channels["hook"].Webhook.HTTP.HTTPConfig.EnableHTTP2 {
 		t.Errorf("defaults not applied: %v", err)
 	}
@@ -223,11 +227,11 @@ func TestBearerTokenAndBasicAuthCannotBeCombined(t *testing.T) {
 	if err := os.WriteFile(tls, []byte("tls_server_config: {cert_file: c, key_file: k}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	with, err := Parse([]byte(receiverBase+"  webhook: {auth_token: tok-123}\n"), "r.yml")
+	with, err := Parse([]byte(receiverBase+"  webhook: {auth_token: tok-123}\n  default_route: {channels: [a]}\n"), "r.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	without, err := Parse([]byte(receiverBase), "r.yml")
+	without, err := Parse([]byte(receiverBase+"  default_route: {channels: [a]}\n"), "r.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +241,78 @@ func TestBearerTokenAndBasicAuthCannotBeCombined(t *testing.T) {
 	for _, ok := range []error{with.CheckWebConfig(tls), with.CheckWebConfig(""), without.CheckWebConfig(web)} {
 		if ok != nil {
 			t.Errorf("unexpected error: %v", ok)
+		}
+	}
+}
+
+// A receiver that would answer every notification 200 and deliver none
+// does not load: no channels, no routes, or no explicit store.
+func TestReceiverThatCannotDeliverIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+	}{
+		{"empty file", "", []string{"receiver.channels", "no channel is configured", "receiver.storage.path", "is required"}},
+		{"empty section", "receiver: {}\n", []string{"receiver.channels", "receiver.routes", "no route and no default_route"}},
+		{"no channels", "receiver:\n  storage: {path: /tmp/r}\n  channels: {}\n", []string{"r.yml:3: receiver.channels", "deliver none"}},
+		{"no routes", "receiver:\n  storage: {path: /tmp/r}\n  channels: {a: {type: file}}\n", []string{"receiver.routes", "dropped as unrouted"}},
+		{"no store", "receiver:\n  channels: {a: {type: file}}\n  default_route: {channels: [a]}\n", []string{"receiver.storage.path", "/var/lib/autoglm-receiver", "postgres.dsn"}},
+		{"both stores", "receiver:\n  storage: {path: /tmp/r, postgres: {dsn: \"postgres://u@h/db\"}}\n  channels: {a: {type: file}}\n  default_route: {channels: [a]}\n", []string{"receiver.storage.postgres", "not both"}},
+		{"bad dsn", "receiver:\n  storage: {postgres: {dsn: \"postgres://u:pw-SECRET-9@h:notaport/db\"}}\n  channels: {a: {type: file}}\n  default_route: {channels: [a]}\n", []string{"receiver.storage.postgres.dsn", "not a valid"}},
+		{"short lease", "receiver:\n  storage: {postgres: {dsn: \"postgres://u@h/db\", lease: 1s}}\n  channels: {a: {type: file}}\n  default_route: {channels: [a]}\n", []string{"receiver.storage.postgres.lease", "[3s, 10m]"}},
+		{"missing password file", "receiver:\n  storage: {postgres: {dsn: \"postgres://u@h/db\", password_file: /nonexistent/pg}}\n  channels: {a: {type: file}}\n  default_route: {channels: [a]}\n", []string{"receiver.storage.postgres.password_file", "/nonexistent/pg"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.body), "r.yml")
+			if err == nil {
+				t.Fatal("loaded")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not say %q:\n%v", w, err)
+				}
+			}
+			if strings.Contains(err.Error(), "pw-SECRET-9") {
+				t.Errorf("the DSN password is in the error: %v", err)
+			}
+		})
+	}
+}
+
+// A relative store path is relative to the configuration file, not to the
+// directory the binary was started in; the PostgreSQL password file is
+// read at load and every DSN secret is redacted.
+func TestStoragePathsAndPostgresSecrets(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yml")
+	if err := os.WriteFile(cfg, []byte("receiver:\n  storage: {path: data/receiver}\n  channels: {a: {type: file}}\n  default_route: {channels: [a]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "data", "receiver"); c.Storage.Path != want {
+		t.Errorf("storage path = %s, want %s", c.Storage.Path, want)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pgpass"), []byte("pg-SECRET-pass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte("receiver:\n  storage: {postgres: {dsn: \"postgres://autoglm:dsn-SECRET@127.0.0.1:5432/autoglm\", password_file: pgpass}}\n  channels: {a: {type: file}}\n  default_route: {channels: [a]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Load(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := c.Storage.Postgres
+	if pg.Password.Value() != "pg-SECRET-pass" || pg.Lease.D() != DefaultLease {
+		t.Errorf("postgres = %+v", pg)
+	}
+	secrets := strings.Join(c.Secrets(), "\n")
+	for _, s := range []string{"pg-SECRET-pass", "dsn-SECRET", "postgres://autoglm:dsn-SECRET@127.0.0.1:5432/autoglm"} {
+		if !strings.Contains(secrets, s) {
+			t.Errorf("Secrets() lacks %q", s)
 		}
 	}
 }

@@ -12,12 +12,13 @@ type Config struct {
 	// Endpoint is the robot webhook with its access_token.
 	chanhttp.Endpoint `yaml:",inline"`
 	// Secret enables signing when set (the SEC... value of the robot's "加签").
-	Secret      fileconfig.Secret `yaml:"secret"`
-	SecretFile  string            `yaml:"secret_file"`
-	AtMobiles   []string          `yaml:"at_mobiles"`
-	AtUserIDs   []string          `yaml:"at_user_ids"`
-	AtAll       bool              `yaml:"at_all"`
-	MessageType string            `yaml:"message_type"` // markdown (default) or actioncard
+	Secret         fileconfig.Secret `yaml:"secret"`
+	SecretFile     string            `yaml:"secret_file"`
+	AtMobiles      []string          `yaml:"at_mobiles"`
+	AtUserIDs      []string          `yaml:"at_user_ids"`
+	AtAll          bool              `yaml:"at_all"`
+	MessageType    string            `yaml:"message_type"` // markdown (default) or actioncard
+	chanhttp.Parts `yaml:",inline"`
 
 	tmpl.Config `yaml:",inline"`
 	HTTP        chanhttp.Settings `yaml:",inline"`
@@ -33,6 +34,7 @@ func (c *Config) Validate(key string, f *fileconfig.File) error {
 	chk.Secret("secret", &c.Secret, c.SecretFile)
 	chk.OneOf("message_type", c.MessageType, "markdown", "actioncard")
 	chk.Phones("at_mobiles", c.AtMobiles)
+	c.Parts.Validate(chk)
 	c.HTTP.Validate(chk)
 	return chk.Err(c.Config.Validate(key)...)
 }

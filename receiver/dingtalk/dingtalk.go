@@ -33,6 +33,10 @@ const minSplit = 2000
 // RateLimit is the documented 20 messages per minute per robot.
 const RateLimit = 20
 
+// DefaultMaxParts is how many messages one notification may take (60 KB of
+// markdown) before its alert list is cut with a note and a link.
+const DefaultMaxParts = 3
+
 // Notifier sends to one robot.
 type Notifier struct {
 	cfg         *Config
@@ -104,6 +108,8 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	if len(ns) == 0 {
 		return nil
 	}
+	// Alert text must not add links or @-mentions to the robot's markdown.
+	ns = tmpl.ForMarkdown(ns)
 	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
 	var btns []button
 	for _, x := range ns {
@@ -120,7 +126,6 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		tctx = action.WithoutLinks(ctx)
 	}
 	title := n.tmpl.Render(tctx, tmpl.Title, d)
-	body := n.tmpl.Render(tctx, tmpl.Markdown, d)
 	mobiles, users := n.cfg.AtMobiles, n.cfg.AtUserIDs
 	if rs, ok := oncall.RecipientsFrom(ctx); ok {
 		// An escalation step mentions the people on call.
@@ -149,7 +154,20 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	}
 	link := firstLink(d)
 	const partHeader = 36 // "(12/34)\n\n", the "\n\n" before mentions and some slack
-	err := n.split.Send(ctx, ns, body, n.maxBytes, len(mentions)+len(title)+partHeader, func(ctx context.Context, i, total int, part string) error {
+	overhead := len(mentions) + len(title) + partHeader
+	maxParts := n.cfg.Parts.Or(DefaultMaxParts)
+	body := chanhttp.Fit(ns, maxParts, n.maxBytes, overhead, n.tmpl.CutNote(), func(ns []*notify.Notification, omitted int) string {
+		d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
+		b := n.tmpl.Render(tctx, tmpl.Markdown, d)
+		if omitted > 0 {
+			b += "\n\n" + n.tmpl.OmittedNote(d, omitted, maxParts, true)
+		}
+		return b
+	})
+	// The mentions that follow an ActionCard are a message of their own:
+	// the card's parts are recorded so a retry sends only what is missing.
+	follow := len(btns) > 0 && mention() != nil
+	err := n.split.Send(ctx, ns, body, n.maxBytes, overhead, follow, func(ctx context.Context, i, total int, part string) error {
 		text := part
 		if total > 1 {
 			text = fmt.Sprintf("(%d/%d)\n\n%s", i+1, total, part)
@@ -170,10 +188,12 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		m.At = mention()
 		return n.send(ctx, m)
 	})
-	if err != nil || len(btns) == 0 || mention() == nil {
+	if err != nil || !follow {
 		return err
 	}
-	return n.send(ctx, message{MsgType: "markdown", Markdown: &markdown{Title: title, Text: tmpl.Truncate(title, 200) + "\n\n" + strings.TrimSpace(mentions)}, At: mention()})
+	return n.split.Once(ctx, ns, "mentions", func(ctx context.Context) error {
+		return n.send(ctx, message{MsgType: "markdown", Markdown: &markdown{Title: title, Text: tmpl.Truncate(title, 200) + "\n\n" + strings.TrimSpace(mentions)}, At: mention()})
+	})
 }
 
 func (n *Notifier) build(title, text, link string) message {

@@ -274,6 +274,88 @@ func newNotifier(t testing.TB, c Config, tp *tmpl.Templates, now func() time.Tim
 // ep is the url key of a channel.
 func ep(u string) chanhttp.Endpoint { return chanhttp.Endpoint{URL: fileconfig.Secret(u)} }
 
+// Label and annotation text reaches the robot escaped: no link, image,
+// tag or @all mention of its own.
+func TestAlertTextCannotInjectMarkdown(t *testing.T) {
+	for _, mt := range []string{"markdown", "actioncard"} {
+		fake := providertest.NewDingTalk(t, token, secret)
+		n := newNotifier(t, Config{Endpoint: ep(fake.URL()), Secret: fileconfig.Secret(secret), MessageType: mt}, tmpl.New(tmpl.Options{}), nil)
+		if err := n.Notify(context.Background(), fixture.Hostile()); err != nil {
+			t.Fatal(err)
+		}
+		m := fake.Messages()[0]
+		text := m.Content()
+		for _, bad := range []string{"](javascript", "](http://evil", "@all", "<@", "<font"} {
+			if strings.Contains(text, bad) {
+				t.Errorf("%s: message contains %q:\n%s", mt, bad, text)
+			}
+		}
+		if m.At != nil && m.At.IsAtAll {
+			t.Errorf("%s: message mentions everyone", mt)
+		}
+		if m.ActionCard != nil && m.ActionCard.SingleURL != "" {
+			t.Errorf("action card links to %q", m.ActionCard.SingleURL)
+		}
+	}
+}
+
+// countingLedger counts the provider messages a channel takes tokens for.
+type countingLedger struct {
+	takes    int
+	accepted []string
+}
+
+func (c *countingLedger) Take() error               { c.takes++; return nil }
+func (c *countingLedger) Sent(string) bool          { return false }
+func (c *countingLedger) Accepted(key string) error { c.accepted = append(c.accepted, key); return nil }
+
+// A 10,000-alert group and a 512 KB description each take at most
+// max_parts robot messages: the text says how many alerts are not listed
+// and links to all of them, and every message takes one rate-limit token.
+func TestHugeGroupIsCappedAndEveryMessageIsCounted(t *testing.T) {
+	huge := fixture.Notification("Flood", 10000, 10000*60)
+	long := fixture.Notification("LongText", 1, 10)
+	long.Data.Alerts[0].Annotations["description"] = strings.Repeat("描述很长的告警内容 ", 512<<10/28)
+	for _, tc := range []struct {
+		name     string
+		n        *notify.Notification
+		maxParts int
+		want     []string
+	}{
+		{"10000 alerts", huge, 0, []string{"条告警未在此列出", "一条通知最多 3 段消息", "(http://alertmanager:9093/#/alerts?", "filter=%7Balertname%3D%22Flood%22%7D"}},
+		{"10000 alerts, max_parts 1", huge, 1, []string{"条告警未在此列出", "一条通知最多 1 段消息"}},
+		{"512 KB description", long, 0, []string{"消息过长，已截断"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := providertest.NewDingTalk(t, token, secret)
+			cfg := Config{Endpoint: ep(fake.URL()), Secret: fileconfig.Secret(secret)}
+			cfg.MaxParts = tc.maxParts
+			n := newNotifier(t, cfg, tmpl.New(tmpl.Options{}), nil)
+			l := &countingLedger{}
+			if err := n.Notify(notify.WithLedger(context.Background(), l), tc.n); err != nil {
+				t.Fatal(err)
+			}
+			msgs := fake.Messages()
+			limit := cfg.Parts.Or(DefaultMaxParts)
+			if len(msgs) == 0 || len(msgs) > limit {
+				t.Fatalf("%d robot messages, want 1..%d", len(msgs), limit)
+			}
+			if l.takes != fake.Requests() {
+				t.Errorf("took %d tokens for %d robot messages", l.takes, fake.Requests())
+			}
+			if len(msgs) > 1 && len(l.accepted) != len(msgs) {
+				t.Errorf("recorded %d of %d accepted parts", len(l.accepted), len(msgs))
+			}
+			last := msgs[len(msgs)-1].Content()
+			for _, w := range tc.want {
+				if !strings.Contains(last, w) {
+					t.Errorf("last message lacks %q:\n...%s", w, last[max(0, len(last)-400):])
+				}
+			}
+		})
+	}
+}
+
 func TestActionButtonsAndOnCallMentions(t *testing.T) {
 	fake := providertest.NewDingTalk(t, token, secret)
 	n := newNotifier(t, Config{Endpoint: ep(fake.URL()), Secret: secret, AtMobiles: []string{"13900000000"}}, tmpl.New(tmpl.Options{}), nil)

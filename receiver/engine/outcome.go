@@ -2,38 +2,33 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/store"
 )
 
-// send delivers the planned units in order and records every outcome. It
-// returns false when nothing could be sent because the store failed.
+// send delivers the planned units in order and records every outcome. Each
+// unit is marked in flight in the same durable write that stores the
+// previous unit's outcome, so every provider answer is committed before the
+// next send and a crash can repeat at most the one message in flight. It
+// returns false when the store refused a write.
 func (e *Engine) send(ctx context.Context, cs *chanState, units [][]*store.Delivery) bool {
-	var flat []*store.Delivery
-	for _, u := range units {
-		flat = append(flat, u...)
-	}
-	// Mark in flight durably first so a crash during the send is visible on restart.
-	marks := make([]store.Change, len(flat))
-	for i, d := range flat {
-		d.InFlight = true
-		marks[i] = store.Change{Delivery: d, FlagOnly: true}
-	}
-	if _, err := e.o.Store.Apply(marks, nil, nil); err != nil {
-		for _, d := range flat {
-			d.InFlight = false
-		}
-		e.o.Logger.Error("cannot mark deliveries in flight", "channel", cs.Name, "err", e.redact(err.Error()))
-		return false
-	}
 	pol := e.policy()
-	changes := make([]store.Change, 0, len(flat))
-	recs := make([]*store.Record, 0, len(flat))
-	var add, done []*store.Delivery
-	var esc []escalation
-	failed := map[string]bool{}
+	var (
+		// Outcomes not yet written; they go with the next unit's mark.
+		changes []store.Change
+		recs    []*store.Record
+		add     []*store.Delivery
+		added   []*store.Delivery
+		done    []*store.Delivery
+		esc     []escalation
+		// A group whose earlier message failed or waits for the rate limit holds its later ones.
+		held  = map[string]bool{}
+		paced bool
+		ok    = true
+	)
 	type logged struct {
 		d       *store.Delivery
 		latency time.Duration
@@ -41,32 +36,52 @@ func (e *Engine) send(ctx context.Context, cs *chanState, units [][]*store.Deliv
 	}
 	var delivered []logged
 	for _, u := range units {
-		// A group whose earlier message failed in this round waits for it.
 		send := u[:0:0]
 		for _, d := range u {
-			if failed[d.GroupKey] {
-				d.InFlight = false
-				changes = append(changes, store.Change{Delivery: d, FlagOnly: true})
-				continue
+			if !held[d.GroupKey] && !paced {
+				send = append(send, d)
 			}
-			send = append(send, d)
 		}
 		if len(send) == 0 {
 			continue
 		}
+		for _, d := range send {
+			d.InFlight = true
+			changes = append(changes, store.Change{Delivery: d, FlagOnly: true})
+		}
+		got, err := e.o.Store.Apply(changes, add, recs)
+		if err != nil {
+			for _, d := range send {
+				d.InFlight = false
+			}
+			e.o.Logger.Error("cannot mark deliveries in flight", "channel", cs.Name, "err", e.redact(err.Error()))
+			// The outcomes carried in this write are lost; their deliveries stay
+			// marked in flight in the store and are resent after a restart: that
+			// duplicate is the price of never losing one.
+			changes, recs, add, ok = nil, nil, nil, false
+			break
+		}
+		added = append(added, got...)
+		changes, recs, add = nil, nil, nil
+
 		ns := make([]*notify.Notification, len(send))
 		for i, d := range send {
 			ns[i] = d.Notification()
 		}
+		l := &ledger{e: e, cs: cs, unit: send}
 		start := e.o.Now()
-		sctx, cancel := context.WithTimeout(ctx, e.o.SendTimeout)
+		sctx, cancel := context.WithTimeout(notify.WithLedger(ctx, l), e.o.SendTimeout)
 		if e.o.Decorate != nil {
 			sctx = e.o.Decorate(sctx, cs.Name, send)
 		}
-		err := cs.Notifier.Notify(sctx, ns...)
+		err = cs.Notifier.Notify(sctx, ns...)
 		cancel()
 		now := e.o.Now()
 		latency := now.Sub(start)
+		if cs.limiter != nil && l.taken == 0 && !errors.Is(err, notify.ErrPaced) {
+			// A channel that does not take its own tokens costs one per call.
+			cs.limiter.ReserveN(now, 1)
+		}
 		if err == nil {
 			for _, d := range send {
 				d.InFlight = false
@@ -81,9 +96,22 @@ func (e *Engine) send(ctx context.Context, cs *chanState, units [][]*store.Deliv
 			continue
 		}
 		class, code, retryAfter := notify.Classify(err)
+		if errors.Is(err, notify.ErrPaced) {
+			// Not a failure: the provider's limit is used up; the rest of
+			// the message (and every later one) goes when it allows.
+			for _, d := range send {
+				d.InFlight = false
+				d.NextAttempt = now.Add(retryAfter)
+				held[d.GroupKey] = true
+				changes = append(changes, store.Change{Delivery: d})
+			}
+			paced = true
+			e.o.Logger.Debug("provider rate limit reached, continuing later", "channel", cs.Name, "parts_sent", len(send[0].SentParts), "wait", retryAfter)
+			continue
+		}
 		msg := e.redact(err.Error())
 		for _, d := range send {
-			failed[d.GroupKey] = true
+			held[d.GroupKey] = true
 			d.InFlight = false
 			d.Attempts++
 			d.Failures++
@@ -120,11 +148,15 @@ func (e *Engine) send(ctx context.Context, cs *chanState, units [][]*store.Deliv
 				"class", class.String(), "code", code, "attempt", d.Attempts, "next_attempt", d.NextAttempt, "err", msg)
 		}
 	}
-	added, err := e.o.Store.Apply(changes, add, recs)
-	if err != nil {
-		// Delivered messages stay marked in flight in the store and are resent after a
-		// restart; that duplicate is the price of never losing one.
-		e.o.Logger.Error("cannot record delivery outcomes", "channel", cs.Name, "err", e.redact(err.Error()))
+	if len(changes) > 0 || len(add) > 0 || len(recs) > 0 {
+		got, err := e.o.Store.Apply(changes, add, recs)
+		if err != nil {
+			// Delivered messages stay marked in flight in the store and are resent after a
+			// restart; that duplicate is the price of never losing one.
+			e.o.Logger.Error("cannot record delivery outcomes", "channel", cs.Name, "err", e.redact(err.Error()))
+			ok = false
+		}
+		added = append(added, got...)
 	}
 	e.remove(done)
 	for _, x := range esc {
@@ -138,7 +170,7 @@ func (e *Engine) send(ctx context.Context, cs *chanState, units [][]*store.Deliv
 			"fallback", l.d.IsFallback, "latency", l.latency)
 	}
 	e.Enqueue(added)
-	return err == nil
+	return ok
 }
 
 func (e *Engine) remove(ds []*store.Delivery) {

@@ -107,29 +107,23 @@ func (e *Engine) round(ctx context.Context, name string, q *queue) time.Duration
 // plan groups ready deliveries into sends. Without a limit each is sent on
 // its own. With a limit, deliveries are sent singly while tokens last; a
 // backlog larger than the tokens goes out as one digest so nothing is dropped
-// and the provider limit holds. Called with e.mu held.
+// and the provider limit holds. Tokens are taken per provider message by the
+// send's ledger, not here. Called with e.mu held.
 func (e *Engine) plan(cs *chanState, ready []*store.Delivery, now time.Time) ([][]*store.Delivery, time.Duration) {
-	if cs.limiter == nil {
-		units := make([][]*store.Delivery, len(ready))
-		for i, d := range ready {
-			units[i] = []*store.Delivery{d}
+	if cs.limiter != nil {
+		tokens := cs.limiter.TokensAt(now)
+		if tokens < 1 {
+			return nil, time.Duration((1 - tokens) / float64(cs.limiter.Limit()) * float64(time.Second))
 		}
-		return units, 0
-	}
-	tokens := cs.limiter.TokensAt(now)
-	if tokens < 1 {
-		return nil, time.Duration((1 - tokens) / float64(cs.limiter.Limit()) * float64(time.Second))
-	}
-	if len(ready) <= int(tokens) {
-		units := make([][]*store.Delivery, len(ready))
-		for i, d := range ready {
-			units[i] = []*store.Delivery{d}
+		if len(ready) > int(tokens) {
+			return [][]*store.Delivery{ready[:min(len(ready), e.o.MaxDigest)]}, 0
 		}
-		cs.limiter.AllowN(now, len(ready))
-		return units, 0
 	}
-	cs.limiter.AllowN(now, 1)
-	return [][]*store.Delivery{ready[:min(len(ready), e.o.MaxDigest)]}, 0
+	units := make([][]*store.Delivery, len(ready))
+	for i, d := range ready {
+		units[i] = []*store.Delivery{d}
+	}
+	return units, 0
 }
 
 // Limiter returns the token bucket for a provider limit of perMinute messages

@@ -21,6 +21,8 @@ type Config struct {
 	SecretFile string            `yaml:"secret_file"`
 	// AtOpenIDs are mentioned in every message (ou_...); "all" mentions everyone.
 	AtOpenIDs []string `yaml:"at_open_ids"`
+	// MaxParts bounds the cards one notification takes.
+	chanhttp.Parts `yaml:",inline"`
 
 	tmpl.Config `yaml:",inline"`
 	HTTP        chanhttp.Settings `yaml:",inline"`
@@ -45,6 +47,7 @@ func (c *Config) Validate(key string, f *fileconfig.File) error {
 			chk.Add(fmt.Sprintf("at_open_ids[%d]", i), "%q is neither an open_id (ou_...) nor all", id)
 		}
 	}
+	c.Parts.Validate(chk)
 	c.HTTP.Validate(chk)
 	return chk.Err(c.Config.Validate(key)...)
 }

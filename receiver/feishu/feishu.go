@@ -39,6 +39,9 @@ const (
 	minSplit = 2048
 	// maxActionGroups bounds the button rows of a digest card.
 	maxActionGroups = 5
+	// DefaultMaxParts is how many cards one notification may take before
+	// its alert list is cut with a note and a link.
+	DefaultMaxParts = 3
 )
 
 // Notifier sends to one robot.
@@ -51,8 +54,9 @@ type Notifier struct {
 	now         func() time.Time
 	externalURL string
 	pace        *rate.Limiter
-	sent        *chanhttp.Sent
+	split       *chanhttp.Splitter
 	maxBytes    int
+	maxParts    int
 }
 
 // New builds a notifier from a validated configuration.
@@ -71,7 +75,8 @@ func New(c *Config, t *tmpl.Templates, now func() time.Time, externalURL string)
 		url: c.URL.Value(), secret: c.Secret.Value(), atOpenIDs: c.AtOpenIDs, tmpl: t, client: client,
 		timeout: c.HTTP.RequestTimeout(), now: now, externalURL: externalURL,
 		// Spaced a little wider than 1/5 s so network jitter never puts six in one second.
-		pace: rate.NewLimiter(rate.Limit(PerSecond)*0.9, 1), sent: chanhttp.NewSent(4096), maxBytes: MaxBytes,
+		pace: rate.NewLimiter(rate.Limit(PerSecond)*0.9, 1), split: chanhttp.NewSplitter("9499", minSplit), maxBytes: MaxBytes,
+		maxParts: c.Parts.Or(DefaultMaxParts),
 	}, nil
 }
 
@@ -195,12 +200,33 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	if len(ns) == 0 {
 		return nil
 	}
+	// Alert text must not add links, <at> mentions or tags to the card's markdown.
+	ns = tmpl.ForMarkdown(ns)
 	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
 	// The card shows the actions as buttons, so the text does not repeat them as links.
 	tctx := action.WithoutLinks(ctx)
 	title := tmpl.TruncateBytes(n.tmpl.Render(tctx, tmpl.Title, d), 1000)
-	body := n.tmpl.Render(tctx, tmpl.Markdown, d)
-	return n.sendSplit(ctx, ns, title, colour(d), body, n.mentions(ctx), n.buttons(ctx, ns), n.maxBytes)
+	mentions, buttons := n.mentions(ctx), n.buttons(ctx, ns)
+	empty, err := encode(n.build(title, colour(d), "", buttons))
+	if err != nil {
+		return &notify.Error{Class: notify.Permanent, Err: fmt.Errorf("encode card: %w", err)}
+	}
+	body := chanhttp.Fit(ns, n.maxParts, contentBudget(n.maxBytes, len(empty), len(mentions)), 0, n.tmpl.CutNote(), func(ns []*notify.Notification, omitted int) string {
+		d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
+		b := n.tmpl.Render(tctx, tmpl.Markdown, d)
+		if omitted > 0 {
+			b += "\n\n" + n.tmpl.OmittedNote(d, omitted, n.maxParts, true)
+		}
+		return b
+	})
+	return n.sendSplit(ctx, ns, title, colour(d), body, mentions, buttons, n.maxBytes)
+}
+
+// contentBudget is the markdown a card may carry within limit bytes.
+// JSON escaping can grow text (quotes, newlines, control characters):
+// budget the content at most, then check each encoded card.
+func contentBudget(limit, empty, mentions int) int {
+	return max((limit-empty-signOverhead-mentions-32)*9/10, minSplit/2)
 }
 
 func (n *Notifier) build(title, colour, content string, tail []any) message {
@@ -227,18 +253,16 @@ func encode(m message) ([]byte, error) {
 // signOverhead is what timestamp and sign add to a request body.
 const signOverhead = len(`"timestamp":"1700000000","sign":"",`) + 44
 
+// sendSplit sends body as one card or, above the limit, several; each card
+// takes one token of the robot's rate limit and, when there are several, is
+// recorded as accepted before the next goes out.
 func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, title, colour, body, mentions string, buttons []any, limit int) error {
 	empty, err := encode(n.build(title, colour, "", buttons))
 	if err != nil {
 		return &notify.Error{Class: notify.Permanent, Err: fmt.Errorf("encode card: %w", err)}
 	}
-	// JSON escaping can grow text (quotes, newlines, control characters):
-	// budget the content at most, then check each encoded card.
-	budget := (limit - len(empty) - signOverhead - len(mentions) - 32) * 9 / 10
-	if budget < minSplit/2 {
-		budget = minSplit / 2
-	}
-	parts := chanhttp.Split(body, budget)
+	l := n.split.Ledger(ctx)
+	parts := chanhttp.Split(body, contentBudget(limit, len(empty), len(mentions)))
 	for i, p := range parts {
 		content := p
 		if len(parts) > 1 {
@@ -252,7 +276,7 @@ func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, tit
 			tail = buttons
 		}
 		key := chanhttp.PartKey(ns, content)
-		if len(parts) > 1 && n.sent.Seen(key) {
+		if len(parts) > 1 && l.Sent(key) {
 			continue
 		}
 		m := n.build(title, colour, content, tail)
@@ -265,6 +289,9 @@ func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, tit
 				return &notify.Error{Class: notify.Permanent, Code: "9499", Err: fmt.Errorf("card of %d bytes does not fit the robot's %d-byte limit", len(b), MaxBytes)}
 			}
 			return n.sendSplit(ctx, ns, title, colour, strings.Join(parts[i:], ""), mentions, buttons, limit/2)
+		}
+		if err := l.Take(); err != nil {
+			return err
 		}
 		err = n.send(ctx, m)
 		var e *notify.Error
@@ -279,7 +306,9 @@ func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, tit
 			return err
 		}
 		if len(parts) > 1 {
-			n.sent.Mark(key)
+			if err := l.Accepted(key); err != nil {
+				return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("record accepted card: %w", err)}
+			}
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/receiver/action"
+	"github.com/open-autoglm/autoglm-monitor/receiver/internal/chanhttp"
 	"github.com/open-autoglm/autoglm-monitor/receiver/internal/fixture"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
@@ -104,7 +105,7 @@ func TestCardWithMentionsAndActionButtons(t *testing.T) {
 func TestOversizeDigestIsSplitBelowTheLimit(t *testing.T) {
 	fake := providertest.NewFeishu(t, token, secret)
 	fake.PerSecond = 100
-	n := newNotifier(t, cfg(fake.URL(), secret))
+	n := newNotifier(t, cfg(fake.URL(), secret, func(c *Config) { c.MaxParts = chanhttp.MaxPartsLimit }))
 	n.pace.SetLimit(1000)
 	n.pace.SetBurst(100)
 	ns := []*notify.Notification{fixture.Notification("A", 40, 40000), fixture.Notification("B", 20, 20000)}
@@ -242,5 +243,67 @@ func TestConfigValidateAndSecrets(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "tok-secret") {
 			t.Errorf("errors %v, want %q", err, tc.want)
 		}
+	}
+}
+
+// Label and annotation text reaches the card escaped: no link, image, tag
+// or <at id=all> mention of its own.
+func TestAlertTextCannotInjectMarkdown(t *testing.T) {
+	fake := providertest.NewFeishu(t, token, secret)
+	n := newNotifier(t, cfg(fake.URL(), secret))
+	if err := n.Notify(context.Background(), fixture.Hostile()); err != nil {
+		t.Fatal(err)
+	}
+	m := fake.Messages()[0]
+	for _, bad := range []string{"](javascript", "](http://evil", "<at", "<font", "@all"} {
+		if strings.Contains(m.Markdown(), bad) || strings.Contains(m.Title(), bad) {
+			t.Errorf("card contains %q:\n%s\n%s", bad, m.Title(), m.Markdown())
+		}
+	}
+}
+
+// countingLedger counts the robot messages a channel takes tokens for.
+type countingLedger struct {
+	takes    int
+	accepted map[string]bool
+}
+
+func (c *countingLedger) Take() error             { c.takes++; return nil }
+func (c *countingLedger) Sent(k string) bool      { return c.accepted[k] }
+func (c *countingLedger) Accepted(k string) error { c.accepted[k] = true; return nil }
+
+// A 10,000-alert group takes at most max_parts cards, each counted against
+// the robot's rate limit and recorded, and the last says how many alerts
+// are not listed with a link to all of them. A retry after the robot
+// refused the last card sends only that card.
+func TestHugeGroupIsCappedAndEveryCardIsCounted(t *testing.T) {
+	fake := providertest.NewFeishu(t, token, secret)
+	fake.PerSecond = 100
+	n := newNotifier(t, cfg(fake.URL(), secret))
+	n.pace.SetLimit(1000)
+	l := &countingLedger{accepted: map[string]bool{}}
+	ctx := notify.WithLedger(context.Background(), l)
+	if err := n.Notify(ctx, fixture.Notification("Flood", 10000, 10000*60)); err != nil {
+		t.Fatal(err)
+	}
+	msgs := fake.Messages()
+	if len(msgs) < 2 || len(msgs) > DefaultMaxParts {
+		t.Fatalf("%d cards, want 2..%d", len(msgs), DefaultMaxParts)
+	}
+	if l.takes != len(msgs) || len(l.accepted) != len(msgs) {
+		t.Errorf("%d cards took %d tokens and recorded %d", len(msgs), l.takes, len(l.accepted))
+	}
+	last := msgs[len(msgs)-1].Markdown()
+	for _, w := range []string{"条告警未在此列出", "一条通知最多 3 段消息", "http://alertmanager:9093/#/alerts?"} {
+		if !strings.Contains(last, w) {
+			t.Errorf("last card lacks %q:\n...%s", w, last[max(0, len(last)-400):])
+		}
+	}
+	// Everything recorded: a second attempt sends nothing again.
+	if err := n.Notify(ctx, fixture.Notification("Flood", 10000, 10000*60)); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(fake.Messages()); got != len(msgs) {
+		t.Errorf("a retry sent %d more cards", got-len(msgs))
 	}
 }

@@ -51,5 +51,73 @@ func (r *Redactor) String(s string) string {
 		}
 	}
 	s = paramRE.ReplaceAllString(s, "${1}="+mark)
-	return userinfoRE.ReplaceAllString(s, "${1}"+mark+"@")
+	s = userinfoRE.ReplaceAllString(s, "${1}"+mark+"@")
+	return Phones(s)
+}
+
+// Phones masks the mobile numbers in s (providers echo them in error
+// bodies): runs of digits that are a Chinese mobile number, alone (11
+// digits from 13 to 19) or with the 86 / 0086 country code, or any
+// international number written with a leading "+" (8 to 15 digits).
+func Phones(s string) string {
+	var b strings.Builder
+	last := 0
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		start := i
+		if i > 0 && s[i-1] == '+' {
+			start = i - 1
+		}
+		// A run glued to letters or underscores is an identifier, not a number.
+		glued := (start > 0 && isWord(s[start-1])) || (j < len(s) && isWord(s[j]))
+		if !glued && isPhone(s[start:j]) {
+			if b.Len() == 0 {
+				b.Grow(len(s))
+			}
+			b.WriteString(s[last:start])
+			b.WriteString(MaskPhone(s[start:j]))
+			last = j
+		}
+		i = j
+	}
+	if last == 0 {
+		return s
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+func isPhone(p string) bool {
+	if strings.HasPrefix(p, "+") {
+		return len(p)-1 >= 8 && len(p)-1 <= 15
+	}
+	for _, cc := range []string{"", "86", "0086"} {
+		rest, ok := strings.CutPrefix(p, cc)
+		if ok && len(rest) == 11 && rest[0] == '1' && rest[1] >= '3' {
+			return true
+		}
+	}
+	return false
+}
+
+// MaskPhone keeps the first three and last four digits of the national
+// number (and any country code): 13800001234 → 138****1234.
+func MaskPhone(p string) string {
+	if len(p) <= 7 {
+		return "****"
+	}
+	return p[:len(p)-8] + "****" + p[len(p)-4:]
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isWord(c byte) bool {
+	return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
 }

@@ -29,3 +29,20 @@ func TestRedactorScrubsKnownSecretsAndPatterns(t *testing.T) {
 		t.Errorf("a nil redactor must still apply the patterns: %q", got)
 	}
 }
+
+// Providers echo phone numbers in error bodies; they are masked wherever
+// the redactor runs (logs, audit records, error answers).
+func TestPhonesAreMasked(t *testing.T) {
+	for in, want := range map[string]string{
+		`gateway answered HTTP 400: {"error":"invalid number 13800001234"}`:    `gateway answered HTTP 400: {"error":"invalid number 138****1234"}`,
+		"PhoneNumber +8613912345678 LimitExceeded":                             "PhoneNumber +86139****5678 LimitExceeded",
+		"numbers 13800001234,13900005678 and 008615012345678":                  "numbers 138****1234,139****5678 and 0086150****5678",
+		"+14155550123: undeliverable":                                          "+141****0123: undeliverable",
+		"PhoneNumbers=13800001234&SignName=x":                                  "PhoneNumbers=138****1234&SignName=x",
+		"ts 1700000000000, template SMS_13800001234, request 12345678901 done": "ts 1700000000000, template SMS_13800001234, request 12345678901 done",
+	} {
+		if got := New().String(in); got != want {
+			t.Errorf("String(%q)\n = %q\nwant %q", in, got, want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 func router(t *testing.T) *Router {
 	t.Helper()
 	c, err := config.Parse([]byte(`receiver:
+  storage: {path: /tmp/r}
   channels: {sms: {type: file}, im: {type: file}, mail: {type: file}, audit: {type: file}}
   routes:
     - name: everything-llm
@@ -192,7 +193,7 @@ func TestPlan(t *testing.T) {
 }
 
 func TestPlanUnrouted(t *testing.T) {
-	c, err := config.Parse([]byte("receiver:\n  channels: {a: {type: file}}\n  routes: [{matchers: ['team=\"db\"'], channels: [a]}]\n"), "r.yml")
+	c, err := config.Parse([]byte("receiver:\n  storage: {path: /tmp/r}\n  channels: {a: {type: file}}\n  routes: [{matchers: ['team=\"db\"'], channels: [a]}]\n"), "r.yml")
 	if err != nil {
 		t.Fatal(err)
 	}

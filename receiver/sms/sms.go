@@ -10,6 +10,7 @@ package sms
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/oncall"
+	"github.com/open-autoglm/autoglm-monitor/receiver/redact"
 	"github.com/open-autoglm/autoglm-monitor/receiver/tmpl"
 )
 
@@ -143,6 +145,10 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		m.Names = append(m.Names, p.Name)
 	}
 	key := messageKey(ns)
+	// Each number is one provider message; with the engine's ledger, one a
+	// provider accepted is recorded before the next goes out, so a crash
+	// repeats at most the one in flight.
+	l := notify.LedgerFrom(ctx)
 	var failed []error
 	phones := n.cfg.PhoneNumbers
 	if rs, ok := oncall.RecipientsFrom(ctx); ok {
@@ -158,16 +164,33 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		}
 	}
 	for _, phone := range phones {
-		if n.already(key, phone) {
+		part := phoneKey(key, phone)
+		if n.already(key, phone) || (l != nil && l.Sent(part)) {
 			continue
+		}
+		if l != nil {
+			if err := l.Take(); err != nil {
+				return err
+			}
 		}
 		if err := n.sender.send(ctx, phone, m); err != nil {
 			failed = append(failed, annotate(err, phone))
 			continue
 		}
 		n.remember(key, phone)
+		if l != nil {
+			if err := l.Accepted(part); err != nil {
+				return &notify.Error{Class: notify.Retry, Err: fmt.Errorf("record accepted SMS: %w", err)}
+			}
+		}
 	}
 	return combine(failed)
+}
+
+// phoneKey names one number's message in the ledger without the number.
+func phoneKey(key, phone string) string {
+	h := sha256.Sum256([]byte(key + "\x00" + phone))
+	return "sms:" + hex.EncodeToString(h[:12])
 }
 
 func messageKey(ns []*notify.Notification) string {
@@ -202,12 +225,7 @@ func (n *Notifier) remember(key, phone string) {
 }
 
 // MaskPhone keeps the first three and last four digits.
-func MaskPhone(p string) string {
-	if len(p) <= 7 {
-		return "****"
-	}
-	return p[:len(p)-8] + "****" + p[len(p)-4:]
-}
+func MaskPhone(p string) string { return redact.MaskPhone(p) }
 
 func annotate(err error, phone string) error {
 	var e *notify.Error

@@ -66,6 +66,9 @@ type Delivery struct {
 	InFlight  bool   `json:"-"`
 	LastError string `json:"last_error,omitempty"`
 	LastCode  string `json:"last_code,omitempty"`
+	// SentParts are the provider messages of this notification already
+	// accepted (parts of a split text, SMS per number): never sent again.
+	SentParts []string `json:"sent_parts,omitempty"`
 
 	// Step is set on the pages of an escalation chain: the chain step, from 1.
 	Step int `json:"step,omitempty"`
@@ -187,26 +190,34 @@ func Open(dir string, o Options) (*Store, error) {
 		o.Retention = 30 * 24 * time.Hour
 	}
 	path := filepath.Join(dir, "receiver.db")
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	bo := &bolt.Options{
 		Timeout: 5 * time.Second,
 		// The freelist is rebuilt on open instead of written on every commit.
 		NoFreelistSync: true,
 		FreelistType:   bolt.FreelistMapType,
 		// Growing the map blocks writers; start with room for a large outbox.
 		InitialMmapSize: 64 << 20,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketOutbox, bucketIdem, bucketAudit, bucketDead, bucketFlight} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+	initBuckets := func(db *bolt.DB) error {
+		return db.Update(func(tx *bolt.Tx) error {
+			for _, b := range [][]byte{bucketOutbox, bucketIdem, bucketAudit, bucketDead, bucketFlight} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		if err := create(path, bo, initBuckets); err != nil {
+			return nil, err
 		}
-		return nil
-	})
+	}
+	db, err := openChecked(path, bo)
 	if err != nil {
+		return nil, err
+	}
+	if err := initBuckets(db); err != nil {
 		return nil, errors.Join(fmt.Errorf("initialise store: %w", err), db.Close())
 	}
 	s := &Store{db: db, opts: o, ops: make(chan *op, maxGroup), quit: make(chan struct{}), done: make(chan struct{})}

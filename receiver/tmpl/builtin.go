@@ -40,6 +40,7 @@ var dictionary = map[string]map[string]string{
 		"alerts": "条告警", "severity": "级别", "instance": "实例", "started": "开始", "ended": "结束",
 		"labels": "标签", "source": "查看来源", "dashboard": "仪表盘", "runbook": "处理手册",
 		"truncated": "另有告警未包含", "route": "路由", "more": "更多",
+		"omitted": "另有 %d 条告警未在此列出（一条通知最多 %d 段消息）", "all_alerts": "查看全部告警", "cut": "……（消息过长，已截断）",
 		"claimed": "已认领", "claim": "认领",
 	},
 	"en": {
@@ -47,6 +48,7 @@ var dictionary = map[string]map[string]string{
 		"alerts": "alerts", "severity": "Severity", "instance": "Instance", "started": "Started", "ended": "Ended",
 		"labels": "Labels", "source": "Source", "dashboard": "Dashboard", "runbook": "Runbook",
 		"truncated": "more alerts not included", "route": "Route", "more": "more",
+		"omitted": "%d more alerts are not listed here (a notification takes at most %d messages)", "all_alerts": "All alerts", "cut": "... (message too long, cut)",
 		"claimed": "CLAIMED", "claim": "Claim",
 	},
 }

@@ -13,6 +13,7 @@ type Config struct {
 	chanhttp.Endpoint   `yaml:",inline"`
 	MessageType         string   `yaml:"message_type"` // markdown (default) or text
 	MentionedMobileList []string `yaml:"mentioned_mobile_list"`
+	chanhttp.Parts      `yaml:",inline"`
 
 	tmpl.Config `yaml:",inline"`
 	HTTP        chanhttp.Settings `yaml:",inline"`
@@ -27,6 +28,7 @@ func (c *Config) Validate(key string, f *fileconfig.File) error {
 	c.Endpoint.Validate(chk, true, "key")
 	chk.OneOf("message_type", c.MessageType, "markdown", "text")
 	chk.Phones("mentioned_mobile_list", c.MentionedMobileList, "@all")
+	c.Parts.Validate(chk)
 	c.HTTP.Validate(chk)
 	return chk.Err(c.Config.Validate(key)...)
 }

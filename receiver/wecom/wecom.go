@@ -28,6 +28,10 @@ const (
 // RateLimit is the documented 20 messages per minute per robot.
 const RateLimit = 20
 
+// DefaultMaxParts is how many messages one notification may take before
+// its alert list is cut with a note and a link.
+const DefaultMaxParts = 5
+
 // minSplit bounds re-splitting after a 40058.
 const minSplit = 512
 
@@ -108,6 +112,8 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 	if len(ns) == 0 {
 		return nil
 	}
+	// Alert text must not add links, <@id> or @all mentions to the robot's message.
+	ns = tmpl.ForMarkdown(ns)
 	d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
 	var links []action.Link
 	if len(ns) == 1 {
@@ -127,48 +133,32 @@ func (n *Notifier) Notify(ctx context.Context, ns ...*notify.Notification) error
 		}
 	}
 	title := n.tmpl.Render(tctx, tmpl.Title, d)
-	if n.cfg.MessageType == "text" {
-		body := title + "\n" + n.tmpl.Render(tctx, tmpl.Text, d)
-		if err := n.sendSplit(ctx, ns, body, MaxTextBytes, true, mobiles); err != nil {
-			return err
-		}
-		return n.sendCard(ctx, title, d, links)
-	}
-	body := "## " + title + "\n" + n.tmpl.Render(tctx, tmpl.Markdown, d)
-	if err := n.sendSplit(ctx, ns, body, MaxMarkdownBytes, false, nil); err != nil {
-		return err
-	}
-	if err := n.sendCard(ctx, title, d, links); err != nil {
-		return err
-	}
-	if len(mobiles) > 0 {
-		// Markdown messages cannot mention by mobile; a short text does.
-		return n.send(ctx, message{MsgType: "text", Text: &textBody{Content: tmpl.Truncate(title, 200), MentionedMobileList: mobiles}})
-	}
-	return nil
-}
-
-// sendCard sends the actions of a single-group message as a template card.
-func (n *Notifier) sendCard(ctx context.Context, title string, d *tmpl.Data, links []action.Link) error {
-	if len(links) == 0 {
-		return nil
-	}
-	c := &card{CardType: "text_notice", MainTitle: cardTitle{Title: tmpl.Truncate(d.Name(), cardTitleChars), Desc: tmpl.Truncate(string(d.Priority)+" "+d.Status, cardDescChars)},
-		SubTitleText: tmpl.Truncate(title, cardSubChars), CardAction: cardAction{Type: 1, URL: links[0].URL}}
-	for i, l := range links {
-		if i == cardJumps {
-			break
-		}
-		c.JumpList = append(c.JumpList, cardJump{Type: 1, URL: l.URL, Title: l.Label})
-	}
-	return n.send(ctx, message{MsgType: "template_card", TemplateCard: c})
-}
-
-// sendSplit sends body in parts of at most limit bytes; text messages carry
-// the mentions on their last part.
-func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, body string, limit int, text bool, mobiles []string) error {
+	maxParts := n.cfg.Parts.Or(DefaultMaxParts)
 	const partHeader = 16 // "(12/34)\n" and some slack
-	return n.split.Send(ctx, ns, body, limit, partHeader, func(ctx context.Context, i, total int, p string) error {
+	text := n.cfg.MessageType == "text"
+	limit := MaxMarkdownBytes
+	if text {
+		limit = MaxTextBytes
+	}
+	body := chanhttp.Fit(ns, maxParts, limit, partHeader, n.tmpl.CutNote(), func(ns []*notify.Notification, omitted int) string {
+		d := tmpl.NewData(n.tmpl.Language(), n.externalURL, ns...)
+		var b string
+		if text {
+			b = title + "\n" + n.tmpl.Render(tctx, tmpl.Text, d)
+		} else {
+			b = "## " + title + "\n" + n.tmpl.Render(tctx, tmpl.Markdown, d)
+		}
+		if omitted > 0 {
+			b += "\n\n" + n.tmpl.OmittedNote(d, omitted, maxParts, !text)
+		}
+		return b
+	})
+	// Markdown messages cannot mention by mobile; a short text after them does.
+	mention := !text && len(mobiles) > 0
+	// Messages after the parts (card, mentions) are robot messages of their
+	// own: the parts are recorded so a retry sends only what is missing.
+	more := mention || len(links) > 0
+	err := n.split.Send(ctx, ns, body, limit, partHeader, more, func(ctx context.Context, i, total int, p string) error {
 		if total > 1 {
 			p = fmt.Sprintf("(%d/%d)\n%s", i+1, total, p)
 		}
@@ -181,6 +171,36 @@ func (n *Notifier) sendSplit(ctx context.Context, ns []*notify.Notification, bod
 		}
 		return n.send(ctx, m)
 	})
+	if err != nil {
+		return err
+	}
+	if len(links) > 0 {
+		err := n.split.Once(ctx, ns, "card", func(ctx context.Context) error {
+			return n.sendCard(ctx, title, d, links)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !mention {
+		return nil
+	}
+	return n.split.Once(ctx, ns, "mention", func(ctx context.Context) error {
+		return n.send(ctx, message{MsgType: "text", Text: &textBody{Content: tmpl.Truncate(title, 200), MentionedMobileList: mobiles}})
+	})
+}
+
+// sendCard sends the actions of a single-group message as a template card.
+func (n *Notifier) sendCard(ctx context.Context, title string, d *tmpl.Data, links []action.Link) error {
+	c := &card{CardType: "text_notice", MainTitle: cardTitle{Title: tmpl.Truncate(d.Name(), cardTitleChars), Desc: tmpl.Truncate(string(d.Priority)+" "+d.Status, cardDescChars)},
+		SubTitleText: tmpl.Truncate(title, cardSubChars), CardAction: cardAction{Type: 1, URL: links[0].URL}}
+	for i, l := range links {
+		if i == cardJumps {
+			break
+		}
+		c.JumpList = append(c.JumpList, cardJump{Type: 1, URL: l.URL, Title: l.Label})
+	}
+	return n.send(ctx, message{MsgType: "template_card", TemplateCard: c})
 }
 
 type answer struct {

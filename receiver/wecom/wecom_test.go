@@ -148,6 +148,63 @@ func newNotifier(t testing.TB, c Config, tp *tmpl.Templates) *Notifier {
 // ep is the url key of a channel.
 func ep(u string) chanhttp.Endpoint { return chanhttp.Endpoint{URL: fileconfig.Secret(u)} }
 
+// Label and annotation text reaches the robot escaped: no link, <@id> or
+// @all mention of its own, in markdown and in text messages.
+func TestAlertTextCannotInjectMarkdown(t *testing.T) {
+	for _, mt := range []string{"markdown", "text"} {
+		fake := providertest.NewWeCom(t, key)
+		n := newNotifier(t, Config{Endpoint: ep(fake.URL()), MessageType: mt}, nil)
+		if err := n.Notify(context.Background(), fixture.Hostile()); err != nil {
+			t.Fatal(err)
+		}
+		m := fake.Messages()[0]
+		for _, bad := range []string{"](javascript", "](http://evil", "@all", "<@", "<font"} {
+			if strings.Contains(m.Content(), bad) {
+				t.Errorf("%s: message contains %q:\n%s", mt, bad, m.Content())
+			}
+		}
+		if m.Text != nil && len(m.Text.MentionedList) > 0 {
+			t.Errorf("%s: mentions %v", mt, m.Text.MentionedList)
+		}
+	}
+}
+
+// A 10,000-alert group takes at most max_parts robot messages, says how
+// many alerts are not listed and links to all of them; with mentions, the
+// follow-up text is one more message and every message takes a token.
+func TestHugeGroupIsCapped(t *testing.T) {
+	for _, mt := range []string{"markdown", "text"} {
+		fake := providertest.NewWeCom(t, key)
+		n := newNotifier(t, Config{Endpoint: ep(fake.URL()), MessageType: mt, MentionedMobileList: []string{"13800000000"}}, tmpl.New(tmpl.Options{Language: "en"}))
+		takes := 0
+		l := &ledgerFunc{take: func() error { takes++; return nil }}
+		if err := n.Notify(notify.WithLedger(context.Background(), l), fixture.Notification("Flood", 10000, 10000*60)); err != nil {
+			t.Fatal(err)
+		}
+		msgs := fake.Messages()
+		parts := len(msgs)
+		if mt == "markdown" {
+			parts-- // the mention
+		}
+		if parts < 1 || parts > DefaultMaxParts {
+			t.Fatalf("%s: %d robot messages for the text, want 1..%d", mt, parts, DefaultMaxParts)
+		}
+		if takes != fake.Requests() {
+			t.Errorf("%s: took %d tokens for %d robot messages", mt, takes, fake.Requests())
+		}
+		text := msgs[parts-1].Content()
+		if !strings.Contains(text, "more alerts are not listed here (a notification takes at most 5 messages)") || !strings.Contains(text, "http://alertmanager:9093/#/alerts?") {
+			t.Errorf("%s: last part lacks the note and link:\n...%s", mt, text[max(0, len(text)-300):])
+		}
+	}
+}
+
+type ledgerFunc struct{ take func() error }
+
+func (l *ledgerFunc) Take() error           { return l.take() }
+func (l *ledgerFunc) Sent(string) bool      { return false }
+func (l *ledgerFunc) Accepted(string) error { return nil }
+
 func TestActionCardAndOnCallMentions(t *testing.T) {
 	fake := providertest.NewWeCom(t, key)
 	n := newNotifier(t, Config{Endpoint: ep(fake.URL()), MentionedMobileList: []string{"13900000000"}}, nil)

@@ -22,7 +22,7 @@ func TestSplitterResendsOnlyMissingPartsAndResplits(t *testing.T) {
 		sent = append(sent, part)
 		return nil
 	}
-	err := s.Send(context.Background(), ns, text, 2048, 16, send)
+	err := s.Send(context.Background(), ns, text, 2048, 16, false, send)
 	c, code, _ := notify.Classify(err)
 	if c != notify.Retry || code != "-1" || !strings.Contains(err.Error(), "part 3/") {
 		t.Fatalf("failure of part 3 = %v", err)
@@ -30,7 +30,7 @@ func TestSplitterResendsOnlyMissingPartsAndResplits(t *testing.T) {
 	if len(sent) != 2 {
 		t.Fatalf("sent %d parts before the failure", len(sent))
 	}
-	if err := s.Send(context.Background(), ns, text, 2048, 16, send); err != nil {
+	if err := s.Send(context.Background(), ns, text, 2048, 16, false, send); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(sent, "") != text {
@@ -40,7 +40,7 @@ func TestSplitterResendsOnlyMissingPartsAndResplits(t *testing.T) {
 	// The provider says too long: the rest goes again in parts half the size.
 	var sizes []int
 	tooLong := true
-	err = NewSplitter("TOO-LONG", 512).Send(context.Background(), []*notify.Notification{{ID: "n2"}}, text, 4096, 16, func(_ context.Context, _, _ int, part string) error {
+	err = NewSplitter("TOO-LONG", 512).Send(context.Background(), []*notify.Notification{{ID: "n2"}}, text, 4096, 16, false, func(_ context.Context, _, _ int, part string) error {
 		if len(part) > 2048 && tooLong {
 			return notify.Errorf(notify.Permanent, "TOO-LONG", "too long")
 		}
