@@ -121,7 +121,10 @@ type Output struct {
 	m      *selfMetrics
 	key    func(dst []byte, r *traffic.Request) []byte
 	// records are reused once franz-go has called their promise.
-	records   sync.Pool
+	records sync.Pool
+	// promiseFn is out.promise, made once: a method value passed to
+	// Produce would be a new closure on the heap for every event.
+	promiseFn func(*kgo.Record, error)
 	maxRecord int
 
 	// cur is the event being encoded, received here rather than into a
@@ -176,7 +179,8 @@ func New(o Options) (*Output, error) {
 	}
 	switch o.Key {
 	case "", config.KafkaKeyRoute:
-		out.key = func(dst []byte, r *traffic.Request) []byte { return append(dst, out.enc.Route(r)...) }
+		// Append has just looked the route up for the event's http_route.
+		out.key = func(dst []byte, _ *traffic.Request) []byte { return append(dst, out.enc.route...) }
 	case config.KafkaKeyClient:
 		out.key = func(dst []byte, r *traffic.Request) []byte { return out.enc.AppendClient(dst, r.Client) }
 	case config.KafkaKeyModel:
@@ -185,6 +189,7 @@ func New(o Options) (*Output, error) {
 	default:
 		return nil, fmt.Errorf("kafka output: unknown key %q", o.Key)
 	}
+	out.promiseFn = out.promise
 	// Events are under 1 KiB: a record's buffer is sized once and reused.
 	out.records.New = func() any { return &kgo.Record{Value: make([]byte, 0, 1024)} }
 
@@ -233,7 +238,11 @@ func (out *Output) clientOptions() ([]kgo.Opt, error) {
 		if level == 0 {
 			level = 1
 		}
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.ZstdCompression().WithLevel(level)))
+		c, err := newZstdCompressor(level)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.WithCompressor(c))
 	case "lz4":
 		opts = append(opts, kgo.ProducerBatchCompression(kgo.Lz4Compression()))
 	case "snappy":
@@ -361,7 +370,7 @@ func (out *Output) produce(r *traffic.Request) {
 	}
 	// Never cancelled: a cancelled context would fail records still
 	// buffered instead of letting the final flush deliver them.
-	out.client.Produce(context.Background(), rec, out.promise)
+	out.client.Produce(context.Background(), rec, out.promiseFn)
 }
 
 // promise runs on franz-go's goroutine once Kafka took or refused a record.
