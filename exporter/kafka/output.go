@@ -121,7 +121,7 @@ type Output struct {
 	m      *selfMetrics
 	key    func(dst []byte, r *traffic.Request) []byte
 	// records are reused once franz-go has called their promise.
-	records sync.Pool
+	records *recordCache
 	// promiseFn is out.promise, made once: a method value passed to
 	// Produce would be a new closure on the heap for every event.
 	promiseFn func(*kgo.Record, error)
@@ -190,8 +190,9 @@ func New(o Options) (*Output, error) {
 		return nil, fmt.Errorf("kafka output: unknown key %q", o.Key)
 	}
 	out.promiseFn = out.promise
-	// Events are under 1 KiB: a record's buffer is sized once and reused.
-	out.records.New = func() any { return &kgo.Record{Value: make([]byte, 0, 1024)} }
+	// Enough records for a second of events at 4k/s, or for the linger and
+	// round trip of far more: 4 MiB at most.
+	out.records = newRecordCache(min(o.BufferEvents, 4096))
 
 	opts, err := out.clientOptions()
 	if err != nil {
@@ -344,19 +345,17 @@ func (out *Output) drain() {
 	// The producer's count only falls while we hand over, so the room
 	// measured once is there for the whole pass.
 	room := int64(out.o.BufferEvents) - out.client.BufferedProduceRecords()
-	for ; room > 0; room-- {
-		select {
-		case out.cur = <-out.queue:
-			out.produce(&out.cur)
-		default:
-			return
-		}
+	// This goroutine is the buffer's only reader: the events counted now
+	// are there to receive without a select per event.
+	for range min(room, int64(len(out.queue))) {
+		out.cur = <-out.queue
+		out.produce(&out.cur)
 	}
 }
 
 func (out *Output) produce(r *traffic.Request) {
-	rec := out.records.Get().(*kgo.Record)
-	*rec = kgo.Record{Key: rec.Key[:0], Value: rec.Value[:0], Timestamp: out.now}
+	rec := out.records.get()
+	rec.Timestamp = out.now
 	rec.Value = out.enc.Append(rec.Value, r)
 	if out.key != nil {
 		rec.Key = out.key(rec.Key, r)
@@ -365,7 +364,7 @@ func (out *Output) produce(r *traffic.Request) {
 	}
 	if len(rec.Key)+len(rec.Value) > out.maxRecord {
 		out.m.dropped.WithLabelValues(DropTooLarge).Inc()
-		out.records.Put(rec)
+		out.records.put(rec)
 		return
 	}
 	// Never cancelled: a cancelled context would fail records still
@@ -395,9 +394,7 @@ func (out *Output) promise(rec *kgo.Record, err error) {
 		out.lastErr = err
 		out.lastErrMu.Unlock()
 	}
-	if cap(rec.Value) <= 64<<10 {
-		out.records.Put(rec)
-	}
+	out.records.put(rec)
 }
 
 // shutdown hands over what is buffered, flushes for at most FlushTimeout,
