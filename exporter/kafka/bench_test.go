@@ -205,7 +205,7 @@ func runBench(b *testing.B, addr string, o Options, n, rate int) benchResult {
 func publishFast(out *Output, reqs []traffic.Request, n int) (spent time.Duration) {
 	const burst = 256
 	for i := 0; i < n; i += burst {
-		for len(out.queue) > cap(out.queue)-burst {
+		for out.queue.len() > out.o.BufferEvents-burst {
 			time.Sleep(time.Millisecond)
 		}
 		c0 := threadCPU()
@@ -385,15 +385,13 @@ func BenchmarkEncoder(b *testing.B) {
 
 // BenchmarkPublish is the capture's side: one Publish into a buffer with room.
 func BenchmarkPublish(b *testing.B) {
-	out := &Output{queue: make(chan traffic.Request, 1<<16), m: newSelfMetrics()}
+	out := &Output{queue: newEventQueue(1 << 16), m: newSelfMetrics()}
 	reqs := benchRequests()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		if len(out.queue) == cap(out.queue) {
+		if out.queue.len() == 1<<16 {
 			b.StopTimer()
-			for len(out.queue) > 0 {
-				<-out.queue
-			}
+			out.queue.discard()
 			b.StartTimer()
 		}
 		out.Publish(&reqs[i%len(reqs)])
