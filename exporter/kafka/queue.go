@@ -2,7 +2,6 @@ package kafka
 
 import (
 	"sync"
-	"sync/atomic"
 
 	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
 )
@@ -32,10 +31,8 @@ type eventQueue struct {
 	mu         sync.Mutex
 	head, tail *chunk
 	free       *chunk
-	// n counts the requests in the list (not those the producer took);
-	// written under mu, read without it by the metrics.
-	n   atomic.Int64
-	max int64
+	// n counts the requests in the list (not those the producer took).
+	n, max int64
 }
 
 func newEventQueue(max int) *eventQueue { return &eventQueue{max: int64(max)} }
@@ -43,7 +40,7 @@ func newEventQueue(max int) *eventQueue { return &eventQueue{max: int64(max)} }
 // push copies r into the queue; false when the queue is full.
 func (q *eventQueue) push(r *traffic.Request) bool {
 	q.mu.Lock()
-	if q.n.Load() >= q.max {
+	if q.n >= q.max {
 		q.mu.Unlock()
 		return false
 	}
@@ -59,7 +56,7 @@ func (q *eventQueue) push(r *traffic.Request) bool {
 	}
 	t.reqs[t.n] = *r
 	t.n++
-	q.n.Add(1)
+	q.n++
 	q.mu.Unlock()
 	return true
 }
@@ -85,7 +82,7 @@ func (q *eventQueue) take() *chunk {
 			q.tail = nil
 		}
 		c.next = nil
-		q.n.Add(-int64(c.n - c.off))
+		q.n -= int64(c.n - c.off)
 	}
 	q.mu.Unlock()
 	return c
@@ -101,7 +98,7 @@ func (q *eventQueue) putBack(c *chunk) {
 		if q.tail == nil {
 			q.tail = c
 		}
-		q.n.Add(int64(c.n - c.off))
+		q.n += int64(c.n - c.off)
 	} else {
 		// The requests hold strings; chunks on the free list must not
 		// keep what they point to alive.
@@ -113,13 +110,17 @@ func (q *eventQueue) putBack(c *chunk) {
 }
 
 // len is the number of requests waiting (those the producer holds apart).
-func (q *eventQueue) len() int { return int(q.n.Load()) }
+func (q *eventQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return int(q.n)
+}
 
 // discard empties the queue and returns how many requests it held.
 func (q *eventQueue) discard() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n := int(q.n.Load())
+	n := int(q.n)
 	for c := q.head; c != nil; {
 		next := c.next
 		clear(c.reqs[:c.n])
@@ -128,6 +129,6 @@ func (q *eventQueue) discard() int {
 		c = next
 	}
 	q.head, q.tail = nil, nil
-	q.n.Store(0)
+	q.n = 0
 	return n
 }
