@@ -187,8 +187,8 @@ func New(o Options) (*Output, error) {
 		return nil, fmt.Errorf("kafka output: unknown key %q", o.Key)
 	}
 	out.promiseFn = out.promise
-	// Enough records for a second of events at 4k/s, or for the linger and
-	// round trip of far more: 4 MiB at most.
+	// Enough records for what is in flight at 50k events/s (linger and
+	// round trip); about 5 MiB at most.
 	out.records = newRecordCache(min(o.BufferEvents, 4096))
 
 	opts, err := out.clientOptions()
