@@ -6,9 +6,10 @@
 // same time of day over the last two weeks, scaled by how far the last two
 // hours run above or below that profile, damped with the horizon; and the
 // median of the same time of day on the same weekday over the last four
-// weeks. Each view weighs by its own recent record; how decisively, and
-// the damping per horizon, were chosen by leave-one-series-out
-// cross-validation (Walk, CrossValidate, README.md).
+// weeks. Each view weighs by its own recent record; how decisively, the
+// damping and the recent profile's pool (± 1, 2 or 3 h) per horizon were
+// chosen by leave-one-series-out cross-validation (Walk, CrossValidate,
+// README.md).
 package forecast
 
 import (
