@@ -41,9 +41,17 @@ type Encoder struct {
 	// full keeps client addresses whole; otherwise they become networks of v4/v6 bits.
 	full   bool
 	v4, v6 int
-	// idPrefix + seq make event_id unique per exporter run.
-	idPrefix string
-	seq      uint64
+	// head + seq + tail begin every event: the fields that are the same
+	// for every event of this encoder are encoded once, in New.
+	head, tail []byte
+	seq        uint64
+	// route is the http_route of the last event encoded (the record key
+	// when keyed by route, so it is looked up once per event).
+	route string
+	// day and date cache the date part ("YYYY-MM-DDT") of the last
+	// timestamp written: nearly every event falls on the same day.
+	day  int64
+	date [11]byte
 	// lastWorkload and workloadJSON cache the encoded fields of the last
 	// workload: workloads are interned, so consecutive requests share one.
 	lastWorkload *traffic.Workload
@@ -65,12 +73,60 @@ type EncoderOptions struct {
 
 // NewEncoder returns an Encoder.
 func NewEncoder(o EncoderOptions) *Encoder {
-	return &Encoder{
+	e := &Encoder{
 		routes: metrics.NewRouter(o.Endpoints), source: o.Source, host: o.Host,
 		full: o.FullClient, v4: o.PrefixV4, v6: o.PrefixV6,
-		idPrefix: o.RunID + "-",
+		day: -1 << 62,
 	}
+	e.head = append(e.head, `{"schema_version":`...)
+	e.head = strconv.AppendInt(e.head, SchemaVersion, 10)
+	e.head = append(e.head, `,"event_id":`...)
+	e.head = appendString(e.head, o.RunID+"-")
+	e.head = e.head[:len(e.head)-1] // the sequence number goes inside the quotes
+	e.tail = append(e.tail, `","source":`...)
+	e.tail = appendString(e.tail, o.Source.Name)
+	if o.Host != "" {
+		e.tail = append(e.tail, keyHost...)
+		e.tail = appendString(e.tail, o.Host)
+	}
+	e.tail = append(e.tail, keyStart...)
+	return e
 }
+
+// Keys of the event's fields, with the comma before and the colon after.
+const (
+	keyHost       = `,"host_name":`
+	keyStart      = `,"start_time":`
+	keyEnd        = `,"end_time":`
+	keyDuration   = `,"duration_seconds":`
+	keyTTFB       = `,"ttfb_seconds":`
+	keyTTFT       = `,"ttft_seconds":`
+	keyStream     = `,"stream_duration_seconds":`
+	keyMethod     = `,"` + sli.LabelMethod + `":`
+	keyRoute      = `,"` + sli.LabelRoute + `":`
+	keyStatus     = `,"` + sli.LabelStatus + `":`
+	keyErrorType  = `,"` + sli.LabelErrorType + `":`
+	keyPort       = `,"` + sli.LabelPort + `":`
+	keyProtocol   = `,"network_protocol":`
+	keyGRPC       = `,"grpc":true`
+	keyGRPCStatus = `,"` + sli.LabelGRPCStatus + `":`
+	keyOperation  = `,"` + sli.LabelOperation + `":`
+	keyModel      = `,"` + sli.LabelModel + `":`
+	keyStreaming  = `,"streaming":`
+	keyReqBytes   = `,"request_body_bytes":`
+	keyRespBytes  = `,"response_body_bytes":`
+	keyInTokens   = `,"input_tokens":`
+	keyOutTokens  = `,"output_tokens":`
+	keyEstimated  = `,"output_tokens_estimated":`
+	keyCached     = `,"cached_input_tokens":`
+	keyReasoning  = `,"reasoning_output_tokens":`
+	keyClient     = `,"` + sli.LabelClient + `":"`
+	keyService    = `,"` + sli.LabelServiceName + `":`
+	keyNetNS      = `,"` + sli.LabelNetNS + `":`
+	keyNamespace  = `,"` + sli.LabelK8sNamespace + `":`
+	keyPod        = `,"` + sli.LabelK8sPod + `":`
+	keyContainer  = `,"` + sli.LabelK8sContainer + `":`
+)
 
 // Route is the http_route of a request, as the metrics label it.
 func (e *Encoder) Route(r *traffic.Request) string { return e.routes.Route(r.Path) }
@@ -106,118 +162,107 @@ func (e *Encoder) AppendClient(dst []byte, a netip.Addr) []byte {
 // of the request or response bodies is ever written.
 func (e *Encoder) Append(dst []byte, r *traffic.Request) []byte {
 	e.seq++
-	dst = append(dst, `{"schema_version":`...)
-	dst = strconv.AppendInt(dst, SchemaVersion, 10)
-	dst = append(dst, `,"event_id":"`...)
-	dst = append(dst, e.idPrefix...)
+	dst = append(dst, e.head...)
 	dst = strconv.AppendUint(dst, e.seq, 10)
-	dst = append(dst, `","source":"`...)
-	dst = append(dst, e.source.Name...)
-	dst = append(dst, '"')
-	if e.host != "" {
-		dst = appendKey(dst, "host_name")
-		dst = appendString(dst, e.host)
-	}
-	dst = appendKey(dst, "start_time")
+	dst = append(dst, e.tail...)
 	dst = e.appendTime(dst, r.Start)
-	dst = appendKey(dst, "end_time")
+	dst = append(dst, keyEnd...)
 	dst = e.appendTime(dst, r.End)
-	dst = appendKey(dst, "duration_seconds")
+	dst = append(dst, keyDuration...)
 	dst = appendSeconds(dst, r.End.Sub(r.Start))
 	if !r.FirstByte.IsZero() {
-		dst = appendKey(dst, "ttfb_seconds")
+		dst = append(dst, keyTTFB...)
 		dst = appendSeconds(dst, r.FirstByte.Sub(r.Start))
 	}
 	if !r.FirstToken.IsZero() {
-		dst = appendKey(dst, "ttft_seconds")
+		dst = append(dst, keyTTFT...)
 		dst = appendSeconds(dst, r.FirstToken.Sub(r.Start))
 		if r.Streaming {
-			dst = appendKey(dst, "stream_duration_seconds")
+			dst = append(dst, keyStream...)
 			dst = appendSeconds(dst, r.End.Sub(r.FirstToken))
 		}
 	}
 	// Method, operation, protocol and gRPC code names come from fixed sets
 	// of plain words and need no escaping.
-	dst = appendKey(dst, sli.LabelMethod)
+	dst = append(dst, keyMethod...)
 	dst = appendPlain(dst, metrics.Method(r.Method))
-	dst = appendKey(dst, sli.LabelRoute)
-	dst = appendString(dst, e.routes.Route(r.Path))
+	e.route = e.routes.Route(r.Path)
+	dst = append(dst, keyRoute...)
+	dst = appendString(dst, e.route)
 	if r.Status > 0 {
-		dst = appendKey(dst, sli.LabelStatus)
+		dst = append(dst, keyStatus...)
 		dst = strconv.AppendInt(dst, int64(r.Status), 10)
 	}
 	// The metrics' error_type: the request's own error, or the status of a
 	// server error (HTTP 5xx, gRPC INTERNAL, UNAVAILABLE, ...).
-	dst = appendOptional(dst, sli.LabelErrorType, metrics.ErrorType(r))
+	dst = appendOptional(dst, keyErrorType, metrics.ErrorType(r))
 	if r.ServerPort != 0 {
-		dst = appendKey(dst, sli.LabelPort)
+		dst = append(dst, keyPort...)
 		dst = strconv.AppendUint(dst, uint64(r.ServerPort), 10)
 	}
 	if r.Protocol != "" {
-		dst = appendKey(dst, "network_protocol")
+		dst = append(dst, keyProtocol...)
 		dst = appendPlain(dst, r.Protocol)
 	}
 	if r.GRPC {
-		dst = appendKey(dst, "grpc")
-		dst = append(dst, "true"...)
+		dst = append(dst, keyGRPC...)
 		if r.GRPCStatus >= 0 {
-			dst = appendKey(dst, sli.LabelGRPCStatus)
+			dst = append(dst, keyGRPCStatus...)
 			dst = appendPlain(dst, metrics.GRPCCode(r.GRPCStatus))
 		}
 	}
 	if op := metrics.Operation(r); op != "" {
-		dst = appendKey(dst, sli.LabelOperation)
+		dst = append(dst, keyOperation...)
 		dst = appendPlain(dst, op)
 	}
 	if r.Model != "" {
-		dst = appendKey(dst, sli.LabelModel)
+		dst = append(dst, keyModel...)
 		dst = appendString(dst, r.Model)
 	}
 	if r.Streaming || e.source.KnowsStreaming {
-		dst = appendKey(dst, "streaming")
+		dst = append(dst, keyStreaming...)
 		dst = strconv.AppendBool(dst, r.Streaming)
 	}
 	if r.RequestBodySize >= 0 {
-		dst = appendKey(dst, "request_body_bytes")
+		dst = append(dst, keyReqBytes...)
 		dst = strconv.AppendInt(dst, r.RequestBodySize, 10)
 	}
 	if r.ResponseBodySize >= 0 {
-		dst = appendKey(dst, "response_body_bytes")
+		dst = append(dst, keyRespBytes...)
 		dst = strconv.AppendInt(dst, r.ResponseBodySize, 10)
 	}
 	if r.InputTokens >= 0 {
-		dst = appendKey(dst, "input_tokens")
+		dst = append(dst, keyInTokens...)
 		dst = strconv.AppendInt(dst, r.InputTokens, 10)
 	}
 	if r.OutputTokens >= 0 {
-		dst = appendKey(dst, "output_tokens")
+		dst = append(dst, keyOutTokens...)
 		dst = strconv.AppendInt(dst, r.OutputTokens, 10)
-		dst = appendKey(dst, "output_tokens_estimated")
+		dst = append(dst, keyEstimated...)
 		dst = strconv.AppendBool(dst, r.OutputTokensEstimated)
 	}
 	// Zero is also what a response without usage details gives: absent then.
 	if r.CachedTokens > 0 {
-		dst = appendKey(dst, "cached_input_tokens")
+		dst = append(dst, keyCached...)
 		dst = strconv.AppendInt(dst, r.CachedTokens, 10)
 	}
 	if r.ReasoningTokens > 0 {
-		dst = appendKey(dst, "reasoning_output_tokens")
+		dst = append(dst, keyReasoning...)
 		dst = strconv.AppendInt(dst, r.ReasoningTokens, 10)
 	}
 	if r.Client.IsValid() {
-		dst = appendKey(dst, sli.LabelClient)
-		dst = append(dst, '"')
+		dst = append(dst, keyClient...)
 		dst = e.AppendClient(dst, r.Client)
 		dst = append(dst, '"')
 	}
 	if w := r.Workload; w != nil {
 		if w != e.lastWorkload {
 			b := e.workloadJSON[:0]
-			b = appendOptional(b, sli.LabelServiceName, w.ServiceName)
-			b = appendOptional(b, sli.LabelNetNS, w.NetNS)
-			b = appendOptional(b, sli.LabelK8sNamespace, w.K8sNamespace)
-			b = appendOptional(b, sli.LabelK8sPod, w.K8sPod)
-			b = appendOptional(b, sli.LabelK8sContainer, w.K8sContainer)
+			b = appendOptional(b, keyService, w.ServiceName)
+			b = appendOptional(b, keyNetNS, w.NetNS)
+			b = appendOptional(b, keyNamespace, w.K8sNamespace)
+			b = appendOptional(b, keyPod, w.K8sPod)
+			b = appendOptional(b, keyContainer, w.K8sContainer)
 			e.lastWorkload, e.workloadJSON = w, b
 		}
 		dst = append(dst, e.workloadJSON...)
@@ -231,18 +276,13 @@ func appendPlain(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// appendOptional writes a string field unless it is empty (not applicable).
-func appendOptional(dst []byte, k, v string) []byte {
+// appendOptional writes a string field (key: one of the key constants)
+// unless its value is empty (not applicable).
+func appendOptional(dst []byte, key, v string) []byte {
 	if v == "" {
 		return dst
 	}
-	return appendString(appendKey(dst, k), v)
-}
-
-func appendKey(dst []byte, k string) []byte {
-	dst = append(dst, ',', '"')
-	dst = append(dst, k...)
-	return append(dst, '"', ':')
+	return appendString(append(dst, key...), v)
 }
 
 // appendTime writes t in UTC as RFC 3339 with milliseconds ("…T12:13:14.123Z"),
@@ -254,19 +294,24 @@ func (e *Encoder) appendTime(dst []byte, t time.Time) []byte {
 	if rem < 0 {
 		days, rem = days-1, rem+86_400_000
 	}
-	y, m, d := civil(days)
-	if y < 0 || y > 9999 {
-		// Out of RFC 3339's range: a broken clock, not a request time.
-		y, m, d, rem = 1970, 1, 1, 0
+	if days != e.day {
+		y, m, d := civil(days)
+		if y < 0 || y > 9999 {
+			// Out of RFC 3339's range: a broken clock, not a request time.
+			y, m, d, rem = 1970, 1, 1, 0
+			days = 0
+		}
+		put4(e.date[0:], y)
+		e.date[4] = '-'
+		put2(e.date[5:], m)
+		e.date[7] = '-'
+		put2(e.date[8:], d)
+		e.date[10] = 'T'
+		e.day = days
 	}
 	var b [26]byte
 	b[0] = '"'
-	put4(b[1:], y)
-	b[5] = '-'
-	put2(b[6:], m)
-	b[8] = '-'
-	put2(b[9:], d)
-	b[11] = 'T'
+	copy(b[1:12], e.date[:])
 	put2(b[12:], int(rem/3_600_000))
 	b[14] = ':'
 	put2(b[15:], int(rem/60_000%60))

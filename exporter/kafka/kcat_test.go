@@ -80,6 +80,12 @@ func TestReadmeKcatRecipes(t *testing.T) {
 			out.Publish(&r)
 		}
 		waitProduced(t, out.Output, 30)
+		// The batches kcat reads are zstd frames of our compressor (no
+		// content checksum), decoded by librdkafka's zstd.
+		c := out.Collector()
+		if sent, events := metric(t, c, "autoglm_exporter_kafka_batch_bytes_total"), metric(t, c, "autoglm_exporter_kafka_produced_bytes_total"); sent >= events/2 {
+			t.Fatalf("batches of %g bytes for %g bytes of events: not compressed", sent, events)
+		}
 		out.stop()
 	}
 	for _, cmd := range readmeKcat(t) {

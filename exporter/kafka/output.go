@@ -115,18 +115,18 @@ func FromConfig(f *config.File, source Source, logger *slog.Logger) (Options, er
 type Output struct {
 	o      Options
 	logger *slog.Logger
-	queue  chan traffic.Request
+	queue  *eventQueue
 	client *kgo.Client
 	enc    *Encoder
 	m      *selfMetrics
 	key    func(dst []byte, r *traffic.Request) []byte
 	// records are reused once franz-go has called their promise.
-	records   sync.Pool
+	records *recordCache
+	// promiseFn is out.promise, made once: a method value passed to
+	// Produce would be a new closure on the heap for every event.
+	promiseFn func(*kgo.Record, error)
 	maxRecord int
 
-	// cur is the event being encoded, received here rather than into a
-	// local so that it does not escape to the heap once per event.
-	cur traffic.Request
 	// now is when the current drain began: every record handed over in it
 	// gets this timestamp, one clock read per drain instead of per event.
 	now time.Time
@@ -168,7 +168,7 @@ func New(o Options) (*Output, error) {
 	out := &Output{
 		o:      o,
 		logger: o.Logger.With("output", "kafka", "topic", o.Topic),
-		queue:  make(chan traffic.Request, o.BufferEvents),
+		queue:  newEventQueue(o.BufferEvents),
 		enc:    NewEncoder(o.Encoder),
 		m:      newSelfMetrics(),
 		// Record and batch framing take up to about 100 bytes beside key and value.
@@ -176,7 +176,8 @@ func New(o Options) (*Output, error) {
 	}
 	switch o.Key {
 	case "", config.KafkaKeyRoute:
-		out.key = func(dst []byte, r *traffic.Request) []byte { return append(dst, out.enc.Route(r)...) }
+		// Append has just looked the route up for the event's http_route.
+		out.key = func(dst []byte, _ *traffic.Request) []byte { return append(dst, out.enc.route...) }
 	case config.KafkaKeyClient:
 		out.key = func(dst []byte, r *traffic.Request) []byte { return out.enc.AppendClient(dst, r.Client) }
 	case config.KafkaKeyModel:
@@ -185,8 +186,10 @@ func New(o Options) (*Output, error) {
 	default:
 		return nil, fmt.Errorf("kafka output: unknown key %q", o.Key)
 	}
-	// Events are under 1 KiB: a record's buffer is sized once and reused.
-	out.records.New = func() any { return &kgo.Record{Value: make([]byte, 0, 1024)} }
+	out.promiseFn = out.promise
+	// Enough records for what is in flight at 50k events/s (linger and
+	// round trip); about 5 MiB at most.
+	out.records = newRecordCache(min(o.BufferEvents, 4096))
 
 	opts, err := out.clientOptions()
 	if err != nil {
@@ -196,8 +199,8 @@ func New(o Options) (*Output, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka output: %w", err)
 	}
-	out.m.buffered = func() float64 { return float64(len(out.queue)) }
-	out.m.capacity = func() float64 { return float64(cap(out.queue)) }
+	out.m.buffered = func() float64 { return float64(out.queue.len()) }
+	out.m.capacity = func() float64 { return float64(o.BufferEvents) }
 	out.m.inProducer = func() float64 { return float64(out.client.BufferedProduceRecords()) }
 	if o.SASL != nil && o.TLS == nil {
 		out.logger.Warn("SASL without TLS: credentials and events cross the network unencrypted; set exporter.outputs.kafka.tls.enabled",
@@ -233,7 +236,11 @@ func (out *Output) clientOptions() ([]kgo.Opt, error) {
 		if level == 0 {
 			level = 1
 		}
-		opts = append(opts, kgo.ProducerBatchCompression(kgo.ZstdCompression().WithLevel(level)))
+		c, err := newZstdCompressor(level)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.WithCompressor(c))
 	case "lz4":
 		opts = append(opts, kgo.ProducerBatchCompression(kgo.Lz4Compression()))
 	case "snappy":
@@ -273,9 +280,7 @@ func (out *Output) clientOptions() ([]kgo.Opt, error) {
 // does not keep r: the request is copied into the buffer, or dropped and
 // counted when the buffer is full.
 func (out *Output) Publish(r *traffic.Request) {
-	select {
-	case out.queue <- *r:
-	default:
+	if !out.queue.push(r) {
 		out.m.dropFull.Inc()
 	}
 }
@@ -335,19 +340,21 @@ func (out *Output) drain() {
 	// The producer's count only falls while we hand over, so the room
 	// measured once is there for the whole pass.
 	room := int64(out.o.BufferEvents) - out.client.BufferedProduceRecords()
-	for ; room > 0; room-- {
-		select {
-		case out.cur = <-out.queue:
-			out.produce(&out.cur)
-		default:
+	for room > 0 {
+		c := out.queue.take()
+		if c == nil {
 			return
 		}
+		for ; c.off < c.n && room > 0; c.off, room = c.off+1, room-1 {
+			out.produce(&c.reqs[c.off])
+		}
+		out.queue.putBack(c)
 	}
 }
 
 func (out *Output) produce(r *traffic.Request) {
-	rec := out.records.Get().(*kgo.Record)
-	*rec = kgo.Record{Key: rec.Key[:0], Value: rec.Value[:0], Timestamp: out.now}
+	rec := out.records.get()
+	rec.Timestamp = out.now
 	rec.Value = out.enc.Append(rec.Value, r)
 	if out.key != nil {
 		rec.Key = out.key(rec.Key, r)
@@ -356,12 +363,12 @@ func (out *Output) produce(r *traffic.Request) {
 	}
 	if len(rec.Key)+len(rec.Value) > out.maxRecord {
 		out.m.dropped.WithLabelValues(DropTooLarge).Inc()
-		out.records.Put(rec)
+		out.records.put(rec)
 		return
 	}
 	// Never cancelled: a cancelled context would fail records still
 	// buffered instead of letting the final flush deliver them.
-	out.client.Produce(context.Background(), rec, out.promise)
+	out.client.Produce(context.Background(), rec, out.promiseFn)
 }
 
 // promise runs on franz-go's goroutine once Kafka took or refused a record.
@@ -386,9 +393,7 @@ func (out *Output) promise(rec *kgo.Record, err error) {
 		out.lastErr = err
 		out.lastErrMu.Unlock()
 	}
-	if cap(rec.Value) <= 64<<10 {
-		out.records.Put(rec)
-	}
+	out.records.put(rec)
 }
 
 // shutdown hands over what is buffered, flushes for at most FlushTimeout,
@@ -396,9 +401,9 @@ func (out *Output) promise(rec *kgo.Record, err error) {
 func (out *Output) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), out.o.FlushTimeout)
 	defer cancel()
-	for len(out.queue) > 0 && ctx.Err() == nil {
+	for out.queue.len() > 0 && ctx.Err() == nil {
 		out.drain()
-		if len(out.queue) == 0 {
+		if out.queue.len() == 0 {
 			break
 		}
 		select {
@@ -406,10 +411,7 @@ func (out *Output) shutdown() error {
 		case <-time.After(out.o.PollInterval):
 		}
 	}
-	left := len(out.queue)
-	for range left {
-		<-out.queue
-	}
+	left := out.queue.discard()
 	out.m.dropped.WithLabelValues(DropShutdown).Add(float64(left))
 	if err := out.client.Flush(ctx); err != nil {
 		out.logger.Warn("kafka output stopped before every event was delivered",

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -28,48 +29,95 @@ var (
 	dampGrid  = []float64{0, 0.2, 0.4, 0.6, 0.8, 1}
 )
 
-// ours scores the blend under p on one series at horizon h.
-func ours(s Series, h time.Duration, p Params) (float64, int) {
-	f := Replay(s.Samples, p)
-	var sum float64
-	var n int
-	for i, x := range s.Samples {
-		if x.Horizon == h {
-			sum += smape(f[i], x.Actual)
-			n++
+// grid is every parameter set searched (ties go to the first: the
+// narrowest pool, the least damping, the smallest γ).
+func grid() []Params {
+	out := make([]Params, 0, len(gammaGrid)*len(dampGrid)*NumHalves)
+	for _, g := range gammaGrid {
+		for _, d := range dampGrid {
+			for k := range NumHalves {
+				out = append(out, Params{Gamma: [3]float64{g, g, g}, Damp: [3]float64{d, d, d}, Half: [3]int{k, k, k}})
+			}
 		}
 	}
-	if n == 0 {
-		return math.NaN(), 0
-	}
-	return sum / float64(n), n
+	return out
 }
 
-// Choose picks, per horizon, the γ and damping that minimise the mean
-// per-series sMAPE over series (each series counts once, however long).
-func Choose(series []Series) Params {
+// scores are a series' sMAPE per horizon under every grid point (NaN
+// where the series has no forecast at that horizon): one replay per grid
+// point scores every horizon.
+func scores(s Series, ps []Params) [3][]float64 {
+	var out [3][]float64
+	for hi := range Horizons {
+		out[hi] = make([]float64, len(ps))
+	}
+	for pi, p := range ps {
+		f := Replay(s.Samples, p)
+		var sum [3]float64
+		var n [3]int
+		for i, x := range s.Samples {
+			if hi := slices.Index(Horizons, x.Horizon); hi >= 0 {
+				sum[hi] += smape(f[i], x.Actual)
+				n[hi]++
+			}
+		}
+		for hi := range Horizons {
+			out[hi][pi] = math.NaN()
+			if n[hi] > 0 {
+				out[hi][pi] = sum[hi] / float64(n[hi])
+			}
+		}
+	}
+	return out
+}
+
+// pick chooses, per horizon, the grid point that minimises the mean
+// per-series sMAPE over every series but skip (each series counts once,
+// however long; skip < 0 leaves none out).
+func pick(table [][3][]float64, ps []Params, skip int) Params {
 	var p Params
-	for hi, h := range Horizons {
+	for hi := range Horizons {
 		best := math.Inf(1)
-		for _, g := range gammaGrid {
-			for _, d := range dampGrid {
-				q := Params{Gamma: [3]float64{g, g, g}, Damp: [3]float64{d, d, d}}
-				var sum float64
-				var n int
-				for _, s := range series {
-					if v, k := ours(s, h, q); k > 0 {
-						sum += v
-						n++
-					}
+		for pi, q := range ps {
+			var sum float64
+			var n int
+			for si, t := range table {
+				if si != skip && !math.IsNaN(t[hi][pi]) {
+					sum += t[hi][pi]
+					n++
 				}
-				if n > 0 && sum/float64(n) < best-1e-9 {
-					best = sum / float64(n)
-					p.Gamma[hi], p.Damp[hi] = g, d
-				}
+			}
+			if n > 0 && sum/float64(n) < best-1e-9 {
+				best = sum / float64(n)
+				p.Gamma[hi], p.Damp[hi], p.Half[hi] = q.Gamma[hi], q.Damp[hi], q.Half[hi]
 			}
 		}
 	}
 	return p
+}
+
+func scoreAll(series []Series, ps []Params, workers int) [][3][]float64 {
+	table := make([][3][]float64, len(series))
+	sem := make(chan struct{}, max(workers, 1))
+	var wg sync.WaitGroup
+	for i, s := range series {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			table[i] = scores(s, ps)
+		}()
+	}
+	wg.Wait()
+	return table
+}
+
+// Choose picks, per horizon, the γ, damping and profile pool that minimise the mean
+// per-series sMAPE over series (each series counts once, however long).
+func Choose(series []Series) Params {
+	ps := grid()
+	return pick(scoreAll(series, ps, 1), ps, -1)
 }
 
 // Row is one series' cross-validated score.
@@ -82,18 +130,26 @@ type Row struct {
 }
 
 // CrossValidate scores every series with parameters chosen on all the
-// others (leave one series out), so no series reports a score it helped tune.
+// others (leave one series out), so no series reports a score it helped
+// tune. Each series is replayed once per grid point; the folds only
+// differ in which series' scores they sum.
 func CrossValidate(series []Series) []Row {
+	return crossValidate(series, 1)
+}
+
+func crossValidate(series []Series, workers int) []Row {
+	ps := grid()
+	table := scoreAll(series, ps, workers)
 	rows := make([]Row, len(series))
 	for i, s := range series {
-		others := make([]Series, 0, len(series)-1)
-		others = append(others, series[:i]...)
-		others = append(others, series[i+1:]...)
-		p := Choose(others)
+		p := pick(table, ps, i)
 		r := Row{Name: s.Name, Group: s.Group, Params: p}
 		for hi, h := range Horizons {
-			r.Ours[hi], r.N[hi] = ours(s, h, p)
-			r.Naive[hi], _ = SMAPE(s.Samples, h, NaiveOf)
+			r.Naive[hi], r.N[hi] = SMAPE(s.Samples, h, NaiveOf)
+			r.Ours[hi] = math.NaN()
+			if r.N[hi] > 0 {
+				r.Ours[hi] = scores(Series{Samples: s.Samples}, []Params{p})[hi][0]
+			}
 		}
 		rows[i] = r
 	}
@@ -142,7 +198,7 @@ func Backtest(ctx context.Context, inputs []string, kind sli.Kind, auto bool, wo
 			return nil, nil, err
 		}
 	}
-	return series, CrossValidate(series), nil
+	return series, crossValidate(series, workers), nil
 }
 
 // Summary is the mean of rows' per-series sMAPE per horizon.
@@ -211,7 +267,7 @@ func WriteTable(w io.Writer, series []Series, rows []Row) error {
 	}
 	p := Choose(series)
 	_, err := fmt.Fprintf(w, "\nsMAPE (%%) per series, leave-one-series-out: each series is scored with the weights chosen on the others.\n"+
-		"chosen on all inputs: gamma %v, level damping %v (horizons %s)\n", p.Gamma, p.Damp, horizonList())
+		"chosen on all inputs: gamma %v, level damping %v, profile ± %v (horizons %s)\n", p.Gamma, p.Damp, halves(p), horizonList())
 	return err
 }
 
@@ -223,4 +279,12 @@ func horizonList() string {
 		parts[i] = short(h)
 	}
 	return strings.Join(parts, ", ")
+}
+
+func halves(p Params) []time.Duration {
+	out := make([]time.Duration, len(p.Half))
+	for i, k := range p.Half {
+		out[i] = ProfileHalves[k]
+	}
+	return out
 }

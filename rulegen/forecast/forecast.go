@@ -1,12 +1,15 @@
 // Package forecast predicts request rates hours ahead and tells when a
 // series is expected to cross a limit (alert_rules.qps_threshold). A
-// forecast blends two seasonal views of the series: the expectation of the
-// baseline model rulegen fits anyway (its seasonal shape at its current,
-// refreshed level), and a robust recent profile — the median of the same
-// time of day over the last two weeks, scaled by how far the last two
-// hours run above or below that profile, damped with the horizon. The
-// blend weight and the damping per horizon were chosen by
-// leave-one-series-out cross-validation (Walk, CrossValidate, README.md).
+// forecast blends three seasonal views of the series: the expectation of
+// the baseline model rulegen fits anyway (its seasonal shape at its
+// current, refreshed level); a robust recent profile — the median of the
+// same time of day over the last two weeks, scaled by how far the last two
+// hours run above or below that profile, damped with the horizon; and the
+// median of the same time of day on the same weekday over the last four
+// weeks. Each view weighs by its own recent record; how decisively, the
+// damping and the recent profile's pool (± 1, 2 or 3 h) per horizon were
+// chosen by leave-one-series-out cross-validation (Walk, CrossValidate,
+// README.md).
 package forecast
 
 import (
@@ -26,30 +29,44 @@ const Step = 5 * time.Minute
 
 const (
 	day = 24 * time.Hour
-	// profileDays and profileHalf are the recent profile's pool: the same
-	// time of day ± an hour over the last two weeks.
+	// profileDays is how far back the recent profile pools the same time
+	// of day (± one of ProfileHalves).
 	profileDays = 14
-	profileHalf = time.Hour
+	// weekdayWeeks is the same weekday's pool: the same time of day ± an
+	// hour on that weekday over the last four weeks.
+	weekdayWeeks = 4
+	weekdayHalf  = time.Hour
 	// recentSpan is how much of the latest data sets the level ratio.
 	recentSpan = 2 * time.Hour
 )
 
+// ProfileHalves are the recent profile's candidate pools: the same time of
+// day ± each of these. A sparse, noisy series wants a wide pool, a smooth
+// one with a sharp daily shape a narrow one; Params.Half picks per horizon.
+var ProfileHalves = [...]time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour}
+
+// NumHalves is the number of candidate profile pools.
+const NumHalves = len(ProfileHalves)
+
 // Params steer the blend per horizon (interpolated linearly in between).
 type Params struct {
 	// Gamma sets how decisively the blend follows the view that forecast
-	// this series better lately: the model's weight is
-	// eP^γ / (eM^γ + eP^γ) with eM, eP the two views' sMAPE over the last
-	// week of matured forecasts (γ = 0: half and half).
+	// this series better lately: a view's weight is proportional to e^-γ,
+	// e its sMAPE over the last week of matured forecasts (with two views,
+	// the model's weight is eP^γ / (eM^γ + eP^γ); γ = 0: an even blend).
 	Gamma [3]float64
 	// Damp is the exponent of the recent level ratio carried to the horizon
 	// (0: the profile as it is; 1: the whole deviation persists).
 	Damp [3]float64
+	// Half indexes ProfileHalves per horizon (the nearest scored horizon's
+	// choice applies in between).
+	Half [3]int
 }
 
 // DefaultParams were chosen by leave-one-series-out cross-validation over
 // the development series; `autoglm-rulegen backtest --forecast` prints the
 // choice made on all of them ("chosen on all inputs"), which these are.
-var DefaultParams = Params{Gamma: [3]float64{8, 8, 8}, Damp: [3]float64{0.6, 0, 0.2}}
+var DefaultParams = Params{Gamma: [3]float64{8, 4, 8}, Damp: [3]float64{0.6, 0, 0.4}, Half: [3]int{0, 2, 0}}
 
 // Window is how far back the views' errors are averaged.
 const Window = 7 * day
@@ -75,30 +92,77 @@ func (p Params) ProfileView(h time.Duration, profile, ratio float64) float64 {
 	return profile
 }
 
-// Weight is the model's share at horizon h given the views' recent sMAPE
-// (NaN when unknown: half and half).
-func (p Params) Weight(h time.Duration, eModel, eProfile float64) float64 {
-	if math.IsNaN(eModel) || math.IsNaN(eProfile) {
-		return 0.5
-	}
-	g := interp(p.Gamma, h)
-	a, b := math.Pow(eProfile+1e-9, g), math.Pow(eModel+1e-9, g)
-	return a / (a + b)
+// The views a forecast blends, in the order of Views.
+const (
+	// ViewModel is the baseline model's expectation.
+	ViewModel = iota
+	// ViewProfile is the recent profile of every day, level-adjusted.
+	ViewProfile
+	// ViewWeekday is the recent profile of the same weekday.
+	ViewWeekday
+	// NumViews is the number of views.
+	NumViews
+)
+
+// Values are the views of s under p (NaN where a view has no data).
+func (p Params) Values(s Sample) [NumViews]float64 {
+	k := p.Half[horizonIndex(s.Horizon)]
+	return [NumViews]float64{s.Model, p.ProfileView(s.Horizon, s.Profile[k], s.Ratio[k]), s.Weekday}
 }
 
-// Combine is the forecast from the two views with model weight w; either
-// view alone stands in when the other is missing.
-func Combine(model, profile, w float64) float64 {
-	var v float64
-	switch {
-	case math.IsNaN(model):
-		v = profile
-	case math.IsNaN(profile):
-		v = model
-	default:
-		v = w*model + (1-w)*profile
+// Weights are the views' shares at horizon h given their recent sMAPE:
+// each present view weighs e^-γ, so γ = 0 blends them evenly and a large γ
+// follows the view with the better record. A present view without a record
+// yet counts with the mean error of those that have one (every view with
+// none: an even blend). Absent views weigh nothing.
+func (p Params) Weights(h time.Duration, errs [NumViews]float64, present [NumViews]bool) [NumViews]float64 {
+	var known, n float64
+	for i, e := range errs {
+		if present[i] && !math.IsNaN(e) {
+			known += e
+			n++
+		}
 	}
-	return math.Max(v, 0)
+	g := interp(p.Gamma, h)
+	var w [NumViews]float64
+	var sum float64
+	for i, e := range errs {
+		if !present[i] {
+			continue
+		}
+		switch {
+		case n == 0:
+			w[i] = 1
+		case math.IsNaN(e):
+			w[i] = math.Pow(known/n+1e-9, -g)
+		default:
+			w[i] = math.Pow(e+1e-9, -g)
+		}
+		sum += w[i]
+	}
+	if sum == 0 {
+		return w
+	}
+	for i := range w {
+		w[i] /= sum
+	}
+	return w
+}
+
+// Combine is the forecast from the views with weights w (NaN when no view
+// is present).
+func Combine(views, w [NumViews]float64) float64 {
+	var v, sum float64
+	for i, x := range views {
+		if !math.IsNaN(x) && w[i] > 0 {
+			v += w[i] * x
+			sum += w[i]
+		}
+	}
+	if sum == 0 {
+		return math.NaN()
+	}
+	return math.Max(v/sum, 0)
 }
 
 func smape(f, a float64) float64 {
@@ -108,7 +172,7 @@ func smape(f, a float64) float64 {
 	return 0
 }
 
-// Tracker keeps a series' recent forecasts of both views, settles them
+// Tracker keeps a series' recent forecasts of every view, settles them
 // once their time has come, and from their errors weighs the views of the
 // next forecast: the service holds one per series, the backtest replays
 // the same.
@@ -147,37 +211,50 @@ func (tr *Tracker) Settle(now time.Time, actual func(time.Time) float64) {
 	tr.settled = tr.settled[i:]
 }
 
-// Errors are the mean sMAPE of the model and the profile view at horizon h
-// over the settled forecasts (NaN when there are none).
-func (tr *Tracker) Errors(h time.Duration, p Params) (eModel, eProfile float64) {
-	var sm, sp float64
-	var n int
+// Errors are the mean sMAPE of each view at horizon h over the settled
+// forecasts in which it had a value (NaN for a view without any).
+func (tr *Tracker) Errors(h time.Duration, p Params) [NumViews]float64 {
+	var sum, n [NumViews]float64
 	for _, s := range tr.settled {
-		if s.Horizon != h || math.IsNaN(s.Model) || math.IsNaN(s.Profile) {
+		if s.Horizon != h {
 			continue
 		}
-		sm += smape(s.Model, s.Actual)
-		sp += smape(p.ProfileView(h, s.Profile, s.Ratio), s.Actual)
-		n++
+		for i, v := range p.Values(s) {
+			if !math.IsNaN(v) {
+				sum[i] += smape(v, s.Actual)
+				n[i]++
+			}
+		}
 	}
-	if n == 0 {
-		return math.NaN(), math.NaN()
+	var e [NumViews]float64
+	for i := range e {
+		e[i] = math.NaN()
+		if n[i] > 0 {
+			e[i] = sum[i] / n[i]
+		}
 	}
-	return sm / float64(n), sp / float64(n)
+	return e
 }
 
-// Forecast blends the views of s under p with the weights its past earned.
+// Forecast blends the views of s under p with the weights their past earned.
 func (tr *Tracker) Forecast(s Sample, p Params) float64 {
-	em, ep := tr.Errors(nearest(s.Horizon), p)
-	return Combine(s.Model, p.ProfileView(s.Horizon, s.Profile, s.Ratio), p.Weight(s.Horizon, em, ep))
+	views := p.Values(s)
+	var present [NumViews]bool
+	for i, v := range views {
+		present[i] = !math.IsNaN(v)
+	}
+	return Combine(views, p.Weights(s.Horizon, tr.Errors(nearest(s.Horizon), p), present))
 }
 
 // nearest is the scored horizon closest to h (errors are tracked per scored horizon).
-func nearest(h time.Duration) time.Duration {
-	best := Horizons[0]
-	for _, x := range Horizons {
-		if (x - h).Abs() < (best - h).Abs() {
-			best = x
+func nearest(h time.Duration) time.Duration { return Horizons[horizonIndex(h)] }
+
+// horizonIndex is the index of the scored horizon closest to h.
+func horizonIndex(h time.Duration) int {
+	best := 0
+	for i, x := range Horizons {
+		if (x - h).Abs() < (Horizons[best] - h).Abs() {
+			best = i
 		}
 	}
 	return best
@@ -290,15 +367,26 @@ func (h History) Naive(t, now time.Time) float64 {
 	return h.At(t.Add(-season))
 }
 
-// Profile is the median of the buckets at t's time of day ± an hour over
-// the last two weeks, using only data before now. (Pooling weekdays and
-// weekends apart was tried: it helps the weekly LLM series, which the model
-// view covers anyway, and cost the road-traffic series 4 points of sMAPE.)
-func (h History) Profile(t, now time.Time, buf []float64) float64 {
+// Profile is the median of the buckets at t's time of day ± half over the
+// last two weeks, using only data before now.
+func (h History) Profile(t, now time.Time, half time.Duration, buf []float64) float64 {
+	return h.pool(t, now, 1, profileDays, half, buf)
+}
+
+// WeekdayProfile is the median of the buckets at t's time of day ± an hour
+// on t's weekday over the last four weeks, using only data before now (NaN
+// before a week of history).
+func (h History) WeekdayProfile(t, now time.Time, buf []float64) float64 {
+	return h.pool(t, now, 7, 7*weekdayWeeks, weekdayHalf, buf)
+}
+
+// pool is the median of the buckets within half of t minus every stride
+// days up to days, before now.
+func (h History) pool(t, now time.Time, stride, days int, half time.Duration, buf []float64) float64 {
 	buf = buf[:0]
-	for k := 1; k <= profileDays; k++ {
+	for k := stride; k <= days; k += stride {
 		c := t.Add(-time.Duration(k) * day)
-		from, to := c.Add(-profileHalf), c.Add(profileHalf)
+		from, to := c.Add(-half), c.Add(half)
 		if to.After(now) {
 			to = now
 		}
@@ -307,24 +395,68 @@ func (h History) Profile(t, now time.Time, buf []float64) float64 {
 			buf = append(buf, h.pts[i].V)
 		}
 	}
-	if len(buf) == 0 {
+	return median(buf)
+}
+
+// median is the median of buf (NaN when empty), reordering buf. It
+// selects rather than sorts: the pools are gathered afresh for every step
+// of a curve, and sorting them was most of a forecast's cost.
+func median(buf []float64) float64 {
+	n := len(buf)
+	if n == 0 {
 		return math.NaN()
 	}
-	slices.Sort(buf)
-	if len(buf)%2 == 1 {
-		return buf[len(buf)/2]
+	hi := nth(buf, n/2)
+	if n%2 == 1 {
+		return hi
 	}
-	return (buf[len(buf)/2-1] + buf[len(buf)/2]) / 2
+	// nth leaves the n/2 smallest values before index n/2.
+	return (slices.Max(buf[:n/2]) + hi) / 2
+}
+
+// nth reorders a so that a[k] is its k-th smallest value, every value
+// before it no larger and every value after it no smaller, and returns it
+// (quickselect with a three-way partition, so runs of equal values — an
+// idle route's zeros — cost no more than distinct ones).
+func nth(a []float64, k int) float64 {
+	lo, hi := 0, len(a)
+	for hi-lo > 1 {
+		x, y, z := a[lo], a[lo+(hi-lo)/2], a[hi-1]
+		p := max(min(x, y), min(max(x, y), z))
+		lt, i, gt := lo, lo, hi
+		for i < gt {
+			switch {
+			case a[i] < p:
+				a[lt], a[i] = a[i], a[lt]
+				lt++
+				i++
+			case a[i] > p:
+				gt--
+				a[i], a[gt] = a[gt], a[i]
+			default:
+				i++
+			}
+		}
+		switch {
+		case k < lt:
+			hi = lt
+		case k >= gt:
+			lo = gt
+		default:
+			return a[k]
+		}
+	}
+	return a[k]
 }
 
 // Ratio is how far the last two hours before now ran above (> 1) or below
-// the recent profile of those moments.
-func (h History) Ratio(now time.Time, buf []float64) float64 {
+// the recent profile (± half) of those moments.
+func (h History) Ratio(now time.Time, half time.Duration, buf []float64) float64 {
 	var actual, profile float64
 	from := now.Add(-recentSpan)
 	i := sort.Search(len(h.pts), func(i int) bool { return !h.pts[i].T.Before(from) })
 	for ; i < len(h.pts) && h.pts[i].T.Before(now); i++ {
-		p := h.Profile(h.pts[i].T, h.pts[i].T, buf)
+		p := h.Profile(h.pts[i].T, h.pts[i].T, half, buf)
 		if !math.IsNaN(p) {
 			actual += h.pts[i].V
 			profile += p
@@ -336,11 +468,42 @@ func (h History) Ratio(now time.Time, buf []float64) float64 {
 	return actual / profile
 }
 
-// Views are a model's expectation and the recent profile view for t (h
-// after now), the inputs of a blend.
-func Views(m baseline.Model, h History, now time.Time, d time.Duration, ratio float64, buf []float64) Sample {
+// Pools says which pools of ProfileHalves a computation needs.
+type Pools [NumHalves]bool
+
+// AllPools are every pool (the backtest scores them all).
+var AllPools = Pools{true, true, true}
+
+// Pools are the pools p uses at horizon d.
+func (p Params) Pools(d time.Duration) Pools {
+	var u Pools
+	u[p.Half[horizonIndex(d)]] = true
+	return u
+}
+
+// Ratios are Ratio for the pools of ProfileHalves in use (NaN for the rest).
+func (h History) Ratios(now time.Time, use Pools, buf []float64) [NumHalves]float64 {
+	var r [NumHalves]float64
+	for k, half := range ProfileHalves {
+		r[k] = math.NaN()
+		if use[k] {
+			r[k] = h.Ratio(now, half, buf)
+		}
+	}
+	return r
+}
+
+// Views are a model's expectation and the recent profiles (of the pools in
+// use) for t (d after now), the inputs of a blend.
+func Views(m baseline.Model, h History, now time.Time, d time.Duration, ratios [NumHalves]float64, use Pools, buf []float64) Sample {
 	t := now.Add(d)
-	s := Sample{Origin: now, Horizon: d, Actual: math.NaN(), Model: math.NaN(), Profile: h.Profile(t, now, buf), Ratio: ratio, Naive: h.Naive(t, now)}
+	s := Sample{Origin: now, Horizon: d, Actual: math.NaN(), Model: math.NaN(), Weekday: h.WeekdayProfile(t, now, buf), Ratio: ratios, Naive: h.Naive(t, now)}
+	for k, half := range ProfileHalves {
+		s.Profile[k] = math.NaN()
+		if use[k] {
+			s.Profile[k] = h.Profile(t, now, half, buf)
+		}
+	}
 	if m != nil {
 		s.Model = math.Max(m.Band(t).Expected, 0)
 	}
@@ -367,9 +530,17 @@ func PredictFor(m baseline.Model, history []baseline.Point, now time.Time, p Par
 	last := Horizons[len(Horizons)-1] + max(extra, 0)
 	c := Curve{Start: now, Values: make([]float64, 0, int(last/Step))}
 	buf := make([]float64, 0, 1024)
-	ratio := h.Ratio(now, buf)
+	// Only the pools p uses are worth their cost: the service runs this per
+	// series at every refit.
+	var used Pools
+	for _, x := range Horizons {
+		for k, u := range p.Pools(x) {
+			used[k] = used[k] || u
+		}
+	}
+	ratios := h.Ratios(now, used, buf)
 	for d := Step; d <= last; d += Step {
-		s := Views(m, h, now, d, ratio, buf)
+		s := Views(m, h, now, d, ratios, p.Pools(d), buf)
 		c.Values = append(c.Values, tr.Forecast(s, p))
 		for _, x := range Horizons {
 			if x == d {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,29 +45,117 @@ func TestCurve(t *testing.T) {
 	}
 }
 
-// TestTrackerFollowsTheBetterView: after a week in which the model view was
-// right and the profile view 50 % off, the blend leans on the model.
+// TestMedian checks the selection-based median against sorting, on pools
+// with runs of equal values (idle zeros) and without.
+func TestMedian(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	if v := median(nil); !math.IsNaN(v) {
+		t.Errorf("median of nothing = %v, want NaN", v)
+	}
+	for n := 1; n < 300; n++ {
+		for _, levels := range []int{2, 5, 1000} {
+			a := make([]float64, n)
+			for i := range a {
+				a[i] = float64(rng.IntN(levels))
+			}
+			s := slices.Clone(a)
+			slices.Sort(s)
+			want := s[n/2]
+			if n%2 == 0 {
+				want = (s[n/2-1] + s[n/2]) / 2
+			}
+			if got := median(a); got != want {
+				t.Fatalf("median of %d values in %d levels = %v, want %v", n, levels, got, want)
+			}
+		}
+	}
+}
+
+// TestWeekdayProfile: the weekday view pools the same time of day on the
+// same weekday only, never data at or after now, and has nothing to say
+// before a week of history.
+func TestWeekdayProfile(t *testing.T) {
+	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC) // a Monday
+	var pts []baseline.Point
+	for tt := t0; tt.Before(t0.Add(28 * 24 * time.Hour)); tt = tt.Add(10 * time.Minute) {
+		v := 100.0
+		if tt.Weekday() == time.Monday {
+			v = 300
+		}
+		if tt.Hour() >= 12 {
+			v *= 2
+		}
+		pts = append(pts, baseline.Point{T: tt, V: v})
+	}
+	h := NewHistory(pts)
+	buf := make([]float64, 0, 64)
+	mon := t0.Add(21*24*time.Hour + 6*time.Hour) // the fourth Monday, 06:00
+	if v := h.WeekdayProfile(mon, mon.Add(-time.Hour), buf); v != 300 {
+		t.Errorf("Monday 06:00 = %v, want the Mondays' 300", v)
+	}
+	if v := h.Profile(mon, mon.Add(-time.Hour), time.Hour, buf); v != 100 {
+		t.Errorf("every-day profile = %v, want 100 (Mondays outvoted)", v)
+	}
+	if v := h.WeekdayProfile(mon.Add(24*time.Hour+8*time.Hour), mon, buf); v != 200 {
+		t.Errorf("Tuesday 14:00 = %v, want the Tuesdays' afternoon 200", v)
+	}
+	// A week of history ending before the target's weekday came round.
+	early := History{pts: h.pts[:sortSearch(h.pts, t0.Add(6*24*time.Hour))], width: h.width}
+	if v := early.WeekdayProfile(t0.Add(6*24*time.Hour+time.Hour), t0.Add(6*24*time.Hour), buf); !math.IsNaN(v) {
+		t.Errorf("weekday profile without a week of history = %v, want NaN", v)
+	}
+}
+
+func same(v float64) (a [NumHalves]float64) {
+	for i := range a {
+		a[i] = v
+	}
+	return a
+}
+
+// TestTrackerFollowsTheBetterView: after two days in which the model view
+// was right, the profile 50 % off and the weekday profile 20 % off, the
+// blend leans on the model; a week later that record is forgotten.
 func TestTrackerFollowsTheBetterView(t *testing.T) {
 	var tr Tracker
 	t0 := time.Unix(0, 0)
 	for i := 0; i < 48; i++ {
-		tr.Add(Sample{Origin: t0.Add(time.Duration(i) * time.Hour), Horizon: time.Hour, Model: 100, Profile: 150, Ratio: math.NaN()})
+		tr.Add(Sample{Origin: t0.Add(time.Duration(i) * time.Hour), Horizon: time.Hour, Model: 100, Profile: same(150), Weekday: 120, Ratio: same(math.NaN())})
 	}
 	tr.Settle(t0.Add(49*time.Hour), func(time.Time) float64 { return 100 })
-	em, ep := tr.Errors(time.Hour, DefaultParams)
-	if em != 0 || !(ep > 39 && ep < 41) {
-		t.Fatalf("errors model %v profile %v, want 0 and 40", em, ep)
+	e := tr.Errors(time.Hour, DefaultParams)
+	if e[ViewModel] != 0 || !(e[ViewProfile] > 39 && e[ViewProfile] < 41) || !(e[ViewWeekday] > 18 && e[ViewWeekday] < 19) {
+		t.Fatalf("errors %v, want 0, 40 and 18.2", e)
 	}
-	if w := DefaultParams.Weight(time.Hour, em, ep); w < 0.99 {
-		t.Errorf("model weight %v, want ≈ 1", w)
+	all := [NumViews]bool{true, true, true}
+	if w := DefaultParams.Weights(time.Hour, e, all); w[ViewModel] < 0.99 {
+		t.Errorf("weights %v, want the model's ≈ 1", w)
 	}
-	if w := DefaultParams.Weight(time.Hour, math.NaN(), math.NaN()); w != 0.5 {
-		t.Errorf("weight without history %v, want 0.5", w)
+	if f := tr.Forecast(Sample{Origin: t0.Add(49 * time.Hour), Horizon: time.Hour, Model: 200, Profile: same(300), Weekday: 240, Ratio: same(math.NaN())}, DefaultParams); f < 199 || f > 201 {
+		t.Errorf("forecast %v, want ≈ the model's 200", f)
+	}
+	// Without a model (no fit yet) the weekday view, 20 % off, beats the
+	// profile, 50 % off.
+	if w := DefaultParams.Weights(time.Hour, e, [NumViews]bool{false, true, true}); w[ViewModel] != 0 || w[ViewWeekday] < 0.9 {
+		t.Errorf("weights without the model %v", w)
+	}
+	// No record yet: an even blend of the views present.
+	none := [NumViews]float64{math.NaN(), math.NaN(), math.NaN()}
+	if w := DefaultParams.Weights(time.Hour, none, [NumViews]bool{true, true, false}); w != [NumViews]float64{0.5, 0.5, 0} {
+		t.Errorf("weights without history %v, want ½ ½ 0", w)
+	}
+	// A view without a record (the weekday profile in its first week)
+	// counts with the others' mean error.
+	if w := DefaultParams.Weights(time.Hour, [NumViews]float64{10, 10, math.NaN()}, all); math.Abs(w[ViewWeekday]-1.0/3) > 1e-9 {
+		t.Errorf("weights %v, want a third each", w)
+	}
+	if v := Combine([NumViews]float64{math.NaN(), 7, math.NaN()}, [NumViews]float64{0.5, 0.5, 0}); v != 7 {
+		t.Errorf("Combine with one view = %v, want 7", v)
 	}
 	// A week later the old errors are forgotten.
 	tr.Settle(t0.Add(49*time.Hour+Window+time.Hour), func(time.Time) float64 { return 100 })
-	if em, _ := tr.Errors(time.Hour, DefaultParams); !math.IsNaN(em) {
-		t.Errorf("errors older than Window kept: %v", em)
+	if e := tr.Errors(time.Hour, DefaultParams); !math.IsNaN(e[ViewModel]) {
+		t.Errorf("errors older than Window kept: %v", e)
 	}
 }
 
@@ -218,4 +307,32 @@ tests:
 	}
 	t.Logf("rate reaches %g req/s at day %.2f; the forecast first puts the crossing within 6 h %s before it, the alert fires 10 minutes later",
 		threshold, crossAt.Sub(t0).Hours()/24, crossAt.Sub(first))
+}
+
+// BenchmarkPredict is one route's forecast at a refit as the service makes
+// it: six weeks of one-minute history, a fitted model, a tracker holding a
+// week of past forecasts. It prints ns/op; speed is not asserted.
+func BenchmarkPredict(b *testing.B) {
+	t0 := time.Unix(0, 0).UTC()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var pts []baseline.Point
+	end := t0.Add(42 * 24 * time.Hour)
+	for tt := t0; tt.Before(end); tt = tt.Add(time.Minute) {
+		h := float64(tt.Hour()) + float64(tt.Minute())/60
+		pts = append(pts, baseline.Point{T: tt, V: 100 * (1 + 0.4*math.Sin(2*math.Pi*h/24)) * (1 + 0.05*rng.NormFloat64())})
+	}
+	opts := baseline.Options{Kind: sli.KindRate}
+	m, _, err := baseline.Fit(pts, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var tr Tracker
+	now := end.Add(-7 * 24 * time.Hour)
+	for ; now.Before(end.Add(-time.Hour)); now = now.Add(time.Hour) {
+		PredictFor(m, pts[:sortSearch(pts, now)], now, DefaultParams, &tr, time.Hour)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		PredictFor(m, pts, end, DefaultParams, &tr, time.Hour)
+	}
 }

@@ -18,8 +18,11 @@ type Sample struct {
 	Horizon time.Duration
 	Actual  float64
 	Model   float64
-	Profile float64
-	Ratio   float64
+	// Profile and Ratio hold the recent profile and the level ratio for
+	// each pool of ProfileHalves.
+	Profile [NumHalves]float64
+	Weekday float64
+	Ratio   [NumHalves]float64
 	Naive   float64
 }
 
@@ -92,11 +95,11 @@ func Walk(ctx context.Context, pts []baseline.Point, cfg WalkConfig) ([]Sample, 
 		}
 		// The past as of origin: lookups never see origin or later.
 		past := History{pts: all.pts[:sortSearch(all.pts, origin)], width: all.width}
-		ratio := past.Ratio(origin, buf)
+		ratios := past.Ratios(origin, AllPools, buf)
 		for _, h := range Horizons {
-			s := Views(m, past, origin, h, ratio, buf)
+			s := Views(m, past, origin, h, ratios, AllPools, buf)
 			s.Actual = all.At(origin.Add(h))
-			if math.IsNaN(s.Actual) || math.IsNaN(s.Naive) || (math.IsNaN(s.Model) && math.IsNaN(s.Profile)) {
+			if math.IsNaN(s.Actual) || math.IsNaN(s.Naive) || !s.hasView() {
 				continue
 			}
 			out = append(out, s)
@@ -160,3 +163,16 @@ func Replay(samples []Sample, p Params) []float64 {
 
 // NaiveOf is the seasonal-naive forecast of a sample.
 func NaiveOf(s Sample) float64 { return s.Naive }
+
+// hasView reports whether any view has a value.
+func (s Sample) hasView() bool {
+	if !math.IsNaN(s.Model) || !math.IsNaN(s.Weekday) {
+		return true
+	}
+	for _, v := range s.Profile {
+		if !math.IsNaN(v) {
+			return true
+		}
+	}
+	return false
+}
