@@ -54,12 +54,11 @@ enum capture_stat {
 	STAT_CONNS_OPENED = 3,
 	STAT_CONNS_CLOSED = 4,
 	STAT_NEXT_ID = 5,
-	STAT_UNWOKEN_BYTES = 6, // bytes this CPU wrote since it last woke the reader
-	STAT_TLS_PLAINTEXT = 7, // Data events from TLS probes
-	STAT_TLS_CIPHERTEXT = 8, // syscalls on TLS connections not emitted (their plaintext is)
-	STAT_TLS_NO_SOCKET = 9, // TLS calls whose socket could not be found
-	STAT_TLS_UNDECRYPTED = 10, // TLS connections first seen in a process without TLS probes
-	STAT_MAX = 11,
+	STAT_TLS_PLAINTEXT = 6, // Data events from TLS probes
+	STAT_TLS_CIPHERTEXT = 7, // syscalls on TLS connections not emitted (their plaintext is)
+	STAT_TLS_NO_SOCKET = 8, // TLS calls whose socket could not be found
+	STAT_TLS_UNDECRYPTED = 9, // TLS connections first seen in a process without TLS probes
+	STAT_MAX = 10,
 };
 
 enum call_op {
@@ -189,9 +188,11 @@ struct scratch {
 // Set from Go before loading.
 volatile const __u64 filter_cgroup_id = 0;
 volatile const __u32 capture_bytes = 4096;
-// Bytes one CPU writes to the ring buffer before it wakes the reader; in
-// between the reader polls on a short timer, which saves a wakeup per event.
-volatile const __u64 wakeup_bytes = 0;
+
+// The reader never waits on the ring's wait queue (it looks at the ring's
+// positions on a timer), so no record signals it: a wakeup costs an
+// irq_work and a lookup of per-CPU accounting for nothing.
+#define OUTPUT_FLAGS BPF_RB_NO_WAKEUP
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -301,24 +302,6 @@ static __always_inline void stat_add(__u32 idx, __u64 n)
 		*v += n;
 }
 
-// Counts per CPU rather than asking the ring how much is unread: the
-// ring's positions share cache lines the reader writes after every record,
-// and reading them cost more than the rest of the record's output.
-static __always_inline __u64 output_flags(__u64 size)
-{
-	__u32 idx = STAT_UNWOKEN_BYTES;
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (!v)
-		return BPF_RB_FORCE_WAKEUP;
-	__u64 n = *v + size;
-	if (n < wakeup_bytes) {
-		*v = n;
-		return BPF_RB_NO_WAKEUP;
-	}
-	*v = 0;
-	return BPF_RB_FORCE_WAKEUP;
-}
-
 static __always_inline bool cgroup_ok(void)
 {
 	return filter_cgroup_id == 0 || bpf_get_current_cgroup_id() == filter_cgroup_id;
@@ -419,7 +402,7 @@ static __always_inline void emit_open(struct sock *sk, struct conn_key *key, __u
 		BPF_CORE_READ_INTO(&rec.info.laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&rec.info.raddr, sk, __sk_common.skc_v6_daddr);
 	}
-	if (bpf_ringbuf_output(&events, &rec, sizeof(rec), output_flags(sizeof(rec))))
+	if (bpf_ringbuf_output(&events, &rec, sizeof(rec), OUTPUT_FLAGS))
 		stat_add(STAT_RINGBUF_FULL, 1);
 }
 
@@ -432,7 +415,7 @@ static __always_inline void emit_close(struct conn_key *key, __u64 id)
 		.fd = key->fd,
 		.kind = KIND_CLOSE,
 	};
-	if (bpf_ringbuf_output(&events, &e, sizeof(e), output_flags(sizeof(e))))
+	if (bpf_ringbuf_output(&events, &e, sizeof(e), OUTPUT_FLAGS))
 		stat_add(STAT_RINGBUF_FULL, 1);
 }
 
@@ -519,11 +502,9 @@ __noinline int copy_iov(__u64 iov_addr, __u32 cnt, __u32 want)
 }
 
 // Emits the scratch record's first got bytes as a Data event of size bytes.
-static __always_inline int emit_data(__u64 conn_id, __u32 tgid, __u32 fd, __u32 size, __u32 got, __u8 dir)
+static __always_inline int emit_data(struct scratch *s, __u64 conn_id, __u32 tgid, __u32 fd, __u32 size, __u32 got,
+				     __u8 dir)
 {
-	struct scratch *s = scratch();
-	if (!s)
-		return 0;
 	s->hdr.ts = bpf_ktime_get_ns();
 	s->hdr.conn_id = conn_id;
 	s->hdr.pid = tgid;
@@ -540,7 +521,7 @@ static __always_inline int emit_data(__u64 conn_id, __u32 tgid, __u32 fd, __u32 
 	asm volatile("" : "+r"(n));
 	if (n > sizeof(*s))
 		return 0;
-	if (bpf_ringbuf_output(&events, s, n, output_flags(n)))
+	if (bpf_ringbuf_output(&events, s, n, OUTPUT_FLAGS))
 		stat_add(STAT_RINGBUF_FULL, 1);
 	return 0;
 }
@@ -621,7 +602,7 @@ static __always_inline int emit_buf(struct conn *c, struct conn_key *key, __u64 
 	__u32 got = copy_buf(s, buf, want);
 	if (!(flags & CONN_SEEN) && first_data(c, key->tgid, key->fd, s->data, got))
 		return 0;
-	return emit_data(id, key->tgid, key->fd, size, got, dir);
+	return emit_data(s, id, key->tgid, key->fd, size, got, dir);
 }
 
 // The exit of a data syscall: fd and buffer come from the saved registers.
@@ -679,7 +660,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u8 op
 		return 0;
 	if (!(flags & CONN_SEEN) && first_data(c, tgid, key.fd, s->data, got))
 		return 0;
-	return emit_data(id, tgid, key.fd, ret, got, dir);
+	return emit_data(s, id, tgid, key.fd, ret, got, dir);
 }
 
 // Forgets fd: emits Close when it was a tracked connection.

@@ -143,7 +143,6 @@ const (
 	captureVarUnusedEvent     = "unused_event"
 	captureVarUnusedGoBinary  = "unused_go_binary"
 	captureVarUnusedOpenInfo  = "unused_open_info"
-	captureVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadCapture returns the embedded CollectionSpec for capture.
@@ -235,7 +234,6 @@ type captureVariableSpecs struct {
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedGoBinary *ebpf.VariableSpec `ebpf:"unused_go_binary"`
 	UnusedOpenInfo *ebpf.VariableSpec `ebpf:"unused_open_info"`
-	WakeupBytes    *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // captureObjects contains all objects after they have been loaded into the kernel.
@@ -296,7 +294,6 @@ type captureVariables struct {
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 	UnusedGoBinary *ebpf.Variable `ebpf:"unused_go_binary"`
 	UnusedOpenInfo *ebpf.Variable `ebpf:"unused_open_info"`
-	WakeupBytes    *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // capturePrograms contains all programs after they have been loaded into the kernel.

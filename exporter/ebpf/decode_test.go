@@ -115,25 +115,30 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func TestCPUWakeupBytes(t *testing.T) {
+func TestNextLook(t *testing.T) {
+	const ring = DefaultRingBufferBytes
 	for _, tc := range []struct {
-		name            string
-		ringBytes, cpus int
-		want            uint64
+		name    string
+		n       uint64
+		elapsed time.Duration
+		size    int
+		want    time.Duration
 	}{
-		{"default ring, 2 CPUs: 256 KiB split", 16 << 20, 2, 128 << 10},
-		{"default ring, 64 CPUs: floor per CPU", 16 << 20, 64, 32 << 10},
-		{"small ring: a sixteenth split", 1 << 20, 2, 32 << 10},
-		{"small ring, many CPUs: shares fit a quarter", 1 << 20, 64, 4 << 10},
-		{"one page, many CPUs: wake at every record", 4096, 8192, 0},
+		{"idle default ring: the longest sleep", 0, 200 * time.Millisecond, ring, maxPoll},
+		{"idle small ring: proportionally shorter", 0, time.Second, ring / 4, maxPoll / 4},
+		{"idle tiny ring: never below the shortest", 0, time.Second, 4096, minPoll},
+		{"5 MB/s: a sixteenth of the ring is 210 ms away, capped", 250_000, 50 * time.Millisecond, ring, maxPoll},
+		{"20 MB/s: back when a sixteenth is written", 1_000_000, 50 * time.Millisecond, ring, 52428800},
+		{"a burst: the shortest sleep", ring, 50 * time.Millisecond, ring, minPoll},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := cpuWakeupBytes(tc.ringBytes, tc.cpus)
+			got := nextLook(tc.n, tc.elapsed, tc.size)
 			if got != tc.want {
-				t.Errorf("cpuWakeupBytes(%d, %d) = %d, want %d", tc.ringBytes, tc.cpus, got, tc.want)
+				t.Errorf("nextLook(%d, %v, %d) = %v, want %v", tc.n, tc.elapsed, tc.size, got, tc.want)
 			}
-			if unwoken := got * uint64(tc.cpus); unwoken > uint64(tc.ringBytes)/4 {
-				t.Errorf("up to %d bytes could stay unwoken in a %d-byte ring", unwoken, tc.ringBytes)
+			// At the rate seen, the ring never fills past a quarter before the next look.
+			if tc.n > 0 && float64(tc.n)*float64(got)/float64(tc.elapsed) > float64(tc.size)/4 && got > minPoll {
+				t.Errorf("sleeping %v at %d bytes per %v would fill more than a quarter of the ring", got, tc.n, tc.elapsed)
 			}
 		})
 	}

@@ -15,7 +15,6 @@ const (
 	statConnsOpened
 	statConnsClosed
 	statNextID
-	statUnwokenBytes
 	statTLSPlaintext
 	statTLSCiphertext
 	statTLSNoSocket

@@ -51,16 +51,15 @@ const (
 	// How often connections of processes that exited without close(2) are
 	// forgotten.
 	gcInterval = 30 * time.Second
-	// The kernel signals the ring's poll wait queue only when this much was
-	// written since the last signal (or a sixteenth of the ring, if smaller;
-	// split between the CPUs, each counting its own, with a floor of
-	// minCPUWakeupBytes as long as the CPUs' shares fit in a quarter of the
-	// ring). Run no longer waits on it: it polls every pollInterval, sooner
-	// when the ring is busy (see Run and ring). Event times come from the
-	// kernel, so polling only delays delivery, never skews measurements.
-	wakeupBytes       = 256 << 10
-	minCPUWakeupBytes = 32 << 10
-	pollInterval      = 50 * time.Millisecond
+
+	// Run looks at the ring again when, at the rate the last look found, it
+	// would hold lookFill of its size; every look wakes the process, and
+	// fewer, larger batches cost less per event. Bounds: minPoll, and
+	// maxPoll for the default ring (proportionally less for a smaller one,
+	// so an idle ring hit by a burst is looked at in time).
+	lookFill = 1.0 / 16
+	minPoll  = 5 * time.Millisecond
+	maxPoll  = 200 * time.Millisecond
 )
 
 // Options configure the eBPF source.
@@ -190,9 +189,6 @@ func (s *Source) load(o Options) error {
 	if err != nil {
 		return fmt.Errorf("ebpf: counting CPUs: %w", err)
 	}
-	if err := specs.WakeupBytes.Set(cpuWakeupBytes(o.RingBufferBytes, cpus)); err != nil {
-		return fmt.Errorf("ebpf: setting wakeup threshold: %w", err)
-	}
 	specs.Events.MaxEntries = uint32(o.RingBufferBytes)
 	specs.ScratchBuf.MaxEntries = uint32(cpus)
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
@@ -203,15 +199,6 @@ func (s *Source) load(o Options) error {
 		return fmt.Errorf("ebpf: loading programs: %w", err)
 	}
 	return nil
-}
-
-// cpuWakeupBytes is how many bytes one CPU writes to a ring of ringBytes
-// before it wakes the reader. Whatever the CPUs' shares, at most cpus times
-// it is ever written without a wakeup.
-func cpuWakeupBytes(ringBytes, cpus int) uint64 {
-	total := min(wakeupBytes, ringBytes/16)
-	perCPU := max(total/cpus, minCPUWakeupBytes)
-	return uint64(min(perCPU, ringBytes/4/cpus))
 }
 
 // programs lists every program, for run time accounting.
@@ -345,13 +332,12 @@ func cgroupID(path string) (uint64, error) {
 // Run reads events until ctx is done and calls handle for each from this
 // goroutine. The Event and its Data are reused after handle returns.
 //
-// It drains the ring buffer, then sleeps pollInterval in the Go scheduler
-// (a tenth of it after a drain of more than an eighth of the ring) and looks
-// again; event times come from the kernel, so polling delays delivery but
-// never skews measurements. Neither an empty look nor a read makes a system
-// call (see ring): a reader blocked in epoll_wait kept its thread in a system
-// call, and the runtime's monitor then polled every few microseconds to
-// retake it, which cost more CPU than the parsing.
+// It drains the ring buffer, then sleeps in the Go scheduler and looks
+// again (see nextLook); event times come from the kernel, so polling delays
+// delivery but never skews measurements. Neither an empty look nor a read
+// makes a system call (see ring): a reader blocked in epoll_wait kept its
+// thread in a system call, and the runtime's monitor then polled every few
+// microseconds to retake it, which cost more CPU than the parsing.
 func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 	var ev traffic.Event
 	record := func(raw []byte) {
@@ -363,17 +349,16 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 			handle(&ev)
 		}
 	}
-	nextGC := s.now().Add(gcInterval)
-	poll := time.NewTimer(pollInterval)
+	last := s.now()
+	nextGC := last.Add(gcInterval)
+	wait := maxPollFor(s.rd.size())
+	poll := time.NewTimer(wait)
 	defer poll.Stop()
 	for {
-		wait := pollInterval
+		var n uint64
 		if s.rd.available() > 0 || s.closed.Load() {
-			n, err := s.rd.drain(record)
-			if n > uint64(s.rd.size()/8) {
-				// A busy ring: look again sooner, well before it could fill.
-				wait = pollInterval / 10
-			}
+			var err error
+			n, err = s.rd.drain(record)
 			switch {
 			case errors.Is(err, errRingClosed) && ctx.Err() != nil:
 				return nil
@@ -383,7 +368,10 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 				return fmt.Errorf("ebpf: reading ring buffer: %w", err)
 			}
 		}
-		if now := s.now(); s.canReap && now.After(nextGC) {
+		now := s.now()
+		wait = nextLook(n, now.Sub(last), s.rd.size())
+		last = now
+		if s.canReap && now.After(nextGC) {
 			s.reap(handle)
 			nextGC = now.Add(gcInterval)
 		}
@@ -394,6 +382,23 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 		case <-poll.C:
 		}
 	}
+}
+
+// maxPollFor is the longest sleep between looks at a ring of size bytes:
+// maxPoll for the default ring, less for a smaller one.
+func maxPollFor(size int) time.Duration {
+	return max(minPoll, min(maxPoll, time.Duration(float64(maxPoll)*float64(size)/DefaultRingBufferBytes)))
+}
+
+// nextLook is how long to sleep after a look that consumed n bytes written
+// over elapsed: until the ring would hold lookFill of its size at that rate.
+func nextLook(n uint64, elapsed time.Duration, size int) time.Duration {
+	longest := maxPollFor(size)
+	if n == 0 || elapsed <= 0 {
+		return longest
+	}
+	d := time.Duration(float64(elapsed) * lookFill * float64(size) / float64(n))
+	return max(minPoll, min(longest, d))
 }
 
 // decode fills ev from one ring buffer record; Data aliases raw.
