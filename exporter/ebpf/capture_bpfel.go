@@ -17,7 +17,7 @@ type captureConn struct {
 	_     structs.HostLayout
 	Id    uint64
 	Flags uint32
-	Pad   uint32
+	Left  uint32
 }
 
 type captureConnKey struct {
@@ -82,6 +82,13 @@ type captureScratch struct {
 		_    structs.HostLayout
 		Base uint64
 		Len  uint64
+	}
+	W struct {
+		_     structs.HostLayout
+		Pos   uint32
+		Ts    uint32
+		Tleft uint32
+		Last  uint32
 	}
 }
 

@@ -5,6 +5,7 @@
 package ebpf
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -37,6 +38,10 @@ const (
 
 	headerSize   = 32 // sizeof(struct event)
 	openInfoSize = 40 // sizeof(struct open_info)
+	skipInfoSize = 8  // sizeof(struct skip_info)
+
+	// kindDataSkip is KIND_DATA_SKIP: a Data record whose middle was left out.
+	kindDataSkip = 4
 
 	// Mirrors of capture.bpf.c: the fd of a process mark, conn flags and
 	// the serving array's size.
@@ -44,6 +49,9 @@ const (
 	connTracked = 1
 	connProcess = 64
 	tgidSlots   = 65536
+	// Values of the serving array (SERVING, SERVING_STREAMS).
+	slotServing = 1
+	slotStreams = 2
 
 	afInet  = 2
 	afInet6 = 10
@@ -128,6 +136,14 @@ type Source struct {
 	// kernel's pids, so a missing /proc/<pid> would prove nothing.
 	canReap bool
 
+	// streams are the processes seen answering text/event-stream: the
+	// kernel follows their event streams' chunked bodies and leaves the
+	// middle of large writes out (SERVING_STREAMS).
+	streamMu   sync.Mutex
+	streams    map[uint32]bool
+	lastStream uint32
+	skip       traffic.Skip
+
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool
@@ -145,7 +161,7 @@ func New(o Options) (*Source, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("ebpf: lifting the memlock limit: %w", err)
 	}
-	s := &Source{logger: o.Logger, ports: o.Ports, now: time.Now}
+	s := &Source{logger: o.Logger, ports: o.Ports, now: time.Now, streams: map[uint32]bool{}}
 	if err := s.load(o); err != nil {
 		return nil, err
 	}
@@ -297,10 +313,57 @@ func (s *Source) markServing(pid uint32) error {
 	if err := s.objs.Fds.Update(&key, &captureConn{Flags: connProcess}, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return fmt.Errorf("ebpf: marking process %d: %w", pid, err)
 	}
-	if err := s.objs.Serving.Put(pid&(tgidSlots-1), uint32(1)); err != nil {
+	if err := s.objs.Serving.Put(pid&(tgidSlots-1), s.slotValue(pid)); err != nil {
 		return fmt.Errorf("ebpf: marking process %d: %w", pid, err)
 	}
 	return nil
+}
+
+// slotValue is what pid's serving slot holds.
+func (s *Source) slotValue(pid uint32) uint32 {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.streams[pid] {
+		return slotServing | slotStreams
+	}
+	return slotServing
+}
+
+// noticeStream arms the kernel's following of event streams for the
+// process of ev when ev starts a 200 text/event-stream response (HTTP/1.1).
+func (s *Source) noticeStream(ev *traffic.Event) {
+	if ev.PID == s.lastStream || !isEventStreamHead(ev.Data) {
+		return
+	}
+	s.lastStream = ev.PID
+	s.streamMu.Lock()
+	armed := s.streams[ev.PID]
+	s.streams[ev.PID] = true
+	s.streamMu.Unlock()
+	if armed {
+		return
+	}
+	if err := s.objs.Serving.Put(ev.PID&(tgidSlots-1), uint32(slotServing|slotStreams)); err != nil {
+		s.logger.Warn("following the event streams of a process", "pid", ev.PID, "err", err)
+	}
+}
+
+var (
+	okHead      = []byte("HTTP/1.1 200 ")
+	eventStream = []byte("text/event-stream")
+	headEnd     = []byte("\r\n\r\n")
+)
+
+// isEventStreamHead reports whether data starts a 200 response whose
+// header block names text/event-stream.
+func isEventStreamHead(data []byte) bool {
+	if !bytes.HasPrefix(data, okHead) {
+		return false
+	}
+	if i := bytes.Index(data, headEnd); i >= 0 {
+		data = data[:i]
+	}
+	return bytes.Contains(data, eventStream)
 }
 
 // wallClockOffset is wall time minus CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
@@ -342,8 +405,11 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 	var ev traffic.Event
 	record := func(raw []byte) {
 		if s.decode(raw, &ev) {
-			if ev.Kind == traffic.Open && s.tls != nil {
+			switch {
+			case ev.Kind == traffic.Open && s.tls != nil:
 				s.tls.notice(ev.PID)
+			case ev.Kind == traffic.Data && ev.Dir == traffic.Egress && ev.Skip == nil:
+				s.noticeStream(&ev)
 			}
 			s.events.Add(1)
 			handle(&ev)
@@ -434,6 +500,16 @@ func (s *Source) decode(raw []byte, ev *traffic.Event) bool {
 		}
 		ev.Local, ev.Remote = openAddrs(body)
 	case traffic.Close:
+	case kindDataSkip:
+		if n < skipInfoSize || int(le.Uint16(body)) > n-skipInfoSize || raw[31] != byte(traffic.Egress) {
+			s.malformed.Add(1)
+			return false
+		}
+		ev.Kind, ev.Dir = traffic.Data, traffic.Egress
+		ev.Size = le.Uint32(raw[24:])
+		ev.Data = body[skipInfoSize:n:n]
+		s.skip = traffic.Skip{Head: int(le.Uint16(body)), TailLeft: int(le.Uint32(body[4:]))}
+		ev.Skip = &s.skip
 	default:
 		s.malformed.Add(1)
 		return false
@@ -516,10 +592,20 @@ func (s *Source) reap(handle func(*traffic.Event)) {
 			}
 		}
 	}
+	s.streamMu.Lock()
+	for pid := range s.streams {
+		if !alive[pid] {
+			if _, seen := alive[pid]; seen {
+				delete(s.streams, pid)
+			}
+		}
+	}
+	s.lastStream = 0
+	s.streamMu.Unlock()
 	it = s.objs.Fds.Iterate()
 	for it.Next(&key, &val) {
 		if key.Fd == fdProcess {
-			if err := s.objs.Serving.Put(key.Tgid&(tgidSlots-1), uint32(1)); err != nil {
+			if err := s.objs.Serving.Put(key.Tgid&(tgidSlots-1), s.slotValue(key.Tgid)); err != nil {
 				s.logger.Warn("restoring a serving slot", "err", err)
 			}
 		}

@@ -62,6 +62,28 @@ func (c *conn) data(dir traffic.Direction, data []byte, invisible int64, t time.
 	}
 }
 
+// skipped consumes a write whose middle the source left out (traffic.Skip):
+// its head, the gap bytes of chunked body, then its tail from the framing
+// state the source followed. Anywhere but in a chunked HTTP/1.x body the
+// tail is not used: the write counts as captured in part.
+func (c *conn) skipped(data []byte, sk *traffic.Skip, gap int64, t time.Time) {
+	head, tail := data[:sk.Head], data[sk.Head:]
+	if c.dead {
+		return
+	}
+	if c.h2 != nil {
+		c.h2.feed(true, head, gap+int64(len(tail)), t)
+		return
+	}
+	c.egress(head, 0, t)
+	if !c.inChunkedBody() {
+		c.egress(nil, gap+int64(len(tail)), t)
+		return
+	}
+	c.skipChunked(gap, sk.TailLeft)
+	c.egress(tail, 0, t)
+}
+
 // switchH2 continues the connection as HTTP/2 (prior knowledge when ex is
 // nil, else an h2c upgrade whose request ex becomes stream 1).
 func (c *conn) switchH2(h *h2conn) {

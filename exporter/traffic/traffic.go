@@ -68,6 +68,20 @@ type Event struct {
 	Remote netip.AddrPort
 	// Truncated is set when Data is shorter than Size.
 	Truncated bool
+	// Skip is set on an egress Data event of a chunked event stream whose
+	// middle the source left out: Data is the syscall's first Skip.Head
+	// bytes followed by its last len(Data)-Skip.Head bytes; the
+	// Size-len(Data) bytes in between were chunk data and chunk-size lines.
+	Skip *Skip
+}
+
+// Skip describes the bytes left out of the middle of a Data event.
+type Skip struct {
+	// Head is how many bytes of Data precede the left-out bytes.
+	Head int
+	// TailLeft is how many bytes of the tail (the rest of Data) come before
+	// its first chunk-size line: chunk data and the CRLF that ends it.
+	TailLeft int
 }
 
 // Request is one finished HTTP exchange, from whichever source saw it.
