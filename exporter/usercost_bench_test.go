@@ -48,7 +48,8 @@ const (
 // a few hundred ticks. AUTOGLM_BENCH_COST_DURATION (default 20s) sets each
 // run, AUTOGLM_BENCH_PAIRS (default 3) the pairs, AUTOGLM_BENCH_BASELINE the
 // git revision of the baseline ("" or "none": no baseline), or
-// AUTOGLM_BENCH_BASELINE_BIN a prebuilt baseline binary.
+// AUTOGLM_BENCH_BASELINE_BIN a prebuilt baseline binary;
+// AUTOGLM_BENCH_COST_WORKLOAD=keepalive or stream runs only that workload.
 //
 //	sudo go test -run '^$' -bench BenchmarkExporterCost -benchtime 1x ./exporter/
 func BenchmarkExporterCost(b *testing.B) {
@@ -140,10 +141,14 @@ func BenchmarkExporterCost(b *testing.B) {
 	var t strings.Builder
 	fmt.Fprintf(&t, "\nexporter CPU, real eBPF capture, %s per run, %d pairs alternated, %d CPUs, load average at start %s\n", dur, pairs, nproc(), loadavg())
 	summary := map[string][]float64{}
+	only := os.Getenv("AUTOGLM_BENCH_COST_WORKLOAD")
 	for _, w := range []struct{ name, label, unit string }{
 		{"keepalive", "keep-alive HTTP/1.1, 5000 req/s, 32 conns", "req"},
 		{"stream", "200-token SSE streams, 300 streams/s (llmsim load, --usage.always)", "stream"},
 	} {
+		if only != "" && only != w.name {
+			continue
+		}
 		fmt.Fprintf(&t, "%s: µs per %s\n", w.label, w.unit)
 		fmt.Fprintf(&t, "  %-4s %-10s %9s %9s %9s | %9s %9s %10s\n", "pair", "exporter", "exp user", "exp sys", "exp total", "BPF", "server", "captured")
 		for p := 0; p < pairs; p++ {
