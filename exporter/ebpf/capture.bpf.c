@@ -135,24 +135,47 @@ struct conn {
 // middle of their large writes left out.
 #define SERVING_STREAMS 2
 
-// Event-stream writes longer than SKIP_MIN are copied as their first
+// Event-stream writes longer than SKIP_MIN are kept as their first
 // SKIP_HEAD and last SKIP_TAIL bytes: the head continues an event begun in
 // the previous write, the tail holds the last events (where usage and
 // [DONE] are). The chunk-size lines in between are followed here, so the
-// parser keeps the exact framing and body size.
+// parser keeps the exact framing and body size. Such a write is not even
+// emitted: its tail is held in the stream's state and goes out with the
+// next write that is (a short one, the body's last, or the HOLD_WRITES-th),
+// because every ring record costs about as much as copying 4 KiB. Writes
+// are held only once a write with the first "data:" event went out (the
+// head's, or else the first after it): its time is the first token's.
 #define SKIP_HEAD 512
 #define SKIP_TAIL 1024
 #define SKIP_MIN (SKIP_HEAD + SKIP_TAIL + 512)
+#define HOLD_WRITES 8
 // Chunk-size lines followed per write; a write with more is copied whole.
 #define MAX_CHUNKS 24
 // A response head is looked for within this many captured bytes.
 #define HEAD_SCAN 1024
+// Set in stream_body's answer when the body starts with a "data:" field.
+#define BODY_DATA 0x40000000
 
-// Precedes the bytes of a KIND_DATA_SKIP record.
+// Precedes the bytes of a KIND_DATA_SKIP record: lead_len bytes that end
+// earlier writes (after lead bytes not copied), then head bytes of this
+// write's start, then (after the write's bytes not copied) its tail.
 struct skip_info {
-	__u16 head; // bytes of the write's start that follow
-	__u16 pad;
+	__u32 lead;      // bytes of earlier writes not copied, before the lead bytes
+	__u32 lead_left; // bytes of the lead bytes before their first chunk-size line
+	__u16 lead_len;
+	__u16 head;
 	__u32 left; // bytes of the tail before its first chunk-size line
+};
+
+// A followed event stream's held bytes: the tail of its last held write.
+struct stream {
+	__u32 lead;      // bytes held back and not copied, before the tail
+	__u32 lead_left; // bytes of the tail before its first chunk-size line
+	__u32 held;      // writes held since the last one emitted
+	__u32 tail_len;
+	__u32 started; // the first "data:" event was emitted: later writes may be held
+	__u32 pad;
+	__u8 tail[SKIP_TAIL];
 };
 
 // A TLS library call in flight on this thread (OpenSSL), from the entry
@@ -334,6 +357,25 @@ struct {
 	__type(key, __u32);
 	__type(value, struct scratch);
 } scratch_buf SEC(".maps");
+
+// Event streams whose writes are held (CONN_STREAM connections); an entry
+// lives from a stream's head to its last chunk or its connection's end. A
+// process that dies mid-stream leaves its entries behind: the LRU drops
+// them first, as the streams in progress touch theirs at every write.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct conn_key);
+	__type(value, struct stream);
+} streams SEC(".maps");
+
+// A zero struct stream to start entries from (too large for the stack).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stream);
+} stream_zero SEC(".maps");
 
 // Force the dummy types into BTF so bpf2go can generate Go structs for them.
 const struct event *unused_event __attribute__((unused));
@@ -750,8 +792,9 @@ __noinline int walk_chunks(__u64 buf, __u32 ret)
 // stream_body returns the offset of the first chunk-size line when the
 // write captured in this CPU's scratch record (got bytes) starts a 200
 // response whose body is a chunked event stream ("HEX\r\n" then "data:",
-// "event:", "id:", "retry:" or a ':' comment after the blank line), else 0.
-// A global function: verified once.
+// "event:", "id:", "retry:" or a ':' comment after the blank line), else 0;
+// with BODY_DATA set when that first field is "data:". A global function:
+// verified once.
 __noinline int stream_body(__u32 got)
 {
 	struct scratch *s = scratch();
@@ -790,57 +833,131 @@ __noinline int stream_body(__u32 got)
 		if (k == 0 || ch != '\r' || s->data[j + 1] != '\n')
 			return 0;
 		__u8 f = s->data[j + 2];
-		return (f == 'd' || f == 'e' || f == 'i' || f == 'r' || f == ':') ? body : 0;
+		if (f == 'd')
+			return body | BODY_DATA;
+		return (f == 'e' || f == 'i' || f == 'r' || f == ':') ? body : 0;
 	}
 	return 0;
 }
 
-// emit_skip emits a write of size bytes at buf as its first SKIP_HEAD bytes
-// and its tail from the walk's ts, with where the tail's first chunk-size
-// line is.
-static __always_inline int emit_skip(struct scratch *s, struct conn_key *key, __u64 id, __u32 size, __u64 buf)
+// emit_stream emits what a followed stream holds (st may be NULL) and then
+// a write of size bytes at buf: whole when whole, else its first SKIP_HEAD
+// bytes and its tail from the walk's ts. size 0 only flushes what is held.
+static __always_inline int emit_stream(struct scratch *s, struct conn_key *key, __u64 id, struct stream *st,
+				       __u32 size, __u64 buf, bool whole)
 {
-	__u32 ts = s->w.ts;
-	__u32 tail = size - ts;
-	asm volatile("" : "+r"(tail));
-	if (tail > SKIP_TAIL)
-		return 0;
 	struct skip_info *si = (struct skip_info *)s->data;
-	si->head = SKIP_HEAD;
-	si->pad = 0;
-	si->left = s->w.tleft;
-	if (bpf_probe_read_user(s->data + sizeof(*si), SKIP_HEAD, (void *)buf) ||
-	    bpf_probe_read_user(s->data + sizeof(*si) + SKIP_HEAD, tail, (void *)(buf + ts)))
+	__u32 lead_len = 0, head = 0, tail = 0, skipped = 0;
+	__builtin_memset(si, 0, sizeof(*si));
+	if (st) {
+		lead_len = st->tail_len;
+		if (lead_len > SKIP_TAIL)
+			return 0;
+		si->lead = st->lead;
+		si->lead_left = st->lead_left;
+		si->lead_len = lead_len;
+		if (bpf_probe_read_kernel(s->data + sizeof(*si), lead_len, st->tail))
+			return 0;
+		st->lead = 0;
+		st->tail_len = 0;
+		st->held = 0;
+	}
+	__u32 off = sizeof(*si) + lead_len;
+	if (whole) {
+		head = size;
+		if (head > SKIP_MIN)
+			return 0;
+	} else {
+		head = SKIP_HEAD;
+		tail = size - s->w.ts;
+		if (tail > SKIP_TAIL)
+			return 0;
+		si->left = s->w.tleft;
+		skipped = size - SKIP_HEAD - tail;
+	}
+	si->head = head;
+	asm volatile("" : "+r"(off));
+	if (off > sizeof(*si) + SKIP_TAIL)
 		return 0;
-	stat_add(STAT_STREAM_SKIPPED, size - SKIP_HEAD - tail);
-	return emit_record(s, KIND_DATA_SKIP, id, key->tgid, key->fd, size, sizeof(*si) + SKIP_HEAD + tail, DIR_EGRESS);
+	if (head && bpf_probe_read_user(s->data + off, head, (void *)buf))
+		return 0;
+	if (tail && bpf_probe_read_user(s->data + off + head, tail, (void *)(buf + s->w.ts)))
+		return 0;
+	if (skipped)
+		stat_add(STAT_STREAM_SKIPPED, skipped);
+	return emit_record(s, KIND_DATA_SKIP, id, key->tgid, key->fd, size, off + head + tail, DIR_EGRESS);
+}
+
+// hold keeps a long write of size bytes at buf back: its tail (from the
+// walk's ts) replaces the stream's held tail, whose bytes join those not
+// copied.
+static __always_inline void hold(struct scratch *s, struct stream *st, __u32 size, __u64 buf)
+{
+	__u32 tail = size - s->w.ts;
+	if (tail > SKIP_TAIL)
+		tail = SKIP_TAIL;
+	if (bpf_probe_read_user(st->tail, tail, (void *)(buf + s->w.ts)))
+		tail = 0;
+	__u32 dropped = st->tail_len + size - tail;
+	st->lead += dropped;
+	st->lead_left = s->w.tleft;
+	st->tail_len = tail;
+	st->held++;
+	stat_add(STAT_STREAM_SKIPPED, dropped);
+}
+
+// stream_end stops following a stream: what it holds goes out first.
+static __always_inline void stream_end(struct conn *c, struct conn_key *key, __u64 id)
+{
+	__sync_fetch_and_and(&c->flags, ~CONN_STREAM);
+	struct stream *st = bpf_map_lookup_elem(&streams, key);
+	if (!st)
+		return;
+	struct scratch *s = scratch();
+	if (s && st->tail_len + st->lead)
+		emit_stream(s, key, id, st, 0, 0, true);
+	bpf_map_delete_elem(&streams, key);
 }
 
 // stream_write handles a write(2)/sendto(2) of ret bytes on a connection in
-// an event stream's chunked body: true when it was emitted with its middle
-// left out; false when it must be copied whole (it is short, ends the body,
-// or its framing cannot be followed: the body is then no longer followed).
+// an event stream's chunked body: true when it was held or emitted here;
+// false when it must be copied as usual (the body is then no longer
+// followed: its framing could not be followed, or its state is gone).
 static __always_inline bool stream_write(struct conn *c, struct conn_key *key, __u64 id, __u32 ret, __u64 buf)
 {
 	struct scratch *s = scratch();
-	if (!s)
-		return false;
-	s->w = (struct walk){.pos = c->left, .ts = ret > SKIP_MIN ? ret - SKIP_TAIL : 0xffffffff};
-	if (!walk_chunks(buf, ret) || s->w.last) {
+	struct stream *st = bpf_map_lookup_elem(&streams, key);
+	if (!s || !st) {
 		__sync_fetch_and_and(&c->flags, ~CONN_STREAM);
 		return false;
 	}
-	c->left = s->w.pos;
-	if (ret <= SKIP_MIN)
+	bool long_write = ret > SKIP_MIN;
+	s->w = (struct walk){.pos = c->left, .ts = long_write ? ret - SKIP_TAIL : 0xffffffff};
+	if (!walk_chunks(buf, ret)) {
+		stream_end(c, key, id);
 		return false;
-	emit_skip(s, key, id, ret, buf);
+	}
+	if (s->w.last) {
+		// The body's end: what is held, then this write.
+		emit_stream(s, key, id, st, ret, buf, !long_write);
+		__sync_fetch_and_and(&c->flags, ~CONN_STREAM);
+		bpf_map_delete_elem(&streams, key);
+		return true;
+	}
+	c->left = s->w.pos;
+	if (long_write && st->started && st->held + 1 < HOLD_WRITES) {
+		hold(s, st, ret, buf);
+		return true;
+	}
+	emit_stream(s, key, id, st, ret, buf, !long_write);
+	st->started = 1;
 	return true;
 }
 
 // stream_head looks at a whole write of a process that serves event
 // streams: when it starts a chunked event stream whose framing can be
 // followed to the write's end, its connection follows the body.
-static __always_inline void stream_head(struct conn *c, __u32 got, __u32 ret, __u64 buf)
+static __always_inline void stream_head(struct conn *c, struct conn_key *key, __u32 got, __u32 ret, __u64 buf)
 {
 	// With a capture limit below what a left-out write keeps, writes are
 	// cut at the limit as before.
@@ -850,9 +967,22 @@ static __always_inline void stream_head(struct conn *c, __u32 got, __u32 ret, __
 	struct scratch *s = scratch();
 	if (!body || !s)
 		return;
+	// A head that carries the first "data:" event holds the first token's
+	// time; otherwise the next write may, and is not held.
+	bool data = body & BODY_DATA;
+	body &= ~BODY_DATA;
 	s->w = (struct walk){.pos = body, .ts = 0xffffffff};
 	if (!walk_chunks(buf, ret) || s->w.last)
 		return;
+	__u32 zero = 0;
+	struct stream *fresh = bpf_map_lookup_elem(&stream_zero, &zero);
+	if (!fresh || bpf_map_update_elem(&streams, key, fresh, BPF_ANY))
+		return; // not followed: this stream is copied write by write
+	if (data) {
+		struct stream *st = bpf_map_lookup_elem(&streams, key);
+		if (st)
+			st->started = 1;
+	}
 	c->left = s->w.pos;
 	__sync_fetch_and_or(&c->flags, CONN_STREAM);
 }
@@ -895,12 +1025,12 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u8 op
 		if (op == CALL_BUF && stream_write(c, &key, id, ret, regs->si))
 			return 0;
 		if (op != CALL_BUF)
-			__sync_fetch_and_and(&c->flags, ~CONN_STREAM); // only write and sendto are followed
+			stream_end(c, &key, id); // only write and sendto are followed
 	}
 	if (op == CALL_BUF || op == CALL_RECV) {
 		__u32 got = emit_buf(c, &key, id, flags, ret, regs->si, want, dir);
 		if (got && dir == DIR_EGRESS && (serving & SERVING_STREAMS) && !(flags & CONN_STREAM))
-			stream_head(c, got, ret, regs->si);
+			stream_head(c, &key, got, ret, regs->si);
 		return 0;
 	}
 
@@ -934,6 +1064,8 @@ static __always_inline void forget_fd(struct conn_key *key)
 		return;
 	__u64 id = c->id;
 	bool tracked = c->flags & CONN_TRACKED;
+	if (c->flags & CONN_STREAM)
+		stream_end(c, key, id); // what a stream cut off holds goes out before Close
 	if (bpf_map_delete_elem(&fds, key))
 		return; // another thread forgot it first
 	if (!tracked)

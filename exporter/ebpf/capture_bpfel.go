@@ -99,6 +99,17 @@ type captureSslKey struct {
 	Ssl  uint64
 }
 
+type captureStream struct {
+	_        structs.HostLayout
+	Lead     uint32
+	LeadLeft uint32
+	Held     uint32
+	TailLen  uint32
+	Started  uint32
+	Pad      uint32
+	Tail     [1024]uint8
+}
+
 type captureTlsCall struct {
 	_     structs.HostLayout
 	Ssl   uint64
@@ -124,6 +135,8 @@ const (
 	captureMapServing         = "serving"
 	captureMapSslFds          = "ssl_fds"
 	captureMapStats           = "stats"
+	captureMapStreamZero      = "stream_zero"
+	captureMapStreams         = "streams"
 	captureMapTlsCalls        = "tls_calls"
 	captureMapTlsProcesses    = "tls_processes"
 	captureProgEnterClose     = "enter_close"
@@ -228,6 +241,8 @@ type captureMapSpecs struct {
 	Serving      *ebpf.MapSpec `ebpf:"serving"`
 	SslFds       *ebpf.MapSpec `ebpf:"ssl_fds"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	StreamZero   *ebpf.MapSpec `ebpf:"stream_zero"`
+	Streams      *ebpf.MapSpec `ebpf:"streams"`
 	TlsCalls     *ebpf.MapSpec `ebpf:"tls_calls"`
 	TlsProcesses *ebpf.MapSpec `ebpf:"tls_processes"`
 }
@@ -272,6 +287,8 @@ type captureMaps struct {
 	Serving      *ebpf.Map `ebpf:"serving"`
 	SslFds       *ebpf.Map `ebpf:"ssl_fds"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	StreamZero   *ebpf.Map `ebpf:"stream_zero"`
+	Streams      *ebpf.Map `ebpf:"streams"`
 	TlsCalls     *ebpf.Map `ebpf:"tls_calls"`
 	TlsProcesses *ebpf.Map `ebpf:"tls_processes"`
 }
@@ -287,6 +304,8 @@ func (m *captureMaps) Close() error {
 		m.Serving,
 		m.SslFds,
 		m.Stats,
+		m.StreamZero,
+		m.Streams,
 		m.TlsCalls,
 		m.TlsProcesses,
 	)

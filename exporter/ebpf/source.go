@@ -38,7 +38,7 @@ const (
 
 	headerSize   = 32 // sizeof(struct event)
 	openInfoSize = 40 // sizeof(struct open_info)
-	skipInfoSize = 8  // sizeof(struct skip_info)
+	skipInfoSize = 16 // sizeof(struct skip_info)
 
 	// kindDataSkip is KIND_DATA_SKIP: a Data record whose middle was left out.
 	kindDataSkip = 4
@@ -501,14 +501,22 @@ func (s *Source) decode(raw []byte, ev *traffic.Event) bool {
 		ev.Local, ev.Remote = openAddrs(body)
 	case traffic.Close:
 	case kindDataSkip:
-		if n < skipInfoSize || int(le.Uint16(body)) > n-skipInfoSize || raw[31] != byte(traffic.Egress) {
+		if n < skipInfoSize || raw[31] != byte(traffic.Egress) {
+			s.malformed.Add(1)
+			return false
+		}
+		sk := traffic.Skip{
+			Lead: int(le.Uint32(body[0:])), LeadLeft: int(le.Uint32(body[4:])), LeadLen: int(le.Uint16(body[8:])),
+			Head: int(le.Uint16(body[10:])), TailLeft: int(le.Uint32(body[12:])),
+		}
+		ev.Size = le.Uint32(raw[24:])
+		if tail := n - skipInfoSize - sk.LeadLen - sk.Head; tail < 0 || int64(sk.Head)+int64(tail) > int64(ev.Size) {
 			s.malformed.Add(1)
 			return false
 		}
 		ev.Kind, ev.Dir = traffic.Data, traffic.Egress
-		ev.Size = le.Uint32(raw[24:])
 		ev.Data = body[skipInfoSize:n:n]
-		s.skip = traffic.Skip{Head: int(le.Uint16(body)), TailLeft: int(le.Uint32(body[4:]))}
+		s.skip = sk
 		ev.Skip = &s.skip
 	default:
 		s.malformed.Add(1)

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/open-autoglm/autoglm-monitor/exporter/httpparse"
 	"github.com/open-autoglm/autoglm-monitor/exporter/traffic"
@@ -18,14 +19,31 @@ import (
 // streamHandler answers an unpaced event stream of n chat completion
 // chunks, as a fast server does: net/http coalesces the events into 4 KiB
 // writes whose chunk boundaries fall anywhere. With ?usage=1 the last event
-// carries usage.
+// carries usage. With ?pause=1 the head goes out with a comment, then the
+// first 20 events in one write, then the rest after firstTokenPause: a long
+// write with the first token that the source must not hold back.
 func streamHandler(n int) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "text/event-stream")
 		rc := http.NewResponseController(w)
 		words := []string{"The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", "."}
+		pause := r.URL.Query().Get("pause") == "1"
+		if pause {
+			_, _ = io.WriteString(w, ": answering\n\n")
+			_ = rc.Flush()
+		}
+		var burst strings.Builder
 		for i := range n {
+			if pause && i < 20 {
+				fmt.Fprintf(&burst, `data: {"id":"c-%d","object":"chat.completion.chunk","model":"glm-4","choices":[{"index":0,"delta":{"content":%q},"finish_reason":null}]}`+"\n\n", i, words[i%len(words)])
+				if i == 19 {
+					_, _ = io.WriteString(w, burst.String())
+					_ = rc.Flush()
+					time.Sleep(firstTokenPause)
+				}
+				continue
+			}
 			ev := fmt.Sprintf(`data: {"id":"c-%d","object":"chat.completion.chunk","model":"glm-4","choices":[{"index":0,"delta":{"content":%q},"finish_reason":null}]}`+"\n\n", i, words[i%len(words)])
 			if i == n-1 && r.URL.Query().Get("usage") == "1" {
 				ev += fmt.Sprintf(`data: {"id":"c","object":"chat.completion.chunk","model":"glm-4","choices":[],"usage":{"prompt_tokens":17,"completion_tokens":%d,"total_tokens":%d}}`+"\n\n", n, n+17)
@@ -34,12 +52,15 @@ func streamHandler(n int) http.Handler {
 				ev += "data: [DONE]\n\n"
 			}
 			_, _ = io.WriteString(w, ev)
-			if i == 0 || i == n-1 {
+			if (i == 0 && !pause) || i == n-1 {
 				_ = rc.Flush()
 			}
 		}
 	})
 }
+
+// firstTokenPause is how long a ?pause=1 stream waits after its first write.
+const firstTokenPause = 300 * time.Millisecond
 
 // readStream sends one streaming request on conn and reads its chunked
 // answer; it returns the body bytes on the wire (chunk framing included).
@@ -111,10 +132,13 @@ func TestEventStreamMiddleSkipped(t *testing.T) {
 		usage = append(usage, u)
 		wire = append(wire, readStream(t, conn, br, path))
 	}
+	// A stream whose first tokens come in one long write, then a pause.
+	usage = append(usage, true)
+	wire = append(wire, readStream(t, conn, br, "/v1/chat/completions?usage=1&pause=1"))
 	evs := rec.waitFor(t, "every stream's end", func(evs []traffic.Event) bool {
 		var out int
 		for _, e := range evs {
-			if e.Kind == traffic.Data && e.Dir == traffic.Egress && strings.HasSuffix(string(e.Data), "0\r\n\r\n") {
+			if e.Kind == traffic.Data && e.Dir == traffic.Egress && strings.HasSuffix(string(e.Data), "\r\n0\r\n\r\n") || string(e.Data) == "0\r\n\r\n" {
 				out++
 			}
 		}
@@ -124,13 +148,13 @@ func TestEventStreamMiddleSkipped(t *testing.T) {
 	p := httpparse.New(httpparse.Options{OnRequest: func(r *traffic.Request) { reqs = append(reqs, *r) }})
 	skipped := 0
 	for i := range evs {
-		if evs[i].Skip != nil {
+		if evs[i].Skip != nil && evs[i].Skip.Lead > 0 {
 			skipped++
 		}
 		p.Handle(&evs[i])
 	}
 	if skipped == 0 {
-		t.Errorf("no write had its middle left out; events:\n%s", dump(evs))
+		t.Errorf("no write was held and left out; events:\n%s", dump(evs))
 	}
 	st, err := src.Stats()
 	if err != nil {
@@ -145,6 +169,9 @@ func TestEventStreamMiddleSkipped(t *testing.T) {
 	for i, r := range reqs {
 		if r.Status != 200 || !r.Streaming || r.FirstToken.IsZero() || r.ErrorType != "" || r.Model != "glm-4" {
 			t.Errorf("stream %d: status %d streaming %v first token %v error %q model %q", i, r.Status, r.Streaming, r.FirstToken, r.ErrorType, r.Model)
+		}
+		if ttft := r.FirstToken.Sub(r.Start); i == len(wire)-1 && ttft >= firstTokenPause {
+			t.Errorf("stream %d: first token after %v, written before a pause of %v", i, ttft, firstTokenPause)
 		}
 		if r.ResponseBodySize != wire[i] {
 			t.Errorf("stream %d: body %d bytes, %d on the wire", i, r.ResponseBodySize, wire[i])

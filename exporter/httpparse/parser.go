@@ -240,6 +240,12 @@ func (p *Parser) Handle(ev *traffic.Event) {
 	if c.port == 0 && ev.Local.IsValid() {
 		c.port = ev.Local.Port()
 	}
+	if ev.Kind == traffic.Data && ev.Skip != nil {
+		if ev.Dir == traffic.Egress {
+			c.skipped(ev.Data, ev.Skip, int64(ev.Size), ev.Time)
+		}
+		return
+	}
 	if ev.Kind != traffic.Data || ev.Size == 0 {
 		return
 	}
@@ -248,12 +254,6 @@ func (p *Parser) Handle(ev *traffic.Event) {
 		data = data[:ev.Size]
 	}
 	invisible := int64(ev.Size) - int64(len(data))
-	if ev.Skip != nil {
-		if ev.Dir == traffic.Egress && ev.Skip.Head >= 0 && ev.Skip.Head <= len(data) && invisible >= 0 {
-			c.skipped(data, ev.Skip, invisible, ev.Time)
-		}
-		return
-	}
 	if ev.Dir == traffic.Ingress || ev.Dir == traffic.Egress {
 		c.data(ev.Dir, data, invisible, ev.Time)
 	}

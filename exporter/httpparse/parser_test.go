@@ -66,10 +66,12 @@ func run(t *testing.T, o Options, steps []step) (*recorder, *Parser) {
 			ev.Kind = traffic.Data
 		}
 		ev.Size = uint32(len(s.data))
-		if s.size > len(s.data) {
-			ev.Size, ev.Truncated = uint32(s.size), s.skip == nil
+		switch {
+		case s.skip != nil:
+			ev.Size, ev.Skip = uint32(s.size), s.skip
+		case s.size > len(s.data):
+			ev.Size, ev.Truncated = uint32(s.size), true
 		}
-		ev.Skip = s.skip
 		p.Handle(ev)
 	}
 	return rec, p
