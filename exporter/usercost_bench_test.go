@@ -70,23 +70,9 @@ func BenchmarkExporterCost(b *testing.B) {
 		}
 		pairs = n
 	}
-	rev, ok := os.LookupEnv("AUTOGLM_BENCH_BASELINE")
-	if !ok {
-		rev = "main"
-	}
 	simBin := testenv.Binary(b, "autoglm-llmsim")
-	bins := []string{testenv.Binary(b, "autoglm-exporter")}
-	names := []string{"this"}
+	bins, names := exporterBins(b)
 	enableBPFStats(b)
-	if bin := os.Getenv("AUTOGLM_BENCH_BASELINE_BIN"); bin != "" {
-		bins = append([]string{bin}, bins...)
-		names = append([]string{"baseline"}, names...)
-	} else if base, err := buildRevision(b, rev); err != nil {
-		b.Logf("no baseline: %v", err)
-	} else if base != "" {
-		bins = append([]string{base}, bins...)
-		names = append([]string{rev}, names...)
-	}
 
 	simPort := testenv.FreePort(b)
 	sim := startProcess(b, simBin, "serve", "--pacing.disabled", "--usage.always", "--log.level=warn", "--web.listen-address="+testenv.Addr(simPort))
