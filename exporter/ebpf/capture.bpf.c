@@ -148,7 +148,7 @@ struct conn {
 #define SKIP_HEAD 512
 #define SKIP_TAIL 1024
 #define SKIP_MIN (SKIP_HEAD + SKIP_TAIL + 512)
-#define HOLD_WRITES 8
+#define HOLD_WRITES 32
 // Chunk-size lines followed per write; a write with more is copied whole.
 #define MAX_CHUNKS 24
 // A response head is looked for within this many captured bytes.
