@@ -96,7 +96,7 @@ func (s *Source) Collector() prometheus.Collector {
 		tlsProcesses: prometheus.NewDesc("autoglm_exporter_tls_processes",
 			"Processes serving an observed port, by TLS library found in them and whether its plaintext is probed (attached) or cannot be (unsupported).", []string{"library", "status"}, nil),
 		streamSkipped: prometheus.NewDesc("autoglm_exporter_stream_bytes_skipped_total",
-			"Bytes in the middle of large event-stream writes that were not copied from the kernel: their size is counted and their chunk framing followed there.", nil, nil),
+			"Event-stream body bytes not copied from the kernel (the middle of large writes; of writes held back, all but the last one's tail): their size is counted and their chunk framing followed there.", nil, nil),
 		fill: prometheus.NewDesc("autoglm_exporter_ringbuf_fill_ratio",
 			"Unread share of the eBPF ring buffer.", nil, nil),
 		tracked: prometheus.NewDesc("autoglm_exporter_tracked_connections",
