@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"os"
@@ -20,10 +19,11 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
 )
 
-// The cost benchmarks put a real server at work with the exporter binary
-// attached and detached, in alternated pairs within one run, and print the
-// ratios side by side with the kernel's run time accounting of the
-// exporter's programs (kernel.bpf_stats_enabled, on while they run).
+// The cost benchmarks put a real server at work detached and with each
+// exporter binary attached (main's and this one, see exporterBins), rotated
+// within each pair of one run, and print the ratios side by side with the
+// kernel's run time accounting of the exporter's programs
+// (kernel.bpf_stats_enabled, on while they run).
 //
 //	sudo go test -run '^$' -bench 'BenchmarkNginxWrk|BenchmarkStreaming' -benchtime 1x ./exporter/
 //
@@ -135,18 +135,104 @@ func enableBPFStats(b *testing.B) {
 	b.Cleanup(func() { _ = stats.Close() })
 }
 
-// costExporter starts the exporter binary for port and returns it with its
-// metrics URL.
-func costExporter(b *testing.B, port int) (*process, string) {
+// costExporter starts the exporter binary bin for port and returns it with
+// its metrics URL.
+func costExporter(b *testing.B, bin string, port int) (*process, string) {
 	cfg := filepath.Join(b.TempDir(), "c.yml")
 	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("exporter:\n  ports: [%d]\n", port)), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	expPort := testenv.FreePort(b)
 	url := "http://" + testenv.Addr(expPort) + "/metrics"
-	p := startProcess(b, testenv.Binary(b, "autoglm-exporter"), "--config.file="+cfg, "--web.listen-address="+testenv.Addr(expPort))
+	p := startProcess(b, bin, "--config.file="+cfg, "--log.level=warn", "--web.listen-address="+testenv.Addr(expPort))
 	waitHTTP(b, url)
 	return p, url
+}
+
+// exporterBins is the exporter binary under test ("this") and, before it
+// when there is one, a baseline: AUTOGLM_BENCH_BASELINE_BIN, else one built
+// at the git revision AUTOGLM_BENCH_BASELINE (default main; "" or "none":
+// no baseline).
+func exporterBins(b *testing.B) (bins, names []string) {
+	bins, names = []string{testenv.Binary(b, "autoglm-exporter")}, []string{"this"}
+	if bin := os.Getenv("AUTOGLM_BENCH_BASELINE_BIN"); bin != "" {
+		return append([]string{bin}, bins...), append([]string{"baseline"}, names...)
+	}
+	rev, ok := os.LookupEnv("AUTOGLM_BENCH_BASELINE")
+	if !ok {
+		rev = "main"
+	}
+	base, err := buildRevision(b, rev)
+	if err != nil {
+		b.Logf("no baseline: %v", err)
+	}
+	if base == "" {
+		return bins, names
+	}
+	return append([]string{base}, bins...), append([]string{rev}, names...)
+}
+
+// rotation is the order of a pair's sides: 0 (detached) then each exporter
+// in turn, reversed every other pair so a drift in machine load hits all
+// sides alike.
+func rotation(pair, exporters int) []int {
+	order := make([]int, exporters+1)
+	for i := range order {
+		order[i] = i
+		if pair%2 == 1 {
+			order[i] = exporters - i
+		}
+	}
+	return order
+}
+
+// runSides runs pairs of sides, each the detached side (measure(-1)) and
+// each exporter attached (measure(i)), in rotation order; it returns them
+// per pair in the order of exporterBins, after the detached side.
+func runSides[S any](b *testing.B, pairs, exporters int, measure func(exporter int) S) [][]S {
+	var ps [][]S
+	for b.Loop() {
+		for p := range pairs {
+			sides := make([]S, exporters+1)
+			for _, i := range rotation(p, exporters) {
+				sides[i] = measure(i - 1)
+			}
+			ps = append(ps, sides)
+		}
+	}
+	return ps
+}
+
+// newProgs is one empty run time accounting per exporter.
+func newProgs(n int) []map[string]progStat {
+	out := make([]map[string]progStat, n)
+	for i := range out {
+		out[i] = map[string]progStat{}
+	}
+	return out
+}
+
+// attachedRun is what one attached side measured.
+type attachedRun struct {
+	work    float64 // requests or streams served
+	counted float64 // requests the exporter counted
+	expUS   float64 // exporter CPU µs per unit of work
+}
+
+// attach runs load with exporter bin attached to port and returns what
+// load returned with the exporter's figures; its programs' run time is
+// added to progs.
+func attach(b *testing.B, bin string, port int, progs map[string]progStat, load func() float64) attachedRun {
+	exp, metrics := costExporter(b, bin, port)
+	defer exp.stop()
+	before := scrapeValues(b, metrics)["autoglm_exporter_requests_observed_total"]
+	p0, e0 := exporterProgs(b, exp.cmd.Process.Pid), exp.cpuSeconds(b)
+	work := load()
+	settle(b, metrics, before+work)
+	r := attachedRun{work: work, expUS: 1e6 * (exp.cpuSeconds(b) - e0) / work}
+	addProgs(progs, p0, exporterProgs(b, exp.cmd.Process.Pid))
+	r.counted = scrapeValues(b, metrics)["autoglm_exporter_requests_observed_total"] - before
+	return r
 }
 
 // nginxBenchConf is one nginx process serving a chat-completion-like JSON
@@ -178,13 +264,16 @@ http {
 var wrkTotal = regexp.MustCompile(`(\d+) requests in ([\d.]+)s`)
 
 // BenchmarkNginxWrk drives one nginx process to saturation with wrk over
-// 16 keep-alive connections on loopback, detached and attached in
-// alternated pairs, and prints served throughput, nginx CPU per request, the
-// exporter's own CPU per request and its programs' run time per request.
+// 16 keep-alive connections on loopback, detached and with each exporter
+// (exporterBins: main's and this one) attached, rotated within each pair,
+// and prints served throughput and nginx CPU per request attached against
+// detached, the exporter's own CPU per request and its programs' run time
+// per request.
 func BenchmarkNginxWrk(b *testing.B) {
 	testenv.Root(b)
 	nginx, wrk := testenv.Tool(b, "nginx"), testenv.Tool(b, "wrk")
 	dur, pairs := costSettings(b)
+	bins, names := exporterBins(b)
 	enableBPFStats(b)
 	dir := b.TempDir()
 	port := testenv.FreePort(b)
@@ -198,8 +287,8 @@ func BenchmarkNginxWrk(b *testing.B) {
 	waitHTTP(b, url)
 
 	type side struct {
-		rate, requests, cpuPerReq, expPerReq float64
-		counted                              float64
+		rate, cpuPerReq float64
+		attachedRun
 	}
 	// load runs wrk for dur and returns what nginx served and its CPU time.
 	load := func() side {
@@ -214,141 +303,108 @@ func BenchmarkNginxWrk(b *testing.B) {
 		}
 		n, _ := strconv.ParseFloat(string(m[1]), 64)
 		secs, _ := strconv.ParseFloat(string(m[2]), 64)
-		return side{rate: n / secs, requests: n, cpuPerReq: 1e6 * (srv.cpuSeconds(b) - cpu0) / n}
+		return side{rate: n / secs, cpuPerReq: 1e6 * (srv.cpuSeconds(b) - cpu0) / n, attachedRun: attachedRun{work: n}}
 	}
-	progs := map[string]progStat{}
-	var attRequests float64
-	measure := func(attached bool) side {
-		if !attached {
+	progs, attRequests := newProgs(len(bins)), make([]float64, len(bins))
+	ps := runSides(b, pairs, len(bins), func(e int) side {
+		if e < 0 {
 			return load()
 		}
-		exp, metrics := costExporter(b, port)
-		before := scrapeValues(b, metrics)["autoglm_exporter_requests_observed_total"]
-		p0, e0 := exporterProgs(b, exp.cmd.Process.Pid), exp.cpuSeconds(b)
-		s := load()
-		settle(b, metrics, before+s.requests)
-		s.expPerReq = 1e6 * (exp.cpuSeconds(b) - e0) / s.requests
-		addProgs(progs, p0, exporterProgs(b, exp.cmd.Process.Pid))
-		s.counted = scrapeValues(b, metrics)["autoglm_exporter_requests_observed_total"] - before
-		attRequests += s.requests
-		exp.stop()
+		var s side
+		s.attachedRun = attach(b, bins[e], port, progs[e], func() float64 {
+			s = load()
+			return s.work
+		})
+		attRequests[e] += s.work
 		return s
-	}
-	type pair struct{ det, att side }
-	var ps []pair
-	for b.Loop() {
-		for i := range pairs {
-			var p pair
-			if i%2 == 0 {
-				p.det, p.att = measure(false), measure(true)
-			} else {
-				p.att, p.det = measure(true), measure(false)
-			}
-			ps = append(ps, p)
-		}
-	}
-	var rateRatios, cpuRatios []float64
+	})
+	rateRatios, cpuRatios := make([][]float64, len(bins)), make([][]float64, len(bins))
 	var t strings.Builder
 	fmt.Fprintf(&t, "\nnginx (1 process) + wrk -t1 -c16 on loopback, %s per side, %d pairs, %d CPUs, load average %s\n", dur, pairs, nproc(), loadavg())
-	fmt.Fprintf(&t, "  %-6s %9s %9s %6s | %9s %9s %6s | %10s %9s\n", "pair", "det req/s", "att req/s", "ratio", "det us/req", "att us/req", "ratio", "exp us/req", "captured")
-	for i, p := range ps {
-		rateRatios = append(rateRatios, p.att.rate/p.det.rate)
-		cpuRatios = append(cpuRatios, p.att.cpuPerReq/p.det.cpuPerReq)
-		fmt.Fprintf(&t, "  %d %-4s %9.0f %9.0f %6.3f | %10.2f %10.2f %6.3f | %10.2f %8.2f%%\n", i+1, [2]string{"DA", "AD"}[i%2], p.det.rate, p.att.rate, rateRatios[i],
-			p.det.cpuPerReq, p.att.cpuPerReq, cpuRatios[i], p.att.expPerReq, 100*p.att.counted/p.att.requests)
+	fmt.Fprintf(&t, "  %-4s %-10s %9s %6s | %9s %6s | %10s %9s\n", "pair", "exporter", "req/s", "ratio", "us/req", "ratio", "exp us/req", "captured")
+	for p, sides := range ps {
+		det := sides[0]
+		fmt.Fprintf(&t, "  %-4d %-10s %9.0f %6s | %9.2f %6s |\n", p+1, "detached", det.rate, "", det.cpuPerReq, "")
+		for i, s := range sides[1:] {
+			rateRatios[i] = append(rateRatios[i], s.rate/det.rate)
+			cpuRatios[i] = append(cpuRatios[i], s.cpuPerReq/det.cpuPerReq)
+			fmt.Fprintf(&t, "  %-4d %-10s %9.0f %6.3f | %9.2f %6.3f | %10.2f %8.2f%%\n", p+1, names[i], s.rate, s.rate/det.rate,
+				s.cpuPerReq, s.cpuPerReq/det.cpuPerReq, s.expUS, 100*s.counted/s.work)
+		}
 	}
-	fmt.Fprintf(&t, "  median attached/detached: served throughput %.3f, nginx CPU per request %.3f\n", median(rateRatios), median(cpuRatios))
-	fmt.Fprintf(&t, "  BPF programs of the attached sides (%.0f requests):\n%s", attRequests, progTable(progs, attRequests, "req"))
+	for i, n := range names {
+		fmt.Fprintf(&t, "  median attached (%s)/detached: served throughput %.3f, nginx CPU per request %.3f\n", n, median(rateRatios[i]), median(cpuRatios[i]))
+	}
+	for i, n := range names {
+		fmt.Fprintf(&t, "  BPF programs of %s attached (%.0f requests):\n%s", n, attRequests[i], progTable(progs[i], attRequests[i], "req"))
+	}
 	b.Log(t.String())
 	fmt.Print(t.String())
-	b.ReportMetric(median(rateRatios), "throughput-attached/detached")
-	b.ReportMetric(median(cpuRatios), "cpu-per-req-attached/detached")
+	this := len(bins) - 1
+	b.ReportMetric(median(rateRatios[this]), "throughput-attached/detached")
+	b.ReportMetric(median(cpuRatios[this]), "cpu-per-req-attached/detached")
 }
 
 // BenchmarkStreaming runs the simulator without pacing, answering 300
 // streamed chat completions per second of 200 tokens each with a usage
-// chunk (its own load generator, a separate process), detached and attached
-// in alternated pairs, and prints the simulator's CPU per stream, the
-// exporter's, and the programs' run time per stream.
+// chunk (its own load generator, a separate process), detached and with each
+// exporter (exporterBins) attached, rotated within each pair, and prints the
+// simulator's CPU per stream attached against detached, the exporter's, and
+// the programs' run time per stream.
 func BenchmarkStreaming(b *testing.B) {
 	testenv.Root(b)
 	dur, pairs := costSettings(b)
+	bins, names := exporterBins(b)
 	enableBPFStats(b)
 	simBin := testenv.Binary(b, "autoglm-llmsim")
 	port := testenv.FreePort(b)
-	sim := startProcess(b, simBin, "serve", "--pacing.disabled", "--usage.always", "--web.listen-address="+testenv.Addr(port))
+	sim := startProcess(b, simBin, "serve", "--pacing.disabled", "--usage.always", "--log.level=warn", "--web.listen-address="+testenv.Addr(port))
 	defer sim.stop()
-	target := "http://" + testenv.Addr(port)
-	waitHTTP(b, target+"/v1/models")
+	addr := testenv.Addr(port)
+	waitHTTP(b, "http://"+addr+"/v1/models")
 
 	type side struct {
-		streams, cpuPerStream, expPerStream, counted float64
+		cpuPerStream float64
+		attachedRun
 	}
-	out := filepath.Join(b.TempDir(), "load.json")
 	load := func() side {
 		cpu0 := sim.cpuSeconds(b)
-		cmd := exec.Command(simBin, "load", "--target="+target, "--mode=open", "--rate=300", "--duration="+dur.String(),
-			"--stream-ratio=1", "--max-tokens=200", "--routes=/v1/chat/completions=1", "--seed=1", "--output="+out)
-		if o, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("load: %v\n%s", err, o)
-		}
-		raw, err := os.ReadFile(out)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var sum struct {
-			Responses int64 `json:"responses"`
-			Streams   int64 `json:"streams"`
-		}
-		if err := json.Unmarshal(raw, &sum); err != nil {
-			b.Fatal(err)
-		}
-		n := float64(sum.Responses)
-		return side{streams: n, cpuPerStream: 1e6 * (sim.cpuSeconds(b) - cpu0) / n}
+		n := float64(streamLoad(b, simBin, addr, 300, 200, dur))
+		return side{cpuPerStream: 1e6 * (sim.cpuSeconds(b) - cpu0) / n, attachedRun: attachedRun{work: n}}
 	}
-	progs := map[string]progStat{}
-	var attStreams float64
-	measure := func(attached bool) side {
-		if !attached {
+	progs, attStreams := newProgs(len(bins)), make([]float64, len(bins))
+	ps := runSides(b, pairs, len(bins), func(e int) side {
+		if e < 0 {
 			return load()
 		}
-		exp, metrics := costExporter(b, port)
-		before := scrapeValues(b, metrics)["autoglm_exporter_requests_observed_total"]
-		p0, e0 := exporterProgs(b, exp.cmd.Process.Pid), exp.cpuSeconds(b)
-		s := load()
-		settle(b, metrics, before+s.streams)
-		s.expPerStream = 1e6 * (exp.cpuSeconds(b) - e0) / s.streams
-		addProgs(progs, p0, exporterProgs(b, exp.cmd.Process.Pid))
-		s.counted = scrapeValues(b, metrics)["autoglm_exporter_requests_observed_total"] - before
-		attStreams += s.streams
-		exp.stop()
+		var s side
+		s.attachedRun = attach(b, bins[e], port, progs[e], func() float64 {
+			s = load()
+			return s.work
+		})
+		attStreams[e] += s.work
 		return s
-	}
-	type pair struct{ det, att side }
-	var ps []pair
-	for b.Loop() {
-		for i := range pairs {
-			var p pair
-			if i%2 == 0 {
-				p.det, p.att = measure(false), measure(true)
-			} else {
-				p.att, p.det = measure(true), measure(false)
-			}
-			ps = append(ps, p)
-		}
-	}
-	var ratios []float64
+	})
+	ratios := make([][]float64, len(bins))
 	var t strings.Builder
 	fmt.Fprintf(&t, "\nllmsim --pacing.disabled --usage.always, 300 streams/s of 200 tokens, %s per side, %d pairs, %d CPUs, load average %s\n", dur, pairs, nproc(), loadavg())
-	fmt.Fprintf(&t, "  %-6s %8s %13s %13s %6s | %13s %9s\n", "pair", "streams", "det us/stream", "att us/stream", "ratio", "exp us/stream", "captured")
-	for i, p := range ps {
-		ratios = append(ratios, p.att.cpuPerStream/p.det.cpuPerStream)
-		fmt.Fprintf(&t, "  %d %-4s %8.0f %13.1f %13.1f %6.3f | %13.1f %8.2f%%\n", i+1, [2]string{"DA", "AD"}[i%2], p.att.streams,
-			p.det.cpuPerStream, p.att.cpuPerStream, ratios[i], p.att.expPerStream, 100*p.att.counted/p.att.streams)
+	fmt.Fprintf(&t, "  %-4s %-10s %8s %10s %6s | %13s %9s\n", "pair", "exporter", "streams", "us/stream", "ratio", "exp us/stream", "captured")
+	for p, sides := range ps {
+		det := sides[0]
+		fmt.Fprintf(&t, "  %-4d %-10s %8.0f %10.1f %6s |\n", p+1, "detached", det.work, det.cpuPerStream, "")
+		for i, s := range sides[1:] {
+			ratios[i] = append(ratios[i], s.cpuPerStream/det.cpuPerStream)
+			fmt.Fprintf(&t, "  %-4d %-10s %8.0f %10.1f %6.3f | %13.1f %8.2f%%\n", p+1, names[i], s.work, s.cpuPerStream, s.cpuPerStream/det.cpuPerStream,
+				s.expUS, 100*s.counted/s.work)
+		}
 	}
-	fmt.Fprintf(&t, "  median attached/detached simulator CPU per stream %.3f\n", median(ratios))
-	fmt.Fprintf(&t, "  BPF programs of the attached sides (%.0f streams):\n%s", attStreams, progTable(progs, attStreams, "stream"))
+	for i, n := range names {
+		fmt.Fprintf(&t, "  median attached (%s)/detached simulator CPU per stream %.3f\n", n, median(ratios[i]))
+	}
+	for i, n := range names {
+		fmt.Fprintf(&t, "  BPF programs of %s attached (%.0f streams):\n%s", n, attStreams[i], progTable(progs[i], attStreams[i], "stream"))
+	}
 	b.Log(t.String())
 	fmt.Print(t.String())
-	b.ReportMetric(median(ratios), "cpu-per-stream-attached/detached")
+	b.ReportMetric(median(ratios[len(bins)-1]), "cpu-per-stream-attached/detached")
 }

@@ -40,10 +40,16 @@ const (
 //     generator against `autoglm-llmsim serve --pacing.disabled --usage.always`:
 //     exporter CPU µs per stream (target ≤ 15 µs).
 //
+// Beside each exporter's own CPU it prints the run time of its BPF programs
+// (kernel.bpf_stats_enabled, on while it runs) and the server's CPU, per
+// request or stream: what the capture costs the observed server.
+//
 // CPU comes from /proc/<pid>/stat (10 ms ticks), so runs are long enough for
 // a few hundred ticks. AUTOGLM_BENCH_COST_DURATION (default 20s) sets each
 // run, AUTOGLM_BENCH_PAIRS (default 3) the pairs, AUTOGLM_BENCH_BASELINE the
-// git revision of the baseline ("" or "none": no baseline).
+// git revision of the baseline ("" or "none": no baseline), or
+// AUTOGLM_BENCH_BASELINE_BIN a prebuilt baseline binary;
+// AUTOGLM_BENCH_COST_WORKLOAD=keepalive or stream runs only that workload.
 //
 //	sudo go test -run '^$' -bench BenchmarkExporterCost -benchtime 1x ./exporter/
 func BenchmarkExporterCost(b *testing.B) {
@@ -64,19 +70,9 @@ func BenchmarkExporterCost(b *testing.B) {
 		}
 		pairs = n
 	}
-	rev, ok := os.LookupEnv("AUTOGLM_BENCH_BASELINE")
-	if !ok {
-		rev = "main"
-	}
 	simBin := testenv.Binary(b, "autoglm-llmsim")
-	bins := []string{testenv.Binary(b, "autoglm-exporter")}
-	names := []string{"this"}
-	if base, err := buildRevision(b, rev); err != nil {
-		b.Logf("no baseline: %v", err)
-	} else if base != "" {
-		bins = append([]string{base}, bins...)
-		names = append([]string{rev}, names...)
-	}
+	bins, names := exporterBins(b)
+	enableBPFStats(b)
 
 	simPort := testenv.FreePort(b)
 	sim := startProcess(b, simBin, "serve", "--pacing.disabled", "--usage.always", "--log.level=warn", "--web.listen-address="+testenv.Addr(simPort))
@@ -92,6 +88,7 @@ func BenchmarkExporterCost(b *testing.B) {
 
 	type result struct {
 		user, sys       float64 // exporter CPU µs per request
+		bpf, server     float64 // BPF program and server CPU µs per request
 		counted, served float64
 	}
 	// one runs a workload with exporter bins[i] attached.
@@ -101,6 +98,7 @@ func BenchmarkExporterCost(b *testing.B) {
 		waitHTTP(b, metricsURL)
 		before := scrapeValues(b, metricsURL)["autoglm_exporter_requests_observed_total"]
 		u0, s0 := e.cpuSplit(b)
+		p0, sim0 := exporterProgs(b, e.cmd.Process.Pid), sim.cpuSeconds(b)
 		var served int64
 		switch workload {
 		case "keepalive":
@@ -112,20 +110,33 @@ func BenchmarkExporterCost(b *testing.B) {
 		default:
 			served = streamLoad(b, simBin, simAddr, 300, 200, dur)
 		}
+		simCPU := sim.cpuSeconds(b) - sim0
+		progs := map[string]progStat{}
+		addProgs(progs, p0, exporterProgs(b, e.cmd.Process.Pid))
 		settle(b, metricsURL, before+float64(served))
 		u1, s1 := e.cpuSplit(b)
 		counted := scrapeValues(b, metricsURL)["autoglm_exporter_requests_observed_total"] - before
-		return result{user: 1e6 * (u1 - u0) / float64(served), sys: 1e6 * (s1 - s0) / float64(served), counted: counted, served: float64(served)}
+		var bpfNS uint64
+		for _, p := range progs {
+			bpfNS += p.ns
+		}
+		n := float64(served)
+		return result{user: 1e6 * (u1 - u0) / n, sys: 1e6 * (s1 - s0) / n, bpf: float64(bpfNS) / 1e3 / n, server: 1e6 * simCPU / n,
+			counted: counted, served: n}
 	}
 	var t strings.Builder
 	fmt.Fprintf(&t, "\nexporter CPU, real eBPF capture, %s per run, %d pairs alternated, %d CPUs, load average at start %s\n", dur, pairs, nproc(), loadavg())
 	summary := map[string][]float64{}
+	only := os.Getenv("AUTOGLM_BENCH_COST_WORKLOAD")
 	for _, w := range []struct{ name, label, unit string }{
 		{"keepalive", "keep-alive HTTP/1.1, 5000 req/s, 32 conns", "req"},
 		{"stream", "200-token SSE streams, 300 streams/s (llmsim load, --usage.always)", "stream"},
 	} {
-		fmt.Fprintf(&t, "%s: exporter CPU in µs per %s\n", w.label, w.unit)
-		fmt.Fprintf(&t, "  %-4s %-10s %9s %9s %9s %10s\n", "pair", "exporter", "user", "sys", "total", "captured")
+		if only != "" && only != w.name {
+			continue
+		}
+		fmt.Fprintf(&t, "%s: µs per %s\n", w.label, w.unit)
+		fmt.Fprintf(&t, "  %-4s %-10s %9s %9s %9s | %9s %9s %10s\n", "pair", "exporter", "exp user", "exp sys", "exp total", "BPF", "server", "captured")
 		for p := 0; p < pairs; p++ {
 			order := make([]int, len(bins))
 			for i := range order {
@@ -139,12 +150,15 @@ func BenchmarkExporterCost(b *testing.B) {
 				key := w.name + "/" + names[i]
 				summary[key+"/user"] = append(summary[key+"/user"], r.user)
 				summary[key+"/total"] = append(summary[key+"/total"], r.user+r.sys)
-				fmt.Fprintf(&t, "  %-4d %-10s %9.2f %9.2f %9.2f %6.0f/%.0f\n", p+1, names[i], r.user, r.sys, r.user+r.sys, r.counted, r.served)
+				summary[key+"/bpf"] = append(summary[key+"/bpf"], r.bpf)
+				summary[key+"/server"] = append(summary[key+"/server"], r.server)
+				fmt.Fprintf(&t, "  %-4d %-10s %9.2f %9.2f %9.2f | %9.2f %9.1f %6.0f/%.0f\n", p+1, names[i], r.user, r.sys, r.user+r.sys, r.bpf, r.server, r.counted, r.served)
 			}
 		}
 		for _, n := range names {
 			key := w.name + "/" + n
-			fmt.Fprintf(&t, "  median %-10s user %.2f, user+sys %.2f µs per %s\n", n, median(summary[key+"/user"]), median(summary[key+"/total"]), w.unit)
+			fmt.Fprintf(&t, "  median %-10s exporter user %.2f, user+sys %.2f; BPF %.2f; server %.1f µs per %s\n", n, median(summary[key+"/user"]),
+				median(summary[key+"/total"]), median(summary[key+"/bpf"]), median(summary[key+"/server"]), w.unit)
 		}
 		if len(names) == 1 {
 			issue := issueKeepAliveUserUS
@@ -159,6 +173,8 @@ func BenchmarkExporterCost(b *testing.B) {
 	fmt.Print(t.String())
 	b.ReportMetric(median(summary["keepalive/this/user"]), "user-us/req@5k")
 	b.ReportMetric(median(summary["stream/this/total"]), "us/200-token-stream")
+	b.ReportMetric(median(summary["keepalive/this/bpf"]), "bpf-us/req@5k")
+	b.ReportMetric(median(summary["stream/this/bpf"]), "bpf-us/200-token-stream")
 }
 
 // streamLoad runs autoglm-llmsim's load generator: rate streams per second

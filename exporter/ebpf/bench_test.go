@@ -1,10 +1,12 @@
 package ebpf
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -283,4 +285,150 @@ func loadAverage() string {
 		return "unknown"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// BenchmarkStreamWrite measures the kernel side's run time for a 4 KiB
+// write of a chunked response body, as a fast server writes an event
+// stream: once for an event stream (followed chunk by chunk, the middle of
+// each write left out) and once for a body that is not one (copied up to
+// capture_bytes), with the same bytes otherwise, alternated.
+func BenchmarkStreamWrite(b *testing.B) {
+	testenv.Root(b)
+	const writes, size, rounds = 40, 4096, 6
+	// A chunked body of 2 KiB chunks cut into 4 KiB writes, as net/http
+	// sends an unpaced stream.
+	var body strings.Builder
+	for body.Len() < writes*size {
+		body.WriteString(`data: {"id":"c","object":"chat.completion.chunk","model":"glm-4","choices":[{"index":0,"delta":{"content":"tok"},"finish_reason":null}]}` + "\n\n")
+	}
+	var chunked strings.Builder
+	for rest := body.String(); len(rest) > 0; {
+		n := min(len(rest), 2048)
+		fmt.Fprintf(&chunked, "%x\r\n%s\r\n", n, rest[:n])
+		rest = rest[n:]
+	}
+	wire := []byte(chunked.String()[:writes*size])
+	first := strings.Index(chunked.String(), "\n\n") + 2
+	answer := func(ct string, firstByte byte) [][]byte {
+		head := append([]byte("HTTP/1.1 200 OK\r\nContent-Type: "+ct+"\r\nTransfer-Encoding: chunked\r\n\r\n"), wire[:first]...)
+		head[bytes.Index(head, []byte("\r\n\r\n"))+4+len("800\r\n")] = firstByte
+		out := [][]byte{head}
+		for off := first; off+size <= len(wire); off += size {
+			out = append(out, wire[off:off+size])
+		}
+		return out
+	}
+	// Not a valid end of the body: the connection closes after each answer.
+	variants := map[string][][]byte{
+		"event stream": answer("text/event-stream", 'd'),
+		"other body":   answer("application/jsonl", '{'),
+	}
+	var mode atomic.Value
+	port, addr := benchRawServer(b, func(fd int) error {
+		buf := make([]byte, 512)
+		if _, err := unix.Read(fd, buf); err != nil {
+			return err
+		}
+		for _, w := range variants[mode.Load().(string)] {
+			if _, err := unix.Write(fd, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	statsOff, err := cebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer statsOff.Close()
+	src, err := New(Options{Ports: []uint16{port}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = src.Run(ctx, func(*traffic.Event) {}) }()
+	one := func() {
+		c, err := net.Dial("tcp4", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /v1/stream HTTP/1.1\r\nHost: b\r\n\r\n"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The source arms itself at the first event stream it sees.
+	mode.Store("event stream")
+	for range 20 {
+		one()
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	per := map[string][]float64{}
+	for b.Loop() {
+		for r := range rounds {
+			for i, name := range []string{"event stream", "other body"} {
+				if r%2 == 1 {
+					name = []string{"other body", "event stream"}[i]
+				}
+				mode.Store(name)
+				t0, _ := progRuntime(b, src, src.objs.ExitWrite)
+				const answers = 50
+				for range answers {
+					one()
+				}
+				t1, _ := progRuntime(b, src, src.objs.ExitWrite)
+				per[name] = append(per[name], float64((t1-t0).Nanoseconds())/float64(answers*(writes)))
+			}
+		}
+	}
+	st, err := src.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	fmt.Printf("4 KiB chunked-body writes, exit_write ns per write (all writes on the machine in the window), %d rounds, load average %s\n", rounds, loadAverage())
+	for _, name := range []string{"event stream", "other body"} {
+		slices.Sort(per[name])
+		fmt.Printf("  %-13s median %6.0f  (%v)\n", name, per[name][len(per[name])/2], per[name])
+	}
+	fmt.Printf("  stream bytes not copied: %d\n", st.StreamBytesSkipped)
+	b.ReportMetric(per["event stream"][len(per["event stream"])/2], "stream_ns/write")
+	b.ReportMetric(per["other body"][len(per["other body"])/2], "whole_ns/write")
+	if st.StreamBytesSkipped == 0 {
+		b.Fatal("no event-stream write had its middle left out")
+	}
+}
+
+// benchRawServer serves each connection with serve on a blocking fd.
+func benchRawServer(b *testing.B, serve func(fd int) error) (uint16, string) {
+	port := testenv.FreePort(b)
+	addr := testenv.Addr(port)
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				f, err := c.(*net.TCPConn).File()
+				if err != nil {
+					return
+				}
+				defer f.Close()
+				_ = serve(int(f.Fd()))
+			}()
+		}
+	}()
+	return uint16(port), addr
 }

@@ -12,7 +12,9 @@
 // whether an fd is a server socket on an observed port, runs once per
 // (process, fd). TLS plaintext comes from uprobes on OpenSSL and Go's
 // crypto/tls and is emitted on the connection of the socket it belongs to;
-// the ciphertext on that socket is not emitted.
+// the ciphertext on that socket is not emitted. The chunked bodies of event
+// streams (SSE) are followed chunk by chunk, so that the middle of their
+// large writes need not be copied.
 
 #define __TARGET_ARCH_x86
 #include "vmlinux.h"
@@ -39,6 +41,9 @@ enum event_kind {
 	KIND_DATA = 1,
 	KIND_OPEN = 2,
 	KIND_CLOSE = 3,
+	// Data of a write in a chunked event stream whose middle was left out:
+	// a struct skip_info, the write's first SKIP_HEAD bytes, then its tail.
+	KIND_DATA_SKIP = 4,
 };
 
 enum direction {
@@ -54,11 +59,11 @@ enum capture_stat {
 	STAT_CONNS_OPENED = 3,
 	STAT_CONNS_CLOSED = 4,
 	STAT_NEXT_ID = 5,
-	STAT_UNWOKEN_BYTES = 6, // bytes this CPU wrote since it last woke the reader
-	STAT_TLS_PLAINTEXT = 7, // Data events from TLS probes
-	STAT_TLS_CIPHERTEXT = 8, // syscalls on TLS connections not emitted (their plaintext is)
-	STAT_TLS_NO_SOCKET = 9, // TLS calls whose socket could not be found
-	STAT_TLS_UNDECRYPTED = 10, // TLS connections first seen in a process without TLS probes
+	STAT_TLS_PLAINTEXT = 6, // Data events from TLS probes
+	STAT_TLS_CIPHERTEXT = 7, // syscalls on TLS connections not emitted (their plaintext is)
+	STAT_TLS_NO_SOCKET = 8, // TLS calls whose socket could not be found
+	STAT_TLS_UNDECRYPTED = 9, // TLS connections first seen in a process without TLS probes
+	STAT_STREAM_SKIPPED = 10, // bytes in the middle of event-stream writes not copied
 	STAT_MAX = 11,
 };
 
@@ -74,7 +79,8 @@ enum call_op {
 #define MSG_PEEK 2
 
 // Fixed header of every ring buffer record; Data events are followed by
-// len captured bytes, Open events by a struct open_info.
+// len captured bytes, Open events by a struct open_info, KIND_DATA_SKIP
+// events by a struct skip_info and the bytes kept.
 struct event {
 	__u64 ts;
 	__u64 conn_id;
@@ -112,12 +118,64 @@ enum conn_flag {
 	CONN_TLS_PROBED = 16,    // its process has TLS probes: ciphertext is not emitted
 	CONN_CIPHER_EMITTED = 32, // ciphertext was emitted before the probes came
 	CONN_PROCESS = 64,       // the process marker (fd FD_PROCESS)
+	CONN_STREAM = 128,       // in the chunked body of an event stream: conn.left is valid
 };
 
 struct conn {
 	__u64 id;
 	__u32 flags;
+	// CONN_STREAM: bytes of the next write before its first chunk-size line.
+	__u32 left;
+};
+
+// Values of the serving array.
+#define SERVING 1
+// The process answers text/event-stream (set by the loader once it saw
+// one): the chunked bodies of its event streams are followed and the
+// middle of their large writes left out.
+#define SERVING_STREAMS 2
+
+// Event-stream writes longer than SKIP_MIN are kept as their first
+// SKIP_HEAD and last SKIP_TAIL bytes: the head continues an event begun in
+// the previous write, the tail holds the last events (where usage and
+// [DONE] are). The chunk-size lines in between are followed here, so the
+// parser keeps the exact framing and body size. Such a write is not even
+// emitted: its tail is held in the stream's state and goes out with the
+// next write that is (a short one, the body's last, or the HOLD_WRITES-th),
+// because every ring record costs about as much as copying 4 KiB. Writes
+// are held only once a write with the first "data:" event went out (the
+// head's, or else the first after it): its time is the first token's.
+#define SKIP_HEAD 512
+#define SKIP_TAIL 1024
+#define SKIP_MIN (SKIP_HEAD + SKIP_TAIL + 512)
+#define HOLD_WRITES 32
+// Chunk-size lines followed per write; a write with more is copied whole.
+#define MAX_CHUNKS 24
+// A response head is looked for within this many captured bytes.
+#define HEAD_SCAN 1024
+// Set in stream_body's answer when the body starts with a "data:" field.
+#define BODY_DATA 0x40000000
+
+// Precedes the bytes of a KIND_DATA_SKIP record: lead_len bytes that end
+// earlier writes (after lead bytes not copied), then head bytes of this
+// write's start, then (after the write's bytes not copied) its tail.
+struct skip_info {
+	__u32 lead;      // bytes of earlier writes not copied, before the lead bytes
+	__u32 lead_left; // bytes of the lead bytes before their first chunk-size line
+	__u16 lead_len;
+	__u16 head;
+	__u32 left; // bytes of the tail before its first chunk-size line
+};
+
+// A followed event stream's held bytes: the tail of its last held write.
+struct stream {
+	__u32 lead;      // bytes held back and not copied, before the tail
+	__u32 lead_left; // bytes of the tail before its first chunk-size line
+	__u32 held;      // writes held since the last one emitted
+	__u32 tail_len;
+	__u32 started; // the first "data:" event was emitted: later writes may be held
 	__u32 pad;
+	__u8 tail[SKIP_TAIL];
 };
 
 // A TLS library call in flight on this thread (OpenSSL), from the entry
@@ -180,18 +238,29 @@ struct user_iov {
 	__u64 len;
 };
 
+// The walk of one write through a chunked body (walk_chunks).
+struct walk {
+	__u32 pos;   // in: where the write's first chunk-size line starts; out: the same for the next write
+	__u32 ts;    // in: where the tail would start; out: moved past a size line it fell in
+	__u32 tleft; // out: bytes of the tail before its first chunk-size line
+	__u32 last;  // out: the last chunk (size 0) is in this write
+};
+
 struct scratch {
 	struct event hdr;
 	__u8 data[CAPTURE_LIMIT * 2];
 	struct user_iov iov[MAX_IOV];
+	struct walk w;
 };
 
 // Set from Go before loading.
 volatile const __u64 filter_cgroup_id = 0;
 volatile const __u32 capture_bytes = 4096;
-// Bytes one CPU writes to the ring buffer before it wakes the reader; in
-// between the reader polls on a short timer, which saves a wakeup per event.
-volatile const __u64 wakeup_bytes = 0;
+
+// The reader never waits on the ring's wait queue (it looks at the ring's
+// positions on a timer), so no record signals it: a wakeup costs an
+// irq_work and a lookup of per-CPU accounting for nothing.
+#define OUTPUT_FLAGS BPF_RB_NO_WAKEUP
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -289,6 +358,25 @@ struct {
 	__type(value, struct scratch);
 } scratch_buf SEC(".maps");
 
+// Event streams whose writes are held (CONN_STREAM connections); an entry
+// lives from a stream's head to its last chunk or its connection's end. A
+// process that dies mid-stream leaves its entries behind: the LRU drops
+// them first, as the streams in progress touch theirs at every write.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct conn_key);
+	__type(value, struct stream);
+} streams SEC(".maps");
+
+// A zero struct stream to start entries from (too large for the stack).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct stream);
+} stream_zero SEC(".maps");
+
 // Force the dummy types into BTF so bpf2go can generate Go structs for them.
 const struct event *unused_event __attribute__((unused));
 const struct open_info *unused_open_info __attribute__((unused));
@@ -299,24 +387,6 @@ static __always_inline void stat_add(__u32 idx, __u64 n)
 	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
 	if (v)
 		*v += n;
-}
-
-// Counts per CPU rather than asking the ring how much is unread: the
-// ring's positions share cache lines the reader writes after every record,
-// and reading them cost more than the rest of the record's output.
-static __always_inline __u64 output_flags(__u64 size)
-{
-	__u32 idx = STAT_UNWOKEN_BYTES;
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-	if (!v)
-		return BPF_RB_FORCE_WAKEUP;
-	__u64 n = *v + size;
-	if (n < wakeup_bytes) {
-		*v = n;
-		return BPF_RB_NO_WAKEUP;
-	}
-	*v = 0;
-	return BPF_RB_FORCE_WAKEUP;
 }
 
 static __always_inline bool cgroup_ok(void)
@@ -330,10 +400,17 @@ static __always_inline __u32 *serving_slot(__u32 tgid)
 	return bpf_map_lookup_elem(&serving, &idx);
 }
 
-static __always_inline bool maybe_serving(__u32 tgid)
+// serving_flags is the process's serving slot: 0 proves it never served
+// an observed port.
+static __always_inline __u32 serving_flags(__u32 tgid)
 {
 	__u32 *slot = serving_slot(tgid);
-	return slot && *slot;
+	return slot ? *slot : 0;
+}
+
+static __always_inline bool maybe_serving(__u32 tgid)
+{
+	return serving_flags(tgid) != 0;
 }
 
 // Marks tgid as a serving process: its unknown fds are classified lazily
@@ -419,7 +496,7 @@ static __always_inline void emit_open(struct sock *sk, struct conn_key *key, __u
 		BPF_CORE_READ_INTO(&rec.info.laddr, sk, __sk_common.skc_v6_rcv_saddr);
 		BPF_CORE_READ_INTO(&rec.info.raddr, sk, __sk_common.skc_v6_daddr);
 	}
-	if (bpf_ringbuf_output(&events, &rec, sizeof(rec), output_flags(sizeof(rec))))
+	if (bpf_ringbuf_output(&events, &rec, sizeof(rec), OUTPUT_FLAGS))
 		stat_add(STAT_RINGBUF_FULL, 1);
 }
 
@@ -432,7 +509,7 @@ static __always_inline void emit_close(struct conn_key *key, __u64 id)
 		.fd = key->fd,
 		.kind = KIND_CLOSE,
 	};
-	if (bpf_ringbuf_output(&events, &e, sizeof(e), output_flags(sizeof(e))))
+	if (bpf_ringbuf_output(&events, &e, sizeof(e), OUTPUT_FLAGS))
 		stat_add(STAT_RINGBUF_FULL, 1);
 }
 
@@ -518,31 +595,37 @@ __noinline int copy_iov(__u64 iov_addr, __u32 cnt, __u32 want)
 	return off;
 }
 
-// Emits the scratch record's first got bytes as a Data event of size bytes.
-static __always_inline int emit_data(__u64 conn_id, __u32 tgid, __u32 fd, __u32 size, __u32 got, __u8 dir)
+// Emits the scratch record's first got bytes as an event of kind for a
+// syscall that moved size bytes.
+static __always_inline int emit_record(struct scratch *s, __u8 kind, __u64 conn_id, __u32 tgid, __u32 fd, __u32 size,
+				       __u32 got, __u8 dir)
 {
-	struct scratch *s = scratch();
-	if (!s)
-		return 0;
 	s->hdr.ts = bpf_ktime_get_ns();
 	s->hdr.conn_id = conn_id;
 	s->hdr.pid = tgid;
 	s->hdr.fd = fd;
 	s->hdr.size = size;
-	s->hdr.kind = KIND_DATA;
+	s->hdr.kind = kind;
 	s->hdr.dir = dir;
 	if (got > CAPTURE_LIMIT)
 		got = CAPTURE_LIMIT;
 	s->hdr.len = got;
-	if (got < size)
-		stat_add(STAT_TRUNCATED, 1);
 	__u64 n = sizeof(s->hdr) + got;
 	asm volatile("" : "+r"(n));
 	if (n > sizeof(*s))
 		return 0;
-	if (bpf_ringbuf_output(&events, s, n, output_flags(n)))
+	if (bpf_ringbuf_output(&events, s, n, OUTPUT_FLAGS))
 		stat_add(STAT_RINGBUF_FULL, 1);
 	return 0;
+}
+
+// Emits the scratch record's first got bytes as a Data event of size bytes.
+static __always_inline int emit_data(struct scratch *s, __u64 conn_id, __u32 tgid, __u32 fd, __u32 size, __u32 got,
+				     __u8 dir)
+{
+	if (got < size)
+		stat_add(STAT_TRUNCATED, 1);
+	return emit_record(s, KIND_DATA, conn_id, tgid, fd, size, got, dir);
 }
 
 // A TLS record header: content type 20..23, then version 3.0 to 3.4. No
@@ -611,8 +694,9 @@ static __always_inline __u32 copy_buf(struct scratch *s, __u64 buf, __u32 want)
 // Emits a Data event of size bytes whose first want bytes are at buf,
 // through this CPU's scratch record: records are as long as what was
 // captured (reserving a ring record directly needs a size fixed in the
-// program, which wastes ring space that bursts need).
-static __always_inline int emit_buf(struct conn *c, struct conn_key *key, __u64 id, __u32 flags, __u32 size,
+// program, which wastes ring space that bursts need). Returns the bytes
+// left in the scratch record, 0 when none were emitted.
+static __always_inline __u32 emit_buf(struct conn *c, struct conn_key *key, __u64 id, __u32 flags, __u32 size,
 				    __u64 buf, __u32 want, __u8 dir)
 {
 	struct scratch *s = scratch();
@@ -621,7 +705,286 @@ static __always_inline int emit_buf(struct conn *c, struct conn_key *key, __u64 
 	__u32 got = copy_buf(s, buf, want);
 	if (!(flags & CONN_SEEN) && first_data(c, key->tgid, key->fd, s->data, got))
 		return 0;
-	return emit_data(id, key->tgid, key->fd, size, got, dir);
+	emit_data(s, id, key->tgid, key->fd, size, got, dir);
+	return got;
+}
+
+// chunk_line reads the chunk-size line at buf+pos, within a write of end
+// bytes: size << 8 | its length with the CRLF; 0 when it is not a plain
+// "HEX\r\n" line inside the write (extensions, more than 8 digits, a line
+// cut by the end of the write). A global function: verified once.
+__noinline __u64 chunk_line(__u64 buf, __u32 pos, __u32 end)
+{
+	__u8 b[12] = {};
+	if (pos >= end)
+		return 0;
+	__u32 n = end - pos;
+	if (n > sizeof(b))
+		n = sizeof(b);
+	asm volatile("" : "+r"(n));
+	if (n < 3 || n > sizeof(b) || bpf_probe_read_user(b, n, (void *)(buf + pos)))
+		return 0;
+	__u64 v = 0;
+	for (int i = 0; i < 9; i++) {
+		if (i + 1 >= n)
+			return 0;
+		__u8 ch = b[i];
+		if (ch >= '0' && ch <= '9')
+			v = v << 4 | (ch - '0');
+		else if (ch >= 'a' && ch <= 'f')
+			v = v << 4 | (ch - 'a' + 10);
+		else if (ch >= 'A' && ch <= 'F')
+			v = v << 4 | (ch - 'A' + 10);
+		else if (ch == '\r' && i > 0 && b[i + 1] == '\n')
+			return v << 8 | (i + 2);
+		else
+			return 0;
+	}
+	return 0;
+}
+
+// walk_chunks follows the chunk-size lines of a write of ret bytes at buf,
+// with this CPU's scratch walk as input and output. 0 when the framing
+// cannot be followed (the write is then copied whole and the body no
+// longer followed). A global function: verified once.
+__noinline int walk_chunks(__u64 buf, __u32 ret)
+{
+	struct scratch *s = scratch();
+	if (!s)
+		return 0;
+	struct walk w = s->w;
+	__u32 pos = w.pos;
+	if (pos > w.ts)
+		w.tleft = pos - w.ts;
+	for (int i = 0; i < MAX_CHUNKS; i++) {
+		if (pos >= ret) {
+			w.pos = pos - ret;
+			s->w = w;
+			return 1;
+		}
+		__u64 line = chunk_line(buf, pos, ret);
+		if (!line)
+			return 0;
+		__u64 size = line >> 8;
+		if (size == 0) {
+			w.last = 1;
+			s->w = w;
+			return 1;
+		}
+		__u64 end = (__u64)pos + (line & 0xff), next = end + size + 2;
+		if (next > (1ULL << 31))
+			return 0;
+		// Where the tail starts relative to this line, without branches
+		// (each would double the states the verifier explores per
+		// iteration): inside the line (the tail then starts after it), or
+		// in the chunk it introduces.
+		__u64 ts = w.ts;
+		__u64 from = ((ts - pos) >> 63) ^ 1;            // pos <= ts
+		__u64 in = from & ((ts - end) >> 63);          // ... < end
+		__u64 after = from & (in ^ 1) & ((ts - next) >> 63); // end <= ts < next
+		w.tleft = w.tleft + in * (size + 2 - w.tleft) + after * (next - ts - w.tleft);
+		w.ts = ts + in * (end - ts);
+		pos = next;
+	}
+	return 0;
+}
+
+// stream_body returns the offset of the first chunk-size line when the
+// write captured in this CPU's scratch record (got bytes) starts a 200
+// response whose body is a chunked event stream ("HEX\r\n" then "data:",
+// "event:", "id:", "retry:" or a ':' comment after the blank line), else 0;
+// with BODY_DATA set when that first field is "data:". A global function:
+// verified once.
+__noinline int stream_body(__u32 got)
+{
+	struct scratch *s = scratch();
+	if (!s || got < 24 || *(__u64 *)&s->data[0] != 0x312e312f50545448 /* "HTTP/1.1" */ ||
+	    *(__u32 *)&s->data[8] != 0x30303220 /* " 200" */ || s->data[12] != ' ')
+		return 0;
+	// The blank line, four offsets at a time: a byte at i+3 that is
+	// neither CR nor LF rules out the four offsets ending there. (A fixed
+	// step keeps the verifier's states per iteration to one.)
+	__u32 body = 0;
+	for (int k = 0; k < HEAD_SCAN / 4 && !body; k++) {
+		__u32 i = 13 + 4 * k;
+		if (i + 8 > got)
+			return 0;
+		__u8 c3 = s->data[i + 3];
+		if (c3 != '\n' && c3 != '\r')
+			continue;
+		for (int j = 0; j < 4; j++) {
+			if (s->data[i + j] == '\r' && s->data[i + j + 1] == '\n' && s->data[i + j + 2] == '\r' &&
+			    s->data[i + j + 3] == '\n') {
+				body = i + j + 4;
+				break;
+			}
+		}
+	}
+	if (!body || body > HEAD_SCAN)
+		return 0;
+	// "HEX\r\n" then the first byte of an SSE field or comment.
+	for (int k = 0; k < 10; k++) {
+		__u32 j = body + k;
+		if (j + 2 >= got || j + 2 >= HEAD_SCAN + 16)
+			return 0;
+		__u8 ch = s->data[j];
+		if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'))
+			continue;
+		if (k == 0 || ch != '\r' || s->data[j + 1] != '\n')
+			return 0;
+		__u8 f = s->data[j + 2];
+		if (f == 'd')
+			return body | BODY_DATA;
+		return (f == 'e' || f == 'i' || f == 'r' || f == ':') ? body : 0;
+	}
+	return 0;
+}
+
+// emit_stream emits what a followed stream holds (st may be NULL) and then
+// a write of size bytes at buf: whole when whole, else its first SKIP_HEAD
+// bytes and its tail from the walk's ts. size 0 only flushes what is held.
+static __always_inline int emit_stream(struct scratch *s, struct conn_key *key, __u64 id, struct stream *st,
+				       __u32 size, __u64 buf, bool whole)
+{
+	struct skip_info *si = (struct skip_info *)s->data;
+	__u32 lead_len = 0, head = 0, tail = 0, skipped = 0;
+	__builtin_memset(si, 0, sizeof(*si));
+	if (st) {
+		lead_len = st->tail_len;
+		if (lead_len > SKIP_TAIL)
+			return 0;
+		si->lead = st->lead;
+		si->lead_left = st->lead_left;
+		si->lead_len = lead_len;
+		if (bpf_probe_read_kernel(s->data + sizeof(*si), lead_len, st->tail))
+			return 0;
+		st->lead = 0;
+		st->tail_len = 0;
+		st->held = 0;
+	}
+	__u32 off = sizeof(*si) + lead_len;
+	if (whole) {
+		head = size;
+		if (head > SKIP_MIN)
+			return 0;
+	} else {
+		head = SKIP_HEAD;
+		tail = size - s->w.ts;
+		if (tail > SKIP_TAIL)
+			return 0;
+		si->left = s->w.tleft;
+		skipped = size - SKIP_HEAD - tail;
+	}
+	si->head = head;
+	asm volatile("" : "+r"(off));
+	if (off > sizeof(*si) + SKIP_TAIL)
+		return 0;
+	if (head && bpf_probe_read_user(s->data + off, head, (void *)buf))
+		return 0;
+	if (tail && bpf_probe_read_user(s->data + off + head, tail, (void *)(buf + s->w.ts)))
+		return 0;
+	if (skipped)
+		stat_add(STAT_STREAM_SKIPPED, skipped);
+	return emit_record(s, KIND_DATA_SKIP, id, key->tgid, key->fd, size, off + head + tail, DIR_EGRESS);
+}
+
+// hold keeps a long write of size bytes at buf back: its tail (from the
+// walk's ts) replaces the stream's held tail, whose bytes join those not
+// copied.
+static __always_inline void hold(struct scratch *s, struct stream *st, __u32 size, __u64 buf)
+{
+	__u32 tail = size - s->w.ts;
+	if (tail > SKIP_TAIL)
+		tail = SKIP_TAIL;
+	if (bpf_probe_read_user(st->tail, tail, (void *)(buf + s->w.ts)))
+		tail = 0;
+	__u32 dropped = st->tail_len + size - tail;
+	st->lead += dropped;
+	st->lead_left = s->w.tleft;
+	st->tail_len = tail;
+	st->held++;
+	stat_add(STAT_STREAM_SKIPPED, dropped);
+}
+
+// stream_end stops following a stream: what it holds goes out first.
+static __always_inline void stream_end(struct conn *c, struct conn_key *key, __u64 id)
+{
+	__sync_fetch_and_and(&c->flags, ~CONN_STREAM);
+	struct stream *st = bpf_map_lookup_elem(&streams, key);
+	if (!st)
+		return;
+	struct scratch *s = scratch();
+	if (s && st->tail_len + st->lead)
+		emit_stream(s, key, id, st, 0, 0, true);
+	bpf_map_delete_elem(&streams, key);
+}
+
+// stream_write handles a write(2)/sendto(2) of ret bytes on a connection in
+// an event stream's chunked body: true when it was held or emitted here;
+// false when it must be copied as usual (the body is then no longer
+// followed: its framing could not be followed, or its state is gone).
+static __always_inline bool stream_write(struct conn *c, struct conn_key *key, __u64 id, __u32 ret, __u64 buf)
+{
+	struct scratch *s = scratch();
+	struct stream *st = bpf_map_lookup_elem(&streams, key);
+	if (!s || !st) {
+		__sync_fetch_and_and(&c->flags, ~CONN_STREAM);
+		return false;
+	}
+	bool long_write = ret > SKIP_MIN;
+	s->w = (struct walk){.pos = c->left, .ts = long_write ? ret - SKIP_TAIL : 0xffffffff};
+	if (!walk_chunks(buf, ret)) {
+		stream_end(c, key, id);
+		return false;
+	}
+	if (s->w.last) {
+		// The body's end: what is held, then this write.
+		emit_stream(s, key, id, st, ret, buf, !long_write);
+		__sync_fetch_and_and(&c->flags, ~CONN_STREAM);
+		bpf_map_delete_elem(&streams, key);
+		return true;
+	}
+	c->left = s->w.pos;
+	if (long_write && st->started && st->held + 1 < HOLD_WRITES) {
+		hold(s, st, ret, buf);
+		return true;
+	}
+	emit_stream(s, key, id, st, ret, buf, !long_write);
+	st->started = 1;
+	return true;
+}
+
+// stream_head looks at a whole write of a process that serves event
+// streams: when it starts a chunked event stream whose framing can be
+// followed to the write's end, its connection follows the body.
+static __always_inline void stream_head(struct conn *c, struct conn_key *key, __u32 got, __u32 ret, __u64 buf)
+{
+	// With a capture limit below what a left-out write keeps, writes are
+	// cut at the limit as before.
+	if (capture_bytes < SKIP_MIN)
+		return;
+	__u32 body = stream_body(got);
+	struct scratch *s = scratch();
+	if (!body || !s)
+		return;
+	// A head that carries the first "data:" event holds the first token's
+	// time; otherwise the next write may, and is not held.
+	bool data = body & BODY_DATA;
+	body &= ~BODY_DATA;
+	s->w = (struct walk){.pos = body, .ts = 0xffffffff};
+	if (!walk_chunks(buf, ret) || s->w.last)
+		return;
+	__u32 zero = 0;
+	struct stream *fresh = bpf_map_lookup_elem(&stream_zero, &zero);
+	if (!fresh || bpf_map_update_elem(&streams, key, fresh, BPF_ANY))
+		return; // not followed: this stream is copied write by write
+	if (data) {
+		struct stream *st = bpf_map_lookup_elem(&streams, key);
+		if (st)
+			st->started = 1;
+	}
+	c->left = s->w.pos;
+	__sync_fetch_and_or(&c->flags, CONN_STREAM);
 }
 
 // The exit of a data syscall: fd and buffer come from the saved registers.
@@ -631,7 +994,8 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u8 op
 	if (ret <= 0)
 		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (!maybe_serving(tgid))
+	__u32 serving = serving_flags(tgid);
+	if (!serving)
 		return 0;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	// A peek is read again: only the real read is data.
@@ -657,8 +1021,18 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u8 op
 	__u32 want = capture_bytes;
 	if ((__u64)ret < want)
 		want = ret;
-	if (op == CALL_BUF || op == CALL_RECV)
-		return emit_buf(c, &key, id, flags, ret, regs->si, want, dir);
+	if (dir == DIR_EGRESS && (flags & CONN_STREAM)) {
+		if (op == CALL_BUF && stream_write(c, &key, id, ret, regs->si))
+			return 0;
+		if (op != CALL_BUF)
+			stream_end(c, &key, id); // only write and sendto are followed
+	}
+	if (op == CALL_BUF || op == CALL_RECV) {
+		__u32 got = emit_buf(c, &key, id, flags, ret, regs->si, want, dir);
+		if (got && dir == DIR_EGRESS && (serving & SERVING_STREAMS) && !(flags & CONN_STREAM))
+			stream_head(c, &key, got, ret, regs->si);
+		return 0;
+	}
 
 	// Vector calls gather their iovecs into this CPU's scratch record.
 	__u32 got = 0;
@@ -679,7 +1053,7 @@ static __always_inline int on_exit(struct trace_event_raw_sys_exit *ctx, __u8 op
 		return 0;
 	if (!(flags & CONN_SEEN) && first_data(c, tgid, key.fd, s->data, got))
 		return 0;
-	return emit_data(id, tgid, key.fd, ret, got, dir);
+	return emit_data(s, id, tgid, key.fd, ret, got, dir);
 }
 
 // Forgets fd: emits Close when it was a tracked connection.
@@ -690,6 +1064,8 @@ static __always_inline void forget_fd(struct conn_key *key)
 		return;
 	__u64 id = c->id;
 	bool tracked = c->flags & CONN_TRACKED;
+	if (c->flags & CONN_STREAM)
+		stream_end(c, key, id); // what a stream cut off holds goes out before Close
 	if (bpf_map_delete_elem(&fds, key))
 		return; // another thread forgot it first
 	if (!tracked)

@@ -17,7 +17,7 @@ type captureConn struct {
 	_     structs.HostLayout
 	Id    uint64
 	Flags uint32
-	Pad   uint32
+	Left  uint32
 }
 
 type captureConnKey struct {
@@ -83,6 +83,13 @@ type captureScratch struct {
 		Base uint64
 		Len  uint64
 	}
+	W struct {
+		_     structs.HostLayout
+		Pos   uint32
+		Ts    uint32
+		Tleft uint32
+		Last  uint32
+	}
 }
 
 type captureSslKey struct {
@@ -90,6 +97,17 @@ type captureSslKey struct {
 	Tgid uint32
 	Pad  uint32
 	Ssl  uint64
+}
+
+type captureStream struct {
+	_        structs.HostLayout
+	Lead     uint32
+	LeadLeft uint32
+	Held     uint32
+	TailLen  uint32
+	Started  uint32
+	Pad      uint32
+	Tail     [1024]uint8
 }
 
 type captureTlsCall struct {
@@ -117,6 +135,8 @@ const (
 	captureMapServing         = "serving"
 	captureMapSslFds          = "ssl_fds"
 	captureMapStats           = "stats"
+	captureMapStreamZero      = "stream_zero"
+	captureMapStreams         = "streams"
 	captureMapTlsCalls        = "tls_calls"
 	captureMapTlsProcesses    = "tls_processes"
 	captureProgEnterClose     = "enter_close"
@@ -143,7 +163,6 @@ const (
 	captureVarUnusedEvent     = "unused_event"
 	captureVarUnusedGoBinary  = "unused_go_binary"
 	captureVarUnusedOpenInfo  = "unused_open_info"
-	captureVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadCapture returns the embedded CollectionSpec for capture.
@@ -222,6 +241,8 @@ type captureMapSpecs struct {
 	Serving      *ebpf.MapSpec `ebpf:"serving"`
 	SslFds       *ebpf.MapSpec `ebpf:"ssl_fds"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
+	StreamZero   *ebpf.MapSpec `ebpf:"stream_zero"`
+	Streams      *ebpf.MapSpec `ebpf:"streams"`
 	TlsCalls     *ebpf.MapSpec `ebpf:"tls_calls"`
 	TlsProcesses *ebpf.MapSpec `ebpf:"tls_processes"`
 }
@@ -235,7 +256,6 @@ type captureVariableSpecs struct {
 	UnusedEvent    *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedGoBinary *ebpf.VariableSpec `ebpf:"unused_go_binary"`
 	UnusedOpenInfo *ebpf.VariableSpec `ebpf:"unused_open_info"`
-	WakeupBytes    *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // captureObjects contains all objects after they have been loaded into the kernel.
@@ -267,6 +287,8 @@ type captureMaps struct {
 	Serving      *ebpf.Map `ebpf:"serving"`
 	SslFds       *ebpf.Map `ebpf:"ssl_fds"`
 	Stats        *ebpf.Map `ebpf:"stats"`
+	StreamZero   *ebpf.Map `ebpf:"stream_zero"`
+	Streams      *ebpf.Map `ebpf:"streams"`
 	TlsCalls     *ebpf.Map `ebpf:"tls_calls"`
 	TlsProcesses *ebpf.Map `ebpf:"tls_processes"`
 }
@@ -282,6 +304,8 @@ func (m *captureMaps) Close() error {
 		m.Serving,
 		m.SslFds,
 		m.Stats,
+		m.StreamZero,
+		m.Streams,
 		m.TlsCalls,
 		m.TlsProcesses,
 	)
@@ -296,7 +320,6 @@ type captureVariables struct {
 	UnusedEvent    *ebpf.Variable `ebpf:"unused_event"`
 	UnusedGoBinary *ebpf.Variable `ebpf:"unused_go_binary"`
 	UnusedOpenInfo *ebpf.Variable `ebpf:"unused_open_info"`
-	WakeupBytes    *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // capturePrograms contains all programs after they have been loaded into the kernel.

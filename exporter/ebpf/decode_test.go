@@ -81,6 +81,17 @@ func TestDecode(t *testing.T) {
 			raw:  record(captureEvent{Ts: 9, ConnId: 43, Pid: 7, Fd: 10, Kind: uint8(traffic.Close)}, nil),
 			want: &traffic.Event{Kind: traffic.Close, Conn: 43, Time: time.Unix(0, offset+9), PID: 7, FD: 10},
 		},
+		{
+			name: "parts of writes",
+			raw: record(captureEvent{Ts: 7, ConnId: 45, Pid: 7, Fd: 11, Size: 4096, Len: skipInfoSize + 5, Kind: kindDataSkip, Dir: uint8(traffic.Egress)},
+				append([]byte{0, 0x20, 0, 0, 3, 0, 0, 0, 1, 0, 2, 0, 9, 1, 0, 0}, "xab\r\n"...)),
+			want: &traffic.Event{Kind: traffic.Data, Conn: 45, Time: time.Unix(0, offset+7), PID: 7, FD: 11, Dir: traffic.Egress, Size: 4096,
+				Data: []byte("xab\r\n"), Skip: &traffic.Skip{Lead: 8192, LeadLeft: 3, LeadLen: 1, Head: 2, TailLeft: 265}},
+		},
+		{name: "parts: lead and head beyond the bytes", raw: record(captureEvent{Size: 9, Len: skipInfoSize + 1, Kind: kindDataSkip, Dir: uint8(traffic.Egress)}, append(make([]byte, 8), 1, 0, 1, 0, 0, 0, 0, 0, 'a'))},
+		{name: "parts: more than the write", raw: record(captureEvent{Size: 1, Len: skipInfoSize + 2, Kind: kindDataSkip, Dir: uint8(traffic.Egress)}, append(make([]byte, 10), 2, 0, 0, 0, 0, 0, 'a', 'b'))},
+		{name: "parts: no skip info", raw: record(captureEvent{Len: 4, Kind: kindDataSkip, Dir: uint8(traffic.Egress)}, []byte{0, 0, 0, 0})},
+		{name: "parts: ingress", raw: record(captureEvent{Len: skipInfoSize, Kind: kindDataSkip, Dir: uint8(traffic.Ingress)}, make([]byte, skipInfoSize))},
 		{name: "short header", raw: make([]byte, headerSize-1)},
 		{name: "length beyond record", raw: record(captureEvent{Len: 10, Kind: uint8(traffic.Data)}, []byte("abc"))},
 		{name: "short open", raw: record(captureEvent{Len: 4, Kind: uint8(traffic.Open)}, []byte("abcd"))},
@@ -115,25 +126,30 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func TestCPUWakeupBytes(t *testing.T) {
+func TestNextLook(t *testing.T) {
+	const ring = DefaultRingBufferBytes
 	for _, tc := range []struct {
-		name            string
-		ringBytes, cpus int
-		want            uint64
+		name    string
+		n       uint64
+		elapsed time.Duration
+		size    int
+		want    time.Duration
 	}{
-		{"default ring, 2 CPUs: 256 KiB split", 16 << 20, 2, 128 << 10},
-		{"default ring, 64 CPUs: floor per CPU", 16 << 20, 64, 32 << 10},
-		{"small ring: a sixteenth split", 1 << 20, 2, 32 << 10},
-		{"small ring, many CPUs: shares fit a quarter", 1 << 20, 64, 4 << 10},
-		{"one page, many CPUs: wake at every record", 4096, 8192, 0},
+		{"idle default ring: the longest sleep", 0, 200 * time.Millisecond, ring, maxPoll},
+		{"idle small ring: proportionally shorter", 0, time.Second, ring / 4, maxPoll / 4},
+		{"idle tiny ring: never below the shortest", 0, time.Second, 4096, minPoll},
+		{"5 MB/s: a sixteenth of the ring is 210 ms away, capped", 250_000, 50 * time.Millisecond, ring, maxPoll},
+		{"20 MB/s: back when a sixteenth is written", 1_000_000, 50 * time.Millisecond, ring, 52428800},
+		{"a burst: the shortest sleep", ring, 50 * time.Millisecond, ring, minPoll},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := cpuWakeupBytes(tc.ringBytes, tc.cpus)
+			got := nextLook(tc.n, tc.elapsed, tc.size)
 			if got != tc.want {
-				t.Errorf("cpuWakeupBytes(%d, %d) = %d, want %d", tc.ringBytes, tc.cpus, got, tc.want)
+				t.Errorf("nextLook(%d, %v, %d) = %v, want %v", tc.n, tc.elapsed, tc.size, got, tc.want)
 			}
-			if unwoken := got * uint64(tc.cpus); unwoken > uint64(tc.ringBytes)/4 {
-				t.Errorf("up to %d bytes could stay unwoken in a %d-byte ring", unwoken, tc.ringBytes)
+			// At the rate seen, the ring never fills past a quarter before the next look.
+			if tc.n > 0 && float64(tc.n)*float64(got)/float64(tc.elapsed) > float64(tc.size)/4 && got > minPoll {
+				t.Errorf("sleeping %v at %d bytes per %v would fill more than a quarter of the ring", got, tc.n, tc.elapsed)
 			}
 		})
 	}

@@ -15,11 +15,11 @@ const (
 	statConnsOpened
 	statConnsClosed
 	statNextID
-	statUnwokenBytes
 	statTLSPlaintext
 	statTLSCiphertext
 	statTLSNoSocket
 	statTLSUndecrypted
+	statStreamSkipped
 	statMax
 )
 
@@ -40,6 +40,9 @@ type Stats struct {
 	// (their plaintext is lost); TLSUndecrypted TLS connections of
 	// processes without probes (the parser sees their ciphertext).
 	TLSPlaintext, TLSCiphertext, TLSNoSocket, TLSUndecrypted uint64
+	// StreamBytesSkipped are bytes in the middle of large event-stream
+	// writes that were not copied (counted, their framing followed).
+	StreamBytesSkipped uint64
 	// RingbufFill is the unread part of the ring buffer, 0..1.
 	RingbufFill float64
 }
@@ -70,6 +73,7 @@ func (s *Source) Stats() (Stats, error) {
 		TLSCiphertext:      sum[statTLSCiphertext],
 		TLSNoSocket:        sum[statTLSNoSocket],
 		TLSUndecrypted:     sum[statTLSUndecrypted],
+		StreamBytesSkipped: sum[statStreamSkipped],
 	}
 	if size := s.rd.size(); size > 0 {
 		st.RingbufFill = float64(s.rd.available()) / float64(size)
@@ -91,6 +95,8 @@ func (s *Source) Collector() prometheus.Collector {
 			"TLS connections of processes without TLS probes: their ciphertext reaches the parser (not_http).", nil, nil),
 		tlsProcesses: prometheus.NewDesc("autoglm_exporter_tls_processes",
 			"Processes serving an observed port, by TLS library found in them and whether its plaintext is probed (attached) or cannot be (unsupported).", []string{"library", "status"}, nil),
+		streamSkipped: prometheus.NewDesc("autoglm_exporter_stream_bytes_skipped_total",
+			"Event-stream body bytes not copied from the kernel (the middle of large writes; of writes held back, all but the last one's tail): their size is counted and their chunk framing followed there.", nil, nil),
 		fill: prometheus.NewDesc("autoglm_exporter_ringbuf_fill_ratio",
 			"Unread share of the eBPF ring buffer.", nil, nil),
 		tracked: prometheus.NewDesc("autoglm_exporter_tracked_connections",
@@ -103,6 +109,7 @@ func (s *Source) Collector() prometheus.Collector {
 type collector struct {
 	src                                     *Source
 	events, lost, fill, tracked, up         *prometheus.Desc
+	streamSkipped                           *prometheus.Desc
 	tlsEvents, tlsUndecrypted, tlsProcesses *prometheus.Desc
 }
 
@@ -115,6 +122,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.tlsEvents
 	ch <- c.tlsUndecrypted
 	ch <- c.tlsProcesses
+	ch <- c.streamSkipped
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -143,6 +151,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.tlsEvents, prometheus.CounterValue, float64(st.TLSPlaintext), "plaintext")
 	ch <- prometheus.MustNewConstMetric(c.tlsEvents, prometheus.CounterValue, float64(st.TLSCiphertext), "ciphertext_skipped")
 	ch <- prometheus.MustNewConstMetric(c.tlsUndecrypted, prometheus.CounterValue, float64(st.TLSUndecrypted))
+	ch <- prometheus.MustNewConstMetric(c.streamSkipped, prometheus.CounterValue, float64(st.StreamBytesSkipped))
 	if c.src.tls != nil {
 		for k, n := range c.src.tls.counts() {
 			ch <- prometheus.MustNewConstMetric(c.tlsProcesses, prometheus.GaugeValue, float64(n), k[0], k[1])

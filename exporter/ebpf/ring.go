@@ -74,9 +74,18 @@ func (r *ring) available() uint64 {
 // size is the capacity of the data pages.
 func (r *ring) size() int { return int(r.mask) + 1 }
 
+// consumeEvery is how many bytes drain consumes before it publishes its
+// position: each store is a cache line the kernel's next record reads.
+const consumeEvery = 256 << 10
+
 // drain hands every committed record to fn, in order, and returns how many
 // bytes it consumed. A record's bytes are valid only during fn: the
 // kernel may reuse them once the consumer position moves past.
+//
+// The producer position is read once per batch and the consumer position
+// written once per consumeEvery bytes and at the end: both share cache
+// lines with the kernel's producer, which would otherwise move between the
+// CPUs at every record.
 func (r *ring) drain(fn func([]byte)) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -84,32 +93,42 @@ func (r *ring) drain(fn func([]byte)) (uint64, error) {
 		return 0, errRingClosed
 	}
 	start := atomic.LoadUintptr(r.consPos)
-	cons := start
+	cons, published := start, start
+	defer func() {
+		if cons != published {
+			atomic.StoreUintptr(r.consPos, cons)
+		}
+	}()
 	for {
 		prod := atomic.LoadUintptr(r.prodPos)
 		if cons == prod {
 			return uint64(cons - start), nil
 		}
-		if prod-cons < ringHeaderSize {
-			return uint64(cons - start), errors.New("ring buffer: record header cut short")
+		for cons != prod {
+			if prod-cons < ringHeaderSize {
+				return uint64(cons - start), errors.New("ring buffer: record header cut short")
+			}
+			// Loading the length atomically orders it after the kernel's commit.
+			hdr := atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[cons&r.mask])))
+			if hdr&ringBusyBit != 0 {
+				// Reserved, not yet committed: read it next time.
+				return uint64(cons - start), nil
+			}
+			n := uintptr(hdr &^ (ringBusyBit | ringDiscardBit))
+			off := (cons + ringHeaderSize) & r.mask
+			next := cons + ringHeaderSize + (n+7)&^7
+			if next-cons > prod-cons {
+				return uint64(cons - start), errors.New("ring buffer: record cut short")
+			}
+			if hdr&ringDiscardBit == 0 {
+				fn(r.data[off : off+n : off+n])
+			}
+			cons = next
+			if cons-published >= consumeEvery {
+				atomic.StoreUintptr(r.consPos, cons)
+				published = cons
+			}
 		}
-		// Loading the length atomically orders it after the kernel's commit.
-		hdr := atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[cons&r.mask])))
-		if hdr&ringBusyBit != 0 {
-			// Reserved, not yet committed: read it next time.
-			return uint64(cons - start), nil
-		}
-		n := uintptr(hdr &^ (ringBusyBit | ringDiscardBit))
-		off := (cons + ringHeaderSize) & r.mask
-		next := cons + ringHeaderSize + (n+7)&^7
-		if next-cons > prod-cons {
-			return uint64(cons - start), errors.New("ring buffer: record cut short")
-		}
-		if hdr&ringDiscardBit == 0 {
-			fn(r.data[off : off+n : off+n])
-		}
-		cons = next
-		atomic.StoreUintptr(r.consPos, cons)
 	}
 }
 

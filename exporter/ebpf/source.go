@@ -5,6 +5,7 @@
 package ebpf
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -37,6 +38,10 @@ const (
 
 	headerSize   = 32 // sizeof(struct event)
 	openInfoSize = 40 // sizeof(struct open_info)
+	skipInfoSize = 16 // sizeof(struct skip_info)
+
+	// kindDataSkip is KIND_DATA_SKIP: a Data record whose middle was left out.
+	kindDataSkip = 4
 
 	// Mirrors of capture.bpf.c: the fd of a process mark, conn flags and
 	// the serving array's size.
@@ -44,6 +49,9 @@ const (
 	connTracked = 1
 	connProcess = 64
 	tgidSlots   = 65536
+	// Values of the serving array (SERVING, SERVING_STREAMS).
+	slotServing = 1
+	slotStreams = 2
 
 	afInet  = 2
 	afInet6 = 10
@@ -51,16 +59,15 @@ const (
 	// How often connections of processes that exited without close(2) are
 	// forgotten.
 	gcInterval = 30 * time.Second
-	// The kernel signals the ring's poll wait queue only when this much was
-	// written since the last signal (or a sixteenth of the ring, if smaller;
-	// split between the CPUs, each counting its own, with a floor of
-	// minCPUWakeupBytes as long as the CPUs' shares fit in a quarter of the
-	// ring). Run no longer waits on it: it polls every pollInterval, sooner
-	// when the ring is busy (see Run and ring). Event times come from the
-	// kernel, so polling only delays delivery, never skews measurements.
-	wakeupBytes       = 256 << 10
-	minCPUWakeupBytes = 32 << 10
-	pollInterval      = 50 * time.Millisecond
+
+	// Run looks at the ring again when, at the rate the last look found, it
+	// would hold lookFill of its size; every look wakes the process, and
+	// fewer, larger batches cost less per event. Bounds: minPoll, and
+	// maxPoll for the default ring (proportionally less for a smaller one,
+	// so an idle ring hit by a burst is looked at in time).
+	lookFill = 1.0 / 16
+	minPoll  = 5 * time.Millisecond
+	maxPoll  = 200 * time.Millisecond
 )
 
 // Options configure the eBPF source.
@@ -129,6 +136,14 @@ type Source struct {
 	// kernel's pids, so a missing /proc/<pid> would prove nothing.
 	canReap bool
 
+	// streams are the processes seen answering text/event-stream: the
+	// kernel follows their event streams' chunked bodies and leaves the
+	// middle of large writes out (SERVING_STREAMS).
+	streamMu   sync.Mutex
+	streams    map[uint32]bool
+	lastStream uint32
+	skip       traffic.Skip
+
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool
@@ -146,7 +161,7 @@ func New(o Options) (*Source, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("ebpf: lifting the memlock limit: %w", err)
 	}
-	s := &Source{logger: o.Logger, ports: o.Ports, now: time.Now}
+	s := &Source{logger: o.Logger, ports: o.Ports, now: time.Now, streams: map[uint32]bool{}}
 	if err := s.load(o); err != nil {
 		return nil, err
 	}
@@ -190,9 +205,6 @@ func (s *Source) load(o Options) error {
 	if err != nil {
 		return fmt.Errorf("ebpf: counting CPUs: %w", err)
 	}
-	if err := specs.WakeupBytes.Set(cpuWakeupBytes(o.RingBufferBytes, cpus)); err != nil {
-		return fmt.Errorf("ebpf: setting wakeup threshold: %w", err)
-	}
 	specs.Events.MaxEntries = uint32(o.RingBufferBytes)
 	specs.ScratchBuf.MaxEntries = uint32(cpus)
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
@@ -203,15 +215,6 @@ func (s *Source) load(o Options) error {
 		return fmt.Errorf("ebpf: loading programs: %w", err)
 	}
 	return nil
-}
-
-// cpuWakeupBytes is how many bytes one CPU writes to a ring of ringBytes
-// before it wakes the reader. Whatever the CPUs' shares, at most cpus times
-// it is ever written without a wakeup.
-func cpuWakeupBytes(ringBytes, cpus int) uint64 {
-	total := min(wakeupBytes, ringBytes/16)
-	perCPU := max(total/cpus, minCPUWakeupBytes)
-	return uint64(min(perCPU, ringBytes/4/cpus))
 }
 
 // programs lists every program, for run time accounting.
@@ -310,10 +313,57 @@ func (s *Source) markServing(pid uint32) error {
 	if err := s.objs.Fds.Update(&key, &captureConn{Flags: connProcess}, ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 		return fmt.Errorf("ebpf: marking process %d: %w", pid, err)
 	}
-	if err := s.objs.Serving.Put(pid&(tgidSlots-1), uint32(1)); err != nil {
+	if err := s.objs.Serving.Put(pid&(tgidSlots-1), s.slotValue(pid)); err != nil {
 		return fmt.Errorf("ebpf: marking process %d: %w", pid, err)
 	}
 	return nil
+}
+
+// slotValue is what pid's serving slot holds.
+func (s *Source) slotValue(pid uint32) uint32 {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.streams[pid] {
+		return slotServing | slotStreams
+	}
+	return slotServing
+}
+
+// noticeStream arms the kernel's following of event streams for the
+// process of ev when ev starts a 200 text/event-stream response (HTTP/1.1).
+func (s *Source) noticeStream(ev *traffic.Event) {
+	if ev.PID == s.lastStream || !isEventStreamHead(ev.Data) {
+		return
+	}
+	s.lastStream = ev.PID
+	s.streamMu.Lock()
+	armed := s.streams[ev.PID]
+	s.streams[ev.PID] = true
+	s.streamMu.Unlock()
+	if armed {
+		return
+	}
+	if err := s.objs.Serving.Put(ev.PID&(tgidSlots-1), uint32(slotServing|slotStreams)); err != nil {
+		s.logger.Warn("following the event streams of a process", "pid", ev.PID, "err", err)
+	}
+}
+
+var (
+	okHead      = []byte("HTTP/1.1 200 ")
+	eventStream = []byte("text/event-stream")
+	headEnd     = []byte("\r\n\r\n")
+)
+
+// isEventStreamHead reports whether data starts a 200 response whose
+// header block names text/event-stream.
+func isEventStreamHead(data []byte) bool {
+	if !bytes.HasPrefix(data, okHead) {
+		return false
+	}
+	if i := bytes.Index(data, headEnd); i >= 0 {
+		data = data[:i]
+	}
+	return bytes.Contains(data, eventStream)
 }
 
 // wallClockOffset is wall time minus CLOCK_MONOTONIC, the clock of bpf_ktime_get_ns.
@@ -345,35 +395,36 @@ func cgroupID(path string) (uint64, error) {
 // Run reads events until ctx is done and calls handle for each from this
 // goroutine. The Event and its Data are reused after handle returns.
 //
-// It drains the ring buffer, then sleeps pollInterval in the Go scheduler
-// (a tenth of it after a drain of more than an eighth of the ring) and looks
-// again; event times come from the kernel, so polling delays delivery but
-// never skews measurements. Neither an empty look nor a read makes a system
-// call (see ring): a reader blocked in epoll_wait kept its thread in a system
-// call, and the runtime's monitor then polled every few microseconds to
-// retake it, which cost more CPU than the parsing.
+// It drains the ring buffer, then sleeps in the Go scheduler and looks
+// again (see nextLook); event times come from the kernel, so polling delays
+// delivery but never skews measurements. Neither an empty look nor a read
+// makes a system call (see ring): a reader blocked in epoll_wait kept its
+// thread in a system call, and the runtime's monitor then polled every few
+// microseconds to retake it, which cost more CPU than the parsing.
 func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 	var ev traffic.Event
 	record := func(raw []byte) {
 		if s.decode(raw, &ev) {
-			if ev.Kind == traffic.Open && s.tls != nil {
+			switch {
+			case ev.Kind == traffic.Open && s.tls != nil:
 				s.tls.notice(ev.PID)
+			case ev.Kind == traffic.Data && ev.Dir == traffic.Egress && ev.Skip == nil:
+				s.noticeStream(&ev)
 			}
 			s.events.Add(1)
 			handle(&ev)
 		}
 	}
-	nextGC := s.now().Add(gcInterval)
-	poll := time.NewTimer(pollInterval)
+	last := s.now()
+	nextGC := last.Add(gcInterval)
+	wait := maxPollFor(s.rd.size())
+	poll := time.NewTimer(wait)
 	defer poll.Stop()
 	for {
-		wait := pollInterval
+		var n uint64
 		if s.rd.available() > 0 || s.closed.Load() {
-			n, err := s.rd.drain(record)
-			if n > uint64(s.rd.size()/8) {
-				// A busy ring: look again sooner, well before it could fill.
-				wait = pollInterval / 10
-			}
+			var err error
+			n, err = s.rd.drain(record)
 			switch {
 			case errors.Is(err, errRingClosed) && ctx.Err() != nil:
 				return nil
@@ -383,7 +434,10 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 				return fmt.Errorf("ebpf: reading ring buffer: %w", err)
 			}
 		}
-		if now := s.now(); s.canReap && now.After(nextGC) {
+		now := s.now()
+		wait = nextLook(n, now.Sub(last), s.rd.size())
+		last = now
+		if s.canReap && now.After(nextGC) {
 			s.reap(handle)
 			nextGC = now.Add(gcInterval)
 		}
@@ -394,6 +448,23 @@ func (s *Source) Run(ctx context.Context, handle func(*traffic.Event)) error {
 		case <-poll.C:
 		}
 	}
+}
+
+// maxPollFor is the longest sleep between looks at a ring of size bytes:
+// maxPoll for the default ring, less for a smaller one.
+func maxPollFor(size int) time.Duration {
+	return max(minPoll, min(maxPoll, time.Duration(float64(maxPoll)*float64(size)/DefaultRingBufferBytes)))
+}
+
+// nextLook is how long to sleep after a look that consumed n bytes written
+// over elapsed: until the ring would hold lookFill of its size at that rate.
+func nextLook(n uint64, elapsed time.Duration, size int) time.Duration {
+	longest := maxPollFor(size)
+	if n == 0 || elapsed <= 0 {
+		return longest
+	}
+	d := time.Duration(float64(elapsed) * lookFill * float64(size) / float64(n))
+	return max(minPoll, min(longest, d))
 }
 
 // decode fills ev from one ring buffer record; Data aliases raw.
@@ -429,6 +500,24 @@ func (s *Source) decode(raw []byte, ev *traffic.Event) bool {
 		}
 		ev.Local, ev.Remote = openAddrs(body)
 	case traffic.Close:
+	case kindDataSkip:
+		if n < skipInfoSize || raw[31] != byte(traffic.Egress) {
+			s.malformed.Add(1)
+			return false
+		}
+		sk := traffic.Skip{
+			Lead: int(le.Uint32(body[0:])), LeadLeft: int(le.Uint32(body[4:])), LeadLen: int(le.Uint16(body[8:])),
+			Head: int(le.Uint16(body[10:])), TailLeft: int(le.Uint32(body[12:])),
+		}
+		ev.Size = le.Uint32(raw[24:])
+		if tail := n - skipInfoSize - sk.LeadLen - sk.Head; tail < 0 || int64(sk.Head)+int64(tail) > int64(ev.Size) {
+			s.malformed.Add(1)
+			return false
+		}
+		ev.Kind, ev.Dir = traffic.Data, traffic.Egress
+		ev.Data = body[skipInfoSize:n:n]
+		s.skip = sk
+		ev.Skip = &s.skip
 	default:
 		s.malformed.Add(1)
 		return false
@@ -511,10 +600,20 @@ func (s *Source) reap(handle func(*traffic.Event)) {
 			}
 		}
 	}
+	s.streamMu.Lock()
+	for pid := range s.streams {
+		if !alive[pid] {
+			if _, seen := alive[pid]; seen {
+				delete(s.streams, pid)
+			}
+		}
+	}
+	s.lastStream = 0
+	s.streamMu.Unlock()
 	it = s.objs.Fds.Iterate()
 	for it.Next(&key, &val) {
 		if key.Fd == fdProcess {
-			if err := s.objs.Serving.Put(key.Tgid&(tgidSlots-1), uint32(1)); err != nil {
+			if err := s.objs.Serving.Put(key.Tgid&(tgidSlots-1), s.slotValue(key.Tgid)); err != nil {
 				s.logger.Warn("restoring a serving slot", "err", err)
 			}
 		}

@@ -34,6 +34,10 @@ type recorder struct {
 func (r *recorder) handle(ev *traffic.Event) {
 	c := *ev
 	c.Data = bytes.Clone(ev.Data)
+	if ev.Skip != nil {
+		sk := *ev.Skip
+		c.Skip = &sk
+	}
 	r.mu.Lock()
 	r.evs = append(r.evs, c)
 	r.mu.Unlock()

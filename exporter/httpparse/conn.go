@@ -62,6 +62,44 @@ func (c *conn) data(dir traffic.Direction, data []byte, invisible int64, t time.
 	}
 }
 
+// skipped consumes an event made of parts of writes (traffic.Skip): the
+// bytes not captured are passed over with the framing state the source
+// followed. Anywhere but in a chunked HTTP/1.x body the parts cannot be
+// placed: all of it counts as bytes not captured.
+func (c *conn) skipped(data []byte, sk *traffic.Skip, size int64, t time.Time) {
+	if sk.Lead < 0 || sk.LeadLen < 0 || sk.Head < 0 || sk.LeadLen+sk.Head > len(data) {
+		return
+	}
+	lead, head, tail := data[:sk.LeadLen], data[sk.LeadLen:sk.LeadLen+sk.Head], data[sk.LeadLen+sk.Head:]
+	gap := size - int64(sk.Head) - int64(len(tail))
+	if gap < 0 || c.dead {
+		return
+	}
+	if c.h2 != nil {
+		c.h2.feed(true, nil, int64(sk.Lead+len(data))+gap, t)
+		return
+	}
+	if sk.Lead > 0 {
+		if !c.inChunkedBody() {
+			c.egress(nil, int64(sk.Lead+len(data))+gap, t)
+			return
+		}
+		c.skipChunked(int64(sk.Lead), sk.LeadLeft)
+	}
+	c.egress(lead, 0, t)
+	c.egress(head, 0, t)
+	if gap == 0 {
+		c.egress(tail, 0, t)
+		return
+	}
+	if !c.inChunkedBody() {
+		c.egress(nil, gap+int64(len(tail)), t)
+		return
+	}
+	c.skipChunked(gap, sk.TailLeft)
+	c.egress(tail, 0, t)
+}
+
 // switchH2 continues the connection as HTTP/2 (prior knowledge when ex is
 // nil, else an h2c upgrade whose request ex becomes stream 1).
 func (c *conn) switchH2(h *h2conn) {

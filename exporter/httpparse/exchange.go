@@ -87,7 +87,7 @@ func (p *Parser) body(ex *exchange, egress bool, b []byte, t time.Time) {
 func (p *Parser) bodyGap(ex *exchange, egress bool, n int64) {
 	if egress {
 		ex.r.ResponseBodySize += n
-		ex.resp.gap()
+		ex.resp.gap(n)
 		return
 	}
 	ex.r.RequestBodySize += n
@@ -140,7 +140,7 @@ func (p *Parser) complete(ex *exchange, end time.Time) {
 		r.Streaming = true
 		r.FirstToken = s.firstToken
 		if u.out < 0 && s.events > 0 {
-			r.OutputTokens, r.OutputTokensEstimated = s.events, true
+			r.OutputTokens, r.OutputTokensEstimated = s.estimatedEvents(), true
 		}
 	case contentGRPC:
 		// One message answers a unary call; more are a stream, timed from the first.

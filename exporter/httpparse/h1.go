@@ -278,7 +278,7 @@ func (c *conn) respInvisible(n int64, t time.Time) {
 		k := min(n, s.remaining)
 		s.remaining -= k
 		s.body += k
-		c.respGap()
+		c.respGap(n)
 		if s.remaining == 0 {
 			c.finishResponse(t)
 			if n > k {
@@ -289,24 +289,51 @@ func (c *conn) respInvisible(n int64, t time.Time) {
 		k := min(n, s.remaining)
 		s.remaining -= k
 		s.body += k
-		c.respGap()
+		c.respGap(n)
 		if n > k {
 			s.body += n - k
 			s.ph = phLost
 		}
 	case phChunkSize, phChunkCRLF, phTrailer:
 		s.body += n
-		c.respGap()
+		c.respGap(n)
 		s.ph = phLost
 	case phUntilClose, phLost:
 		s.body += n
-		c.respGap()
+		c.respGap(n)
 	case phHeaders:
 		// The status is in the unseen bytes; the exchange cannot be measured.
 		c.fail(Truncated)
 		s.hdr = s.hdr[:0]
 		s.ph = phResync
 		c.dropOldest()
+	}
+}
+
+// inChunkedBody reports whether a response's chunked body is in progress
+// (between its chunk-size lines, not in its trailer).
+func (c *conn) inChunkedBody() bool {
+	s := &c.resp
+	return !c.dead && c.h2 == nil && c.inResp && s.chunked && (s.ph == phChunkSize || s.ph == phChunkData || s.ph == phChunkCRLF)
+}
+
+// skipChunked passes over n bytes of a chunked response body that were not
+// captured, after which the next chunk-size line starts left bytes on
+// (chunk data, then the CRLF that ends it), as the capture source found.
+func (c *conn) skipChunked(n int64, left int) {
+	s := &c.resp
+	s.body += n
+	s.line = s.line[:0]
+	if c.rx != nil {
+		c.rx.resp.gap(n)
+	}
+	switch {
+	case left <= 0:
+		s.ph = phChunkSize
+	case left <= 2:
+		s.ph, s.crlf = phChunkCRLF, int8(left)
+	default:
+		s.ph, s.remaining = phChunkData, int64(left-2)
 	}
 }
 
@@ -468,9 +495,9 @@ func (c *conn) respContent(b []byte, t time.Time) {
 	}
 }
 
-func (c *conn) respGap() {
+func (c *conn) respGap(n int64) {
 	if c.rx != nil {
-		c.rx.resp.gap()
+		c.rx.resp.gap(n)
 	}
 }
 

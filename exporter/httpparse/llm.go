@@ -30,9 +30,13 @@ type llmScan struct {
 	model      string
 	usage      tokenUsage
 	events     int64 // content-bearing SSE events
-	key        uint8 // index in contentKeys of the key that last carried content
-	keyAt      int32 // and where it was in its event
-	grpc       grpcMessages
+	// Bytes of complete SSE lines scanned, and bytes of the body not
+	// scanned (not captured, or lines cut by bytes not captured): the
+	// events in the latter are estimated at the rate of the former.
+	lineBytes, unseen int64
+	key               uint8 // index in contentKeys of the key that last carried content
+	keyAt             int32 // and where it was in its event
+	grpc              grpcMessages
 }
 
 func (s *llmScan) reset(kind contentKind) {
@@ -74,8 +78,18 @@ func (s *llmScan) keepTail(b []byte) {
 	s.tail = append(s.tail, b...)
 }
 
-// gap marks body bytes that were written but not captured.
-func (s *llmScan) gap() {
+// estimatedEvents is the number of content-bearing events, with those in
+// unseen bytes estimated at the rate of the scanned lines.
+func (s *llmScan) estimatedEvents() int64 {
+	if s.unseen == 0 || s.lineBytes == 0 {
+		return s.events
+	}
+	return s.events + (s.events*s.unseen+s.lineBytes/2)/s.lineBytes
+}
+
+// gap marks n body bytes that were written but not captured.
+func (s *llmScan) gap(n int64) {
+	s.unseen += n + int64(len(s.line))
 	s.tail = s.tail[:0]
 	s.line = s.line[:0]
 	s.lineSkip = true
@@ -98,6 +112,7 @@ func (s *llmScan) sse(p *Parser, b []byte, t time.Time) {
 		}
 		if s.lineSkip {
 			s.lineSkip = false
+			s.unseen += int64(i + 1)
 			s.line = s.line[:0]
 			b = b[i+1:]
 			continue
@@ -115,6 +130,7 @@ func (s *llmScan) sse(p *Parser, b []byte, t time.Time) {
 			line = b[:i]
 		}
 		b = b[i+1:]
+		s.lineBytes += int64(len(line) + 1)
 		s.sseLine(p, line, t)
 		s.line = s.line[:0]
 	}

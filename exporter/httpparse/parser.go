@@ -240,6 +240,12 @@ func (p *Parser) Handle(ev *traffic.Event) {
 	if c.port == 0 && ev.Local.IsValid() {
 		c.port = ev.Local.Port()
 	}
+	if ev.Kind == traffic.Data && ev.Skip != nil {
+		if ev.Dir == traffic.Egress {
+			c.skipped(ev.Data, ev.Skip, int64(ev.Size), ev.Time)
+		}
+		return
+	}
 	if ev.Kind != traffic.Data || ev.Size == 0 {
 		return
 	}

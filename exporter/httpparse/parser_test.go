@@ -20,6 +20,8 @@ type step struct {
 	data string
 	// size, when larger than len(data), makes the event truncated.
 	size int
+	// skip makes it an event whose middle the source left out.
+	skip *traffic.Skip
 	at   int
 }
 
@@ -64,7 +66,10 @@ func run(t *testing.T, o Options, steps []step) (*recorder, *Parser) {
 			ev.Kind = traffic.Data
 		}
 		ev.Size = uint32(len(s.data))
-		if s.size > len(s.data) {
+		switch {
+		case s.skip != nil:
+			ev.Size, ev.Skip = uint32(s.size), s.skip
+		case s.size > len(s.data):
 			ev.Size, ev.Truncated = uint32(s.size), true
 		}
 		p.Handle(ev)

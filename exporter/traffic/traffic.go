@@ -68,6 +68,24 @@ type Event struct {
 	Remote netip.AddrPort
 	// Truncated is set when Data is shorter than Size.
 	Truncated bool
+	// Skip is set on an egress Data event of a chunked event stream whose
+	// writes the source kept only in part (see Skip).
+	Skip *Skip
+}
+
+// Skip lays out a Data event of a chunked event stream made of parts of
+// writes. Data is LeadLen bytes that end earlier writes (held back by the
+// source; Lead bytes before them were not captured), then the first Head
+// bytes of this write, then its tail: the rest of Data, after the
+// Size-Head-len(tail) bytes of the write not captured. Size is this write's
+// size (0 when the event only flushes held bytes). The bytes not captured
+// are chunk data and chunk-size lines; the *Left fields say how many bytes
+// of the part that follows them come before its first chunk-size line
+// (chunk data and the CRLF that ends it).
+type Skip struct {
+	Lead, LeadLeft, LeadLen int
+	Head                    int
+	TailLeft                int
 }
 
 // Request is one finished HTTP exchange, from whichever source saw it.
