@@ -37,11 +37,12 @@ func main() {
 	genCmd := app.Command("generate", "Fit once and write the rule files into a directory.")
 	genOut := genCmd.Flag("output", "Directory for the generated rule files.").Required().String()
 	btCmd := app.Command("backtest", "Replay CSV series walk-forward and report the alerts the rules would have fired.")
-	btInputs := btCmd.Flag("input", "CSV file with a timestamp,value header (repeatable).").Required().Strings()
-	btKind := btCmd.Flag("kind", "Series kind: auto, rate, latency or ratio.").Default("auto").Enum("auto", "rate", "latency", "ratio")
+	btInputs := btCmd.Flag("input", "CSV file with a timestamp,value header, plain or gzipped (repeatable).").Required().Strings()
+	btKind := btCmd.Flag("kind", "Series kind: rate, latency, ratio, or auto to decide from each input's values (within [0,1]: ratio; else a level alerted both ways).").Default("auto").Enum("auto", "rate", "latency", "ratio")
 	btOutput := btCmd.Flag("output", "Where to write alerts.json.").String()
 	btForecast := btCmd.Flag("forecast", "Score request-rate forecasts 1h, 6h and 24h ahead against seasonal-naive instead (walk-forward, leave-one-series-out); prints a table.").Bool()
-	btReport := btCmd.Flag("report", "Optional HTML or PNG report with bands and alerts.").String()
+	btReport := btCmd.Flag("report", "Optional self-contained HTML report (.html) with bands and alerts.").String()
+	btStrict := btCmd.Flag("strict", "Fail when any input cannot be scored (default: only when none can).").Bool()
 	btWorkers := btCmd.Flag("workers", "Series backtested in parallel.").Default(fmt.Sprint(runtime.NumCPU())).Int()
 	sloCmd := app.Command("slo", "Write the SLO rules of Sloth prometheus/v1 specs (and of the config file's slos:, if given) without reading any history.")
 	sloInputs := sloCmd.Flag("input", "Sloth prometheus/v1 spec file (repeatable).").Strings()
@@ -70,7 +71,7 @@ func main() {
 	case btCmd.FullCommand() + "/forecast":
 		err = forecastTable(ctx, *btInputs, *btKind, *btWorkers)
 	case btCmd.FullCommand():
-		err = backtest.Run(ctx, backtest.CLI{Inputs: *btInputs, Kind: *btKind, Output: *btOutput, Report: *btReport, Workers: *btWorkers}, logger)
+		err = backtest.Run(ctx, backtest.CLI{Inputs: *btInputs, Kind: *btKind, Output: *btOutput, Report: *btReport, Strict: *btStrict, Workers: *btWorkers}, logger)
 	}
 	if err != nil {
 		logger.Error("exiting", "command", cmd, "err", err)

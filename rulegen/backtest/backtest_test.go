@@ -3,6 +3,7 @@ package backtest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,42 +18,16 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/rulegen/baseline"
 )
 
-func TestParseCSV(t *testing.T) {
-	for _, tc := range []struct {
-		name, in string
-		n        int
-		err      string
-	}{
-		{"space layout", "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00.5,2\n", 2, ""},
-		{"rfc3339", "timestamp,value\n2026-01-01T00:00:00Z,1\n2026-01-01T00:30:00+01:00,2\n", 0, "in.csv:3: timestamp"},
-		{"nan and empty kept", "timestamp,value\n2026-01-01 00:00:00,NaN\n2026-01-01 00:01:00,\n2026-01-01 00:02:00,3\n", 3, ""},
-		{"bad value", "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,x\n", 0, `in.csv:3: value "x" is not a number`},
-		{"bad time", "timestamp,value\nyesterday,1\n", 0, "in.csv:2: timestamp \"yesterday\""},
-		{"bad header", "time,v\n", 0, "in.csv:1: header"},
-		{"no rows", "timestamp,value\n", 0, "no data rows"},
-		{"backwards", "timestamp,value\n2026-01-01 00:01:00,1\n2026-01-01 00:00:00,1\n", 0, "in.csv:3: timestamp"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			pts, err := parseCSV(strings.NewReader(tc.in), "in.csv")
-			if tc.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.err) {
-					t.Fatalf("error %v, want containing %q", err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(pts) != tc.n {
-				t.Fatalf("got %d points, want %d", len(pts), tc.n)
-			}
-		})
-	}
-}
-
 // synth writes a 16-day 1-minute request-rate series with daily and weekly
 // shape, noise, a gap, and a 60% drop for one hour on day 12 at 14:00.
 func synth(t *testing.T, dir string) (string, time.Time) {
+	t.Helper()
+	return synthWith(t, dir, "requests_rate.csv", nil)
+}
+
+// synthWith is synth with the values of some rows replaced by edit
+// (row index → value as written, e.g. "+Inf").
+func synthWith(t *testing.T, dir, name string, edit map[int]string) (string, time.Time) {
 	t.Helper()
 	r := rand.New(rand.NewPCG(1, 2))
 	start := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
@@ -74,9 +49,13 @@ func synth(t *testing.T, dir string) (string, time.Time) {
 			fmt.Fprintf(&b, "%s,\n", ts.Format("2006-01-02 15:04:05"))
 			continue
 		}
+		if e, ok := edit[i]; ok {
+			fmt.Fprintf(&b, "%s,%s\n", ts.Format("2006-01-02 15:04:05"), e)
+			continue
+		}
 		fmt.Fprintf(&b, "%s,%.3f\n", ts.Format("2006-01-02 15:04:05"), v)
 	}
-	p := filepath.Join(dir, "requests_rate.csv")
+	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +67,7 @@ func TestRunFindsInjectedIncidentOnly(t *testing.T) {
 	in, incident := synth(t, dir)
 	out := filepath.Join(dir, "alerts.json")
 	rep := filepath.Join(dir, "report.html")
-	err := Run(context.Background(), CLI{Inputs: []string{in}, Kind: "auto", Output: out, Report: rep}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	err := Run(context.Background(), CLI{Inputs: []string{in}, Kind: "rate", Output: out, Report: rep}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,5 +146,166 @@ func TestAlertStateSpike(t *testing.T) {
 	}
 	if len(eps) != 1 || !eps[0].Start.Equal(t0.Add(5*time.Minute)) || !eps[0].End.Equal(t0.Add(15*time.Minute)) {
 		t.Fatalf("episodes %+v", eps)
+	}
+}
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func readOutput(t *testing.T, path string) Output {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc Output
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// An unreadable input is reported with its file and line, and the other
+// inputs are still scored; the run fails only when nothing could be
+// scored, or with --strict.
+func TestRunScoresEveryReadableInput(t *testing.T) {
+	dir := t.TempDir()
+	good, _ := synth(t, dir)
+	bad := writeInput(t, "bad.csv", "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,one\n")
+	quote := writeInput(t, "quote.csv", "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,\"2")
+	missing := filepath.Join(dir, "missing.csv")
+	out := filepath.Join(dir, "alerts.json")
+	rep := filepath.Join(dir, "r.html")
+	if err := Run(t.Context(), CLI{Inputs: []string{bad, good, quote, missing}, Kind: "rate", Output: out, Report: rep}, discard()); err != nil {
+		t.Fatalf("one good input of four: %v", err)
+	}
+	doc := readOutput(t, out)
+	if len(doc.Series) != 4 {
+		t.Fatalf("%d series in the output", len(doc.Series))
+	}
+	for i, want := range []string{bad + ":3: value \"one\"", "", quote + ":3:", "open input"} {
+		s := doc.Series[i]
+		if want == "" {
+			if s.Error != "" || s.Model == "" || s.Points != 16*1440 {
+				t.Errorf("good input: %+v", s)
+			}
+			continue
+		}
+		if !strings.Contains(s.Error, want) {
+			t.Errorf("%s: error %q, want %q", s.Input, s.Error, want)
+		}
+	}
+	html, err := os.ReadFile(rep)
+	if err != nil || !strings.Contains(string(html), "not scored: "+bad+":3:") {
+		t.Errorf("report does not name the unreadable input: %v", err)
+	}
+	err = Run(t.Context(), CLI{Inputs: []string{bad, good}, Kind: "rate", Output: out, Strict: true}, discard())
+	if err == nil || !strings.Contains(err.Error(), "--strict: 1 of 2 inputs") {
+		t.Errorf("--strict: %v", err)
+	}
+	err = Run(t.Context(), CLI{Inputs: []string{bad, quote}, Kind: "rate", Output: out}, discard())
+	if !errors.Is(err, ErrNothingScored) {
+		t.Errorf("nothing readable: %v", err)
+	}
+}
+
+// The report is HTML; asking for another format fails before any work
+// instead of writing HTML under a .png name.
+func TestRunRejectsReportFormats(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"r.png", "r.svg", "report"} {
+		err := Run(t.Context(), CLI{Inputs: []string{"x.csv"}, Output: filepath.Join(dir, "o.json"), Report: filepath.Join(dir, name)}, discard())
+		if err == nil || !strings.Contains(err.Error(), "self-contained HTML") {
+			t.Errorf("--report %s: %v", name, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "o.json")); err == nil {
+			t.Fatalf("--report %s: output written anyway", name)
+		}
+	}
+}
+
+// --kind auto decides from the values, not the file name, and says so per
+// input in the output and the report.
+func TestRunNamesAutoKindPerInput(t *testing.T) {
+	dir := t.TempDir()
+	var ratio, temp strings.Builder
+	ratio.WriteString("timestamp,value\n")
+	temp.WriteString("timestamp,value\n")
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < 3*288; i++ {
+		ts := t0.Add(time.Duration(i) * 5 * time.Minute).Format("2006-01-02 15:04:05")
+		fmt.Fprintf(&ratio, "%s,%g\n", ts, 0.01+0.001*float64(i%7))
+		fmt.Fprintf(&temp, "%s,%g\n", ts, 80.5+float64(i%11))
+	}
+	// The names say the opposite of the values.
+	a := writeInput(t, "machine_temperature_system_failure.csv", temp.String())
+	b := writeInput(t, "cpu_temperature.csv", ratio.String())
+	out := filepath.Join(dir, "alerts.json")
+	rep := filepath.Join(dir, "r.html")
+	if err := Run(t.Context(), CLI{Inputs: []string{a, b}, Kind: "auto", Output: out, Report: rep}, discard()); err != nil {
+		t.Fatal(err)
+	}
+	doc := readOutput(t, out)
+	if s := doc.Series[0]; s.Kind != "level" || !strings.HasPrefix(s.KindFrom, "values: values from 80") {
+		t.Errorf("temperatures: kind %q from %q", s.Kind, s.KindFrom)
+	}
+	if s := doc.Series[1]; s.Kind != "ratio" || !strings.Contains(s.KindFrom, "within [0, 1]") {
+		t.Errorf("fractions: kind %q from %q", s.Kind, s.KindFrom)
+	}
+	html, err := os.ReadFile(rep)
+	if err != nil || !strings.Contains(string(html), "kind ratio (values: all 864 values within [0, 1])") {
+		t.Errorf("report does not name the kind: %v", err)
+	}
+	if err := Run(t.Context(), CLI{Inputs: []string{b}, Kind: "latency", Output: out}, discard()); err != nil {
+		t.Fatal(err)
+	}
+	if s := readOutput(t, out).Series[0]; s.Kind != "latency" || s.KindFrom != "--kind" {
+		t.Errorf("--kind latency: %q from %q", s.Kind, s.KindFrom)
+	}
+}
+
+// A single +Inf or -Inf is dropped as the live path drops it, so it cannot
+// disable detection of a later incident; a single huge finite value pages
+// once and leaves no lasting trace.
+func TestNonFiniteAndHugeValues(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name, value string
+		// allowed: alert onsets permitted besides the incident (the huge
+		// value itself is an anomaly worth one page).
+		allowed bool
+	}{
+		{"plus-inf", "+Inf", false},
+		{"minus-inf", "-Inf", false},
+		{"huge", "1e200", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Day 8 at 10:00, 3.5 days before the incident (day 12 at 14:00).
+			at := 8*1440 + 600
+			in, incident := synthWith(t, dir, tc.name+".csv", map[int]string{at: tc.value})
+			hit := incident.Add(-time.Duration(12*1440+14*60-at) * time.Minute)
+			out := filepath.Join(dir, tc.name+".json")
+			if err := Run(t.Context(), CLI{Inputs: []string{in}, Kind: "rate", Output: out}, discard()); err != nil {
+				t.Fatal(err)
+			}
+			s := readOutput(t, out).Series[0]
+			found := false
+			for _, a := range s.Alerts {
+				st, _ := time.Parse(time.RFC3339, a.Start)
+				end, _ := time.Parse(time.RFC3339, a.End)
+				switch {
+				case st.Sub(incident) >= 0 && st.Sub(incident) <= 15*time.Minute:
+					found = true
+				case tc.allowed && !st.Before(hit) && st.Sub(hit) <= 5*time.Minute && end.Sub(st) <= 2*time.Hour:
+				default:
+					t.Errorf("false alert %s – %s", a.Start, a.End)
+				}
+			}
+			if !found {
+				t.Errorf("incident at %s not detected; alerts %+v", incident, s.Alerts)
+			}
+			if tc.value != "1e200" && (len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "1 values were +Inf or -Inf")) {
+				t.Errorf("warnings %q", s.Warnings)
+			}
+		})
 	}
 }

@@ -3,6 +3,8 @@ package backtest
 import (
 	"bytes"
 	"compress/gzip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -28,13 +30,18 @@ func FuzzReadCSV(f *testing.F) {
 	_, _ = zw.Write([]byte("timestamp,value\n2026-01-01 00:00:00,1\n"))
 	_ = zw.Close()
 	f.Add(gz.Bytes())
+	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		pts, err := readMaybeGzip(bytes.NewReader(b), "in.csv")
+		path := filepath.Join(dir, "in.csv")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pts, _, err := ReadFile(path)
 		if err != nil {
 			if pts != nil {
 				t.Fatalf("points returned with error %v", err)
 			}
-			if !strings.HasPrefix(err.Error(), "in.csv") {
+			if !strings.HasPrefix(err.Error(), path) {
 				t.Fatalf("error does not name the input: %v", err)
 			}
 			return

@@ -16,6 +16,9 @@ const (
 
 type plot struct {
 	Input, Model       string
+	Kind, KindFrom     string
+	Warnings           []string
+	Error              string
 	Alerts             int
 	From, To           string
 	Band, Line         template.HTML
@@ -38,6 +41,7 @@ body{font-family:system-ui,sans-serif;margin:20px;color:#222;background:#fafafa}
 h1{font-size:20px} h2{font-size:15px;margin:18px 0 4px}
 .meta{color:#555;font-size:13px} svg{background:#fff;border:1px solid #ddd}
 .legend span{display:inline-block;margin-right:16px;font-size:13px}
+.err{color:#b30000;font-size:13px} .warn{color:#8a5a00;font-size:13px}
 .sw{display:inline-block;width:14px;height:10px;margin-right:4px;vertical-align:middle}
 </style></head><body>
 <h1>rulegen backtest: bands and alert episodes</h1>
@@ -47,23 +51,29 @@ h1{font-size:20px} h2{font-size:15px;margin:18px 0 4px}
 <span><i class="sw" style="background:#e6550d;opacity:.35"></i>alert firing</span></p>
 {{range .P}}
 <h2>{{.Input}}</h2>
-<div class="meta">model {{.Model}} · {{.Alerts}} alert episodes · {{.From}} → {{.To}}</div>
+{{if .Error}}<div class="err">not scored: {{.Error}}</div>{{else}}
+<div class="meta">kind {{.Kind}} ({{.KindFrom}}) · model {{.Model}} · {{.Alerts}} alert episodes · {{.From}} → {{.To}}</div>
+{{range .Warnings}}<div class="warn">{{.}}</div>{{end}}
 <svg width="{{$.W}}" height="{{$.H}}" viewBox="0 0 {{$.W}} {{$.H}}" xmlns="http://www.w3.org/2000/svg">
 {{range .Rects}}<rect x="{{printf "%.1f" .X}}" y="0" width="{{printf "%.1f" .W}}" height="{{$.PH}}" fill="#e6550d" opacity="0.35"/>{{end}}
 {{.Band}}
 {{.Line}}
 {{range .Ticks}}<line x1="{{printf "%.1f" .X}}" x2="{{printf "%.1f" .X}}" y1="0" y2="{{$.PH}}" stroke="#eee"/><text x="{{printf "%.1f" .X}}" y="{{$.TY}}" font-size="10" fill="#666">{{.Label}}</text>{{end}}
 <text x="2" y="10" font-size="10" fill="#666">{{.YMaxText}}</text><text x="2" y="{{$.PH}}" font-size="10" fill="#666">{{.YMinText}}</text>
-</svg>
+</svg>{{end}}
 {{end}}
 </body></html>
 `))
 
-// WriteReport draws every series with its band and alert episodes as inline SVG.
-func WriteReport(w io.Writer, inputs []string, results []Result) error {
+// WriteReport draws every series with its band and alert episodes as
+// inline SVG, with the kind it was treated as and why, the repairs its
+// file needed, or why it could not be scored.
+func WriteReport(w io.Writer, outs []SeriesOutput, results []Result) error {
 	plots := make([]plot, 0, len(results))
 	for i, r := range results {
-		plots = append(plots, makePlot(inputs[i], r))
+		p := makePlot(outs[i].Input, r)
+		p.Kind, p.KindFrom, p.Warnings, p.Error = outs[i].Kind, outs[i].KindFrom, outs[i].Warnings, outs[i].Error
+		plots = append(plots, p)
 	}
 	return reportTmpl.Execute(w, wrap{plots, plotW, plotH + 16, plotH, plotH + 12})
 }
@@ -75,11 +85,11 @@ type wrap struct {
 
 func makePlot(input string, r Result) plot {
 	p := plot{Input: input, Model: r.Model, Alerts: len(r.Alerts)}
-	n := len(r.Points)
+	n := len(r.Trace)
 	if n == 0 {
 		return p
 	}
-	t0, t1 := r.Points[0].T, r.Points[n-1].T
+	t0, t1 := r.Trace[0].T, r.Trace[n-1].T
 	p.From, p.To = t0.Format(time.RFC3339), t1.Format(time.RFC3339)
 	span := t1.Sub(t0).Seconds()
 	if span <= 0 {
@@ -98,13 +108,13 @@ func makePlot(input string, r Result) plot {
 		lo[c], hi[c], bl[c], bu[c], sl[c], su[c] = math.Inf(1), math.Inf(-1), math.NaN(), math.NaN(), math.NaN(), math.NaN()
 	}
 	var vals []float64
-	for i, pt := range r.Points {
-		c := min(cols-1, int(xOf(pt.T)))
-		if v := r.Signal[i]; !math.IsNaN(v) {
-			lo[c], hi[c] = math.Min(lo[c], v), math.Max(hi[c], v)
-			vals = append(vals, v)
+	for _, tp := range r.Trace {
+		c := min(cols-1, int(xOf(tp.T)))
+		if !math.IsNaN(tp.SignalMin) {
+			lo[c], hi[c] = math.Min(lo[c], tp.SignalMin), math.Max(hi[c], tp.SignalMax)
+			vals = append(vals, tp.SignalMin, tp.SignalMax)
 		}
-		b := r.Bands[i]
+		b := tp.Band
 		if !math.IsNaN(b.Lower) {
 			bl[c] = b.Lower
 		}

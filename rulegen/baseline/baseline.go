@@ -36,6 +36,10 @@ type Options struct {
 	Exclude []Window
 	// K is the half-width of the band in robust standard deviations (default 4).
 	K float64
+	// Budget is the false-alert rate the band is calibrated to: the most
+	// alert episodes per day of data its own training residuals may raise
+	// (default DefaultBudget).
+	Budget float64
 	// Step is the bucket width used for fitting and for the signal alerts
 	// compare (default: the larger of 5m and the sampling step).
 	Step time.Duration

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,15 +121,43 @@ func TestRatioUsesUpperBoundOnly(t *testing.T) {
 	}
 }
 
-func TestGuessKind(t *testing.T) {
-	for in, want := range map[string]sli.Kind{
-		"llm_latency/latency_0.csv": sli.KindLatency,
-		"errors_1.csv":              sli.KindRatio,
-		"llm_rate/rate_2.csv":       sli.KindRate,
-		"ec2_cpu_utilization.csv":   "",
-	} {
-		if got := GuessKind(in); got != want {
-			t.Errorf("GuessKind(%q) = %q, want %q", in, got, want)
+func TestDetectKindFromValues(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	pts := func(f func(i int) float64) []Point {
+		out := make([]Point, 500)
+		for i := range out {
+			out[i] = Point{T: t0.Add(time.Duration(i) * time.Minute), V: f(i)}
 		}
+		return out
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct {
+		name     string
+		pts      []Point
+		kind     sli.Kind
+		evidence string
+	}{
+		// A file named "machine_temperature_system_failure" holds these.
+		{"temperatures", pts(func(int) float64 { return 80 + 5*r.NormFloat64() }), "", "values from"},
+		{"error ratio", pts(func(int) float64 { return math.Abs(0.01 * r.NormFloat64()) }), sli.KindRatio, "within [0, 1]"},
+		{"counts", pts(func(int) float64 { return float64(r.IntN(40)) }), "", "counts"},
+		{"heavy tail", pts(func(i int) float64 { return 10 + math.Pow(r.Float64(), 8)*500 }), "", "heavy right tail"},
+		{"gaps and infinities ignored", pts(func(i int) float64 {
+			switch i % 3 {
+			case 0:
+				return math.NaN()
+			case 1:
+				return math.Inf(1)
+			}
+			return 0.5
+		}), sli.KindRatio, "within [0, 1]"},
+		{"negative", pts(func(int) float64 { return -20 + r.NormFloat64() }), "", "negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := DetectKind(tc.pts)
+			if d.Kind != tc.kind || !strings.Contains(d.Evidence, tc.evidence) {
+				t.Fatalf("DetectKind = %q (%s), want %q with %q", d.Kind, d.Evidence, tc.kind, tc.evidence)
+			}
+		})
 	}
 }

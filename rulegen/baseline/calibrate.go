@@ -2,10 +2,11 @@ package baseline
 
 import "math"
 
-// alertBudget is how many episodes per day the training data may raise.
-// Real incidents in the training data use part of it, so it is generous
-// for a clean series and tight for a noisy one.
-const alertBudget = 0.2
+// DefaultBudget is how many alert episodes per day of data the band may
+// raise on its own training residuals (Options.Budget). Real incidents in
+// the training data use part of it, so it is generous for a clean series
+// and tight for a noisy one.
+const DefaultBudget = 0.2
 
 // maxKFactor bounds the widening: a band more than this many times K wide
 // (in robust σ) only catches what a static threshold would.
@@ -18,11 +19,11 @@ const maxKFactor = 40
 // whose robust σ says little about their spikes are searched up to
 // maxKFactor·k0, so the band follows the empirical tail rather than a
 // normal one.
-func calibrateK(z []float64, tr transform, k0, days float64, forSteps int) float64 {
+func calibrateK(z []float64, tr transform, k0, days, budget float64, forSteps int) float64 {
 	if days <= 0 {
 		return k0
 	}
-	limit := math.Max(1, alertBudget*days)
+	limit := math.Max(1, budget*days)
 	ok := func(k float64) bool { return float64(episodes(z, tr, k, forSteps)) <= limit }
 	if ok(k0) {
 		return k0
@@ -53,14 +54,14 @@ func calibrateK(z []float64, tr transform, k0, days float64, forSteps int) float
 // maxForSteps buckets when that lets the band be clearly narrower: short
 // spikes are then filtered by time instead of by width, and lasting shifts
 // of moderate size are still caught.
-func calibrate(z []float64, tr transform, k0, days float64) (float64, int) {
-	k := calibrateK(z, tr, k0, days, 1)
+func calibrate(z []float64, tr transform, k0, days, budget float64) (float64, int) {
+	k := calibrateK(z, tr, k0, days, budget, 1)
 	if k <= 1.5*k0 {
 		return k, 1
 	}
 	best, steps := k, 1
 	for f := 2; f <= maxForSteps; f++ {
-		if kf := calibrateK(z, tr, k0, days, f); kf < 0.75*best {
+		if kf := calibrateK(z, tr, k0, days, budget, f); kf < 0.75*best {
 			best, steps = kf, f
 		}
 	}

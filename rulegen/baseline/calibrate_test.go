@@ -32,18 +32,18 @@ func TestCalibrate(t *testing.T) {
 		{"short spikes are filtered by time", spiky, func(k float64) bool { return k < 1.5*defaultK }, 2, maxForSteps},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k, f := calibrate(tc.z, tr, defaultK, 14)
+			k, f := calibrate(tc.z, tr, defaultK, 14, DefaultBudget)
 			if !tc.wantK(k) || f < tc.wantFor || f > tc.maxFor {
 				t.Fatalf("calibrate = k %.2f, for %d buckets", k, f)
 			}
-			if e := episodes(tc.z, tr, k, f); float64(e) > math.Max(1, alertBudget*14) {
+			if e := episodes(tc.z, tr, k, f); float64(e) > math.Max(1, DefaultBudget*14) {
 				t.Fatalf("%d episodes at k %.2f for %d, over the budget", e, k, f)
 			}
 		})
 	}
 	// Without the longer confirmation the same spikes need a band far beyond
 	// the old 6·K cap, which the bisection must still find.
-	if k := calibrateK(spiky, tr, defaultK, 14, 1); k <= 6*defaultK || float64(episodes(spiky, tr, k, 1)) > alertBudget*14 {
+	if k := calibrateK(spiky, tr, defaultK, 14, DefaultBudget, 1); k <= 6*defaultK || float64(episodes(spiky, tr, k, 1)) > DefaultBudget*14 {
 		t.Fatalf("calibrateK with one bucket = %.2f", k)
 	}
 }

@@ -15,6 +15,7 @@ type series struct {
 	y       []float64 // transformed bucket means; NaN where missing or excluded
 	tr      transform
 	k       float64
+	budget  float64   // Options.Budget
 	end     time.Time // last sample
 	// noise is a robust scale of bucket-to-bucket changes, common to all
 	// candidates so their held-out errors can be capped alike.
@@ -127,7 +128,11 @@ func prepare(history []Point, opts Options) (*series, error) {
 	if k <= 0 {
 		k = defaultK
 	}
-	s := &series{step: step, stepSec: stepSec, t0: t0, y: vals, tr: tr, k: k, end: history[len(history)-1].T}
+	budget := opts.Budget
+	if budget <= 0 {
+		budget = DefaultBudget
+	}
+	s := &series{step: step, stepSec: stepSec, t0: t0, y: vals, tr: tr, k: k, budget: budget, end: history[len(history)-1].T}
 	s.noise = diffScale(vals)
 	// Quantised or mostly-constant series have a near-zero noise estimate;
 	// a band narrower than 1% of the observed range only ever pages on rounding.

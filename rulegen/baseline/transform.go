@@ -1,7 +1,10 @@
 package baseline
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 
@@ -24,20 +27,106 @@ const (
 	trAsinSqrt
 )
 
-// GuessKind infers the SLI kind from a series or file name using the naming
-// conventions of Prometheus metrics and our recording rules ("" when unsure).
-func GuessKind(name string) sli.Kind {
-	n := strings.ToLower(name)
-	switch {
-	case strings.Contains(n, "ratio"), strings.Contains(n, "error"), strings.Contains(n, "fail"):
-		return sli.KindRatio
-	case strings.Contains(n, "latency"), strings.Contains(n, "duration"), strings.Contains(n, "seconds"),
-		strings.Contains(n, "ttft"), strings.Contains(n, "p95"), strings.Contains(n, "p99"):
-		return sli.KindLatency
-	case strings.Contains(n, "rate"), strings.Contains(n, "qps"), strings.Contains(n, "requests"), strings.Contains(n, "rps"):
-		return sli.KindRate
+// Detection is what the values of a series say about its kind.
+type Detection struct {
+	// Kind is sli.KindRatio for a series that stays within [0, 1], else ""
+	// (a level of unknown meaning: both bounds, on its own scale).
+	Kind sli.Kind
+	// Evidence names what the values showed, for the operator reading the
+	// choice ("all 4032 values within [0, 1]", "counts: non-negative
+	// integers", "heavy right tail: p99 is 14× the median", ...).
+	Evidence string
+}
+
+// Name is the kind as reports print it ("ratio", "level").
+func (d Detection) Name() string {
+	if d.Kind == "" {
+		return "level"
 	}
-	return ""
+	return string(d.Kind)
+}
+
+// DetectKind decides how to treat a series of unknown meaning from its
+// values alone; a name says little about a series (a file called
+// "…_failure" holds temperatures). Values within [0, 1] are a ratio: the
+// arcsine-square-root scale, alerted upwards only (fewer errors are never
+// an incident). Anything else is a level, alerted both ways on its own
+// scale: values cannot tell whether a rise or a fall hurts, nor a request
+// rate from a latency (pass the kind for those). The evidence also names
+// counts and a heavy right tail, which the calibrated band handles (its
+// width comes from the series' own residuals, not from a normal tail).
+func DetectKind(pts []Point) Detection {
+	var k KindEvidence
+	for _, p := range pts {
+		k.Add(p.V)
+	}
+	return k.Detect()
+}
+
+// kindSample is how many values KindEvidence keeps for its quantiles.
+const kindSample = 1 << 16
+
+// KindEvidence accumulates what DetectKind looks at in bounded memory, for
+// series streamed from a file: exact range and integrality, quantiles from
+// a uniform sample (reservoir sampling with a fixed seed, so the same file
+// always gives the same answer).
+type KindEvidence struct {
+	n        int
+	lo, hi   float64
+	fraction bool
+	sample   []float64
+	rng      *rand.Rand
+}
+
+// Add takes one value; NaN and ±Inf are not values.
+func (k *KindEvidence) Add(v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	if k.n == 0 {
+		k.lo, k.hi = v, v
+		k.rng = rand.New(rand.NewPCG(1, 2))
+	}
+	k.n++
+	k.lo, k.hi = math.Min(k.lo, v), math.Max(k.hi, v)
+	if v != math.Trunc(v) {
+		k.fraction = true
+	}
+	if len(k.sample) < kindSample {
+		k.sample = append(k.sample, v)
+	} else if j := k.rng.IntN(k.n); j < kindSample {
+		k.sample[j] = v
+	}
+}
+
+// Detect decides; see DetectKind.
+func (k *KindEvidence) Detect() Detection {
+	if k.n == 0 {
+		return Detection{Evidence: "no finite values"}
+	}
+	lo, hi := k.lo, k.hi
+	if lo >= 0 && hi <= 1 {
+		return Detection{Kind: sli.KindRatio, Evidence: fmt.Sprintf("all %d values within [0, 1]", k.n)}
+	}
+	vals := slices.Clone(k.sample)
+	slices.Sort(vals)
+	q := func(p float64) float64 { return vals[int(p*float64(len(vals)-1))] }
+	var ev []string
+	if lo < 0 {
+		ev = append(ev, "negative values")
+	}
+	if !k.fraction && lo >= 0 {
+		ev = append(ev, "counts: non-negative integers")
+	}
+	// A heavy right tail: the top percentile lies further above the median
+	// than three times the median's distance from the minimum.
+	if med, p99 := q(0.5), q(0.99); lo >= 0 && med > 0 && p99-med > 3*(med-lo) {
+		ev = append(ev, fmt.Sprintf("heavy right tail: p99 is %.3g× the median", p99/med))
+	}
+	if len(ev) == 0 {
+		ev = append(ev, fmt.Sprintf("values from %.4g to %.4g", lo, hi))
+	}
+	return Detection{Evidence: strings.Join(ev, "; ")}
 }
 
 // newTransform picks the treatment for kind, inspecting values when kind is "".

@@ -181,7 +181,7 @@ func Backtest(ctx context.Context, inputs []string, kind sli.Kind, auto bool, wo
 			}
 			k := kind
 			if auto {
-				k = baseline.GuessKind(filepath.ToSlash(in))
+				k = baseline.DetectKind(pts).Kind
 			}
 			ss, err := Walk(ctx, pts, WalkConfig{Options: baseline.Options{Kind: k}})
 			if err != nil {
