@@ -15,7 +15,7 @@ local sli = import 'lib/sli.libsonnet';
     // alert_rules.error_rate: error ratio (0..1) that raises a warning.
     errorRatioThreshold: sli.alertRules.errorRate,
     // Error ratio that pages when the last hour also exceeds errorRatioThreshold.
-    errorRatioCriticalThreshold: 0.25,
+    errorRatioCriticalThreshold: sli.static.errorRatioCritical,
     // alert_rules.cooldown: how long an alert keeps firing after its condition clears.
     cooldownSeconds: sli.alertRules.cooldownSeconds,
 

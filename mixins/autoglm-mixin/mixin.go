@@ -22,6 +22,7 @@ import (
 	"github.com/open-autoglm/autoglm-monitor/dashboards"
 	"github.com/open-autoglm/autoglm-monitor/internal/config"
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"
+	"github.com/open-autoglm/autoglm-monitor/rulegen/rules"
 )
 
 // Paths of generated and rendered files, relative to the mixin directory.
@@ -112,6 +113,13 @@ type libAlertRules struct {
 	CooldownSeconds int64   `json:"cooldownSeconds"`
 }
 
+// libStatic carries the static alerts defined in rulegen/rules, rendered
+// by alerts/traffic.libsonnet from the same templates rulegen fills.
+type libStatic struct {
+	Alerts             []rules.StaticAlert `json:"alerts"`
+	ErrorRatioCritical float64             `json:"errorRatioCritical"`
+}
+
 type lib struct {
 	Metrics        map[string]string `json:"metrics"`
 	Records        map[string]string `json:"records"`
@@ -121,6 +129,7 @@ type lib struct {
 	SaturationNote string            `json:"saturationNote"`
 	SLIs           []libSLI          `json:"slis"`
 	AlertRules     libAlertRules     `json:"alertRules"`
+	Static         libStatic         `json:"static"`
 	Dashboards     map[string]string `json:"dashboards"`
 	// WorkloadLabels and WorkloadTemplate carry the server's identity into alerts.
 	WorkloadLabels   []string `json:"workloadLabels"`
@@ -143,6 +152,7 @@ func Lib() ([]byte, error) {
 			ErrorRate:       defaults.AlertRules.ErrorRate,
 			CooldownSeconds: int64(time.Duration(defaults.AlertRules.Cooldown) / time.Second),
 		},
+		Static: libStatic{Alerts: rules.StaticAlerts(), ErrorRatioCritical: rules.DefaultErrorRatioCritical},
 		Dashboards: map[string]string{
 			"overview":  dashboards.UIDOverview,
 			"models":    dashboards.UIDModels,

@@ -436,42 +436,16 @@ func (in Input) baselineRules() ([]rulefmt.Rule, int) {
 	return out, n
 }
 
-func (in Input) staticRules() []rulefmt.Rule {
-	var out []rulefmt.Rule
-	keep := model.Duration(in.Cooldown)
-	if in.QPSThreshold > 0 {
-		out = append(out, rulefmt.Rule{
-			Alert:         "AutoGLMHighQPS",
-			Expr:          fmt.Sprintf("%s > %s", sli.InstanceRequestRate, fmtFloat(in.QPSThreshold)),
-			For:           model.Duration(in.For),
-			KeepFiringFor: keep,
-			Labels:        map[string]string{"severity": "critical"},
-			Annotations: map[string]string{
-				"summary":     "An instance serves more requests than alert_rules.qps_threshold allows.",
-				"description": "{{ $labels.instance }} of {{ $labels.job }}" + sli.WorkloadTemplate + " serves {{ $value | humanize }} req/s.",
-				"runbook_url": RunbookBase + "#autoglmhighqps",
-			},
-		})
+// StaticParams are the values the shared static alerts are rendered with:
+// the exporter's job, the limits of alert_rules and rulegen.min_traffic.
+func (in Input) StaticParams() StaticParams {
+	return StaticParams{
+		Selector:           fmt.Sprintf("job=%q", in.ExporterJob),
+		QPS:                in.QPSThreshold,
+		ErrorRatio:         in.ErrorRate,
+		ErrorRatioCritical: DefaultErrorRatioCritical,
+		MinTraffic:         in.MinTraffic,
 	}
-	if in.ErrorRate > 0 {
-		expr := fmt.Sprintf("%s > %s", sli.RouteErrorRatio, fmtFloat(in.ErrorRate))
-		if in.MinTraffic > 0 {
-			expr += fmt.Sprintf("\nand %s\n%s >= %s", onClause(routeLevel()), sli.RouteRequestRate, fmtFloat(in.MinTraffic))
-		}
-		out = append(out, rulefmt.Rule{
-			Alert:         "AutoGLMHighErrorRate",
-			Expr:          expr,
-			For:           model.Duration(in.For),
-			KeepFiringFor: keep,
-			Labels:        map[string]string{"severity": "warning"},
-			Annotations: map[string]string{
-				"summary":     "Error ratio is above alert_rules.error_rate.",
-				"description": "{{ $value | humanizePercentage }} of requests to {{ $labels.http_route }}" + sli.WorkloadTemplate + " on {{ $labels.job }} fail.",
-				"runbook_url": RunbookBase + "#autoglmhigherrorrate",
-			},
-		})
-	}
-	return out
 }
 
 func (in Input) metaRules() []rulefmt.Rule {
@@ -537,8 +511,12 @@ func Build(in Input) (*Set, error) {
 	}
 	base, n := in.baselineRules()
 	set.Series = n
+	static, err := StaticRules(in.StaticParams(), in.Cooldown)
+	if err != nil {
+		return nil, err
+	}
 	alerts := rulefmt.RuleGroups{Groups: []rulefmt.RuleGroup{
-		{Name: GroupStatic, Limit: in.MaxSeries, Rules: in.staticRules()},
+		{Name: GroupStatic, Limit: in.MaxSeries, Rules: static},
 		{Name: GroupBaseline, Limit: in.MaxSeries, Rules: base},
 		{Name: GroupMeta, Limit: in.MaxSeries, Rules: in.metaRules()},
 	}}

@@ -9,44 +9,46 @@ local r = sli.records;
     local sel = c.exporterSelector,
     // Ratios and percentiles of a trickle of requests are noise, not signal.
     local busy = '%s{%s} > %g' % [r.routeRequestRate, sel, c.minRequestRate],
+    // Parameters of the shared static alert templates; numbers as rulegen
+    // writes them (rules.FormatNumber: 15 significant digits).
+    local num(x) = '%.15g' % x,
+    local limits = { qps: c.qpsThreshold, errorRatio: c.errorRatioThreshold },
+    local static = {
+      sel: sel,
+      on: lib.routeOn,
+      workload: lib.workload,
+      qps: num(c.qpsThreshold),
+      errorRatio: num(c.errorRatioThreshold),
+      errorRatioPercent: num(100 * c.errorRatioThreshold),
+      errorRatioCritical: num(c.errorRatioCriticalThreshold),
+      minTraffic: num(c.minRequestRate),
+      rate: r.routeRequestRate,
+      ratio: r.routeErrorRatio,
+      ratio1h: r.routeErrorRatio1h,
+      instanceRate: r.instanceRequestRate,
+    },
     groups+: [
       {
         name: 'autoglm-traffic',
+        // The alerts on the limits of alert_rules are defined once, in
+        // rulegen/rules (StaticAlerts), and rendered here from the same
+        // templates rulegen fills; a test compares the two renderings.
         rules: [
           lib.alert(
             c,
-            'AutoGLMHighErrorRate',
-            'warning',
-            'LLM API error ratio is above the configured limit',
-            'Route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} fails {{ $value | humanizePercentage }} of its requests over 5 minutes (limit %g%%).' % (100 * c.errorRatioThreshold),
-            |||
-              (%(ratio)s{%(sel)s} > %(threshold)g)
-              and %(on)s
-              (%(busy)s)
-            ||| % { on: lib.routeOn, modelOn: lib.modelOn, ratio: r.routeErrorRatio, sel: sel, threshold: c.errorRatioThreshold, busy: busy },
-            '5m',
-            'overview',
-            lib.routeQuery,
+            a.alert,
+            a.severity,
+            a.summary % static,
+            a.description % static,
+            a.expr % static,
+            a['for'],
+            a.dashboard,
+            lib[a.query + 'Query'],
             cooldown=true,
-          ),
-          lib.alert(
-            c,
-            'AutoGLMHighErrorRate',
-            'critical',
-            'LLM API error ratio is far above the configured limit',
-            'Route {{ $labels.http_route }}' + lib.workload + ' of {{ $labels.job }} fails {{ $value | humanizePercentage }} of its requests over 5 minutes, and more than %g%% over the last hour.' % (100 * c.errorRatioThreshold),
-            |||
-              (%(ratio)s{%(sel)s} > %(critical)g)
-              and %(on)s
-              (%(ratio1h)s{%(sel)s} > %(threshold)g)
-              and %(on)s
-              (%(busy)s)
-            ||| % { on: lib.routeOn, modelOn: lib.modelOn, ratio: r.routeErrorRatio, ratio1h: r.routeErrorRatio1h, sel: sel, critical: c.errorRatioCriticalThreshold, threshold: c.errorRatioThreshold, busy: busy },
-            '2m',
-            'overview',
-            lib.routeQuery,
-            cooldown=true,
-          ),
+          )
+          for a in sli.static.alerts
+          if limits[a.limit] > 0
+        ] + [
           lib.alert(
             c,
             'AutoGLMHighLatency',
@@ -121,19 +123,6 @@ local r = sli.records;
             '5m',
             'overview',
             lib.routeQuery,
-          ),
-          lib.alert(
-            c,
-            'AutoGLMHighQPS',
-            // Same name and severity as the static rule rulegen generates, so Alertmanager merges the two.
-            'critical',
-            'LLM API instance is above its QPS limit',
-            'Instance {{ $labels.instance }}' + lib.workload + ' of {{ $labels.job }} serves {{ $value | humanize }} requests/s, above the configured limit of %g.' % c.qpsThreshold,
-            '%(rate)s{%(sel)s} > %(limit)g' % { rate: r.instanceRequestRate, sel: sel, limit: c.qpsThreshold },
-            '2m',
-            'overview',
-            lib.instanceQuery,
-            cooldown=true,
           ),
         ],
       },
