@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -63,7 +65,21 @@ type fitted struct {
 	model   baseline.Model // nil when there was no usable history
 	policy  baseline.Policy
 	history time.Duration
+	// key identifies the series among the answers of its SLI's query.
+	key string
+	// opts are the fit's options, recent the last refreshWindow of its
+	// history: what Refresh needs to bring the model up to date.
+	opts   baseline.Options
+	recent []baseline.Point
 }
+
+// refreshWindow is the history a refresh reads (baseline.Refresh looks at
+// the last two days).
+const refreshWindow = 2 * 24 * time.Hour
+
+// refreshStep is how often the bands are brought up to date between refits:
+// at every bucket of the baseline models, as the backtest does.
+const refreshStep = 5 * time.Minute
 
 // Service runs refits.
 type Service struct {
@@ -72,11 +88,14 @@ type Service struct {
 	metrics *metrics
 	logger  *slog.Logger
 
-	mu      sync.Mutex
-	series  []fitted
-	bands   []bandSample
-	lastSet *rules.Set
-	ok      bool
+	mu     sync.Mutex
+	series []fitted
+	// gen counts refits, so a refresh never overwrites a newer fit.
+	gen         int
+	lastRefresh time.Time
+	bands       []bandSample
+	lastSet     *rules.Set
+	ok          bool
 	// curves are the forecasts of the last refit; trackers weigh the views
 	// of each series' next forecast by how its past ones came true.
 	curves   []curve
@@ -253,6 +272,8 @@ func (s *Service) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	refit := time.NewTicker(interval)
 	defer refit.Stop()
+	// Every minute the gauges are recomputed for the new time, and at every
+	// refreshStep the models' levels are brought up to date first.
 	gauges := time.NewTicker(time.Minute)
 	defer gauges.Stop()
 	for {
@@ -264,7 +285,7 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-s.trigger:
 			s.refitLogged(ctx)
 		case <-gauges.C:
-			s.UpdateBands()
+			s.RefreshBands(ctx)
 		}
 	}
 }
@@ -359,10 +380,14 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 			if len(ser.Points) > 0 {
 				fi.history = ser.Points[len(ser.Points)-1].T.Sub(ser.Points[0].T)
 			}
-			m, p, err := s.opts.Fit(ser.Points, baseline.Options{
+			fi.key = byKey(def.By, ser.Labels)
+			fi.opts = baseline.Options{
 				Kind: def.Kind, Exclude: exclude, K: c.K,
-				Traffic: traffic[byKey(def.By, ser.Labels)], MinTraffic: c.MinTraffic,
-			})
+				Traffic: traffic[fi.key], MinTraffic: c.MinTraffic,
+			}
+			m, p, err := s.opts.Fit(ser.Points, fi.opts)
+			// Refreshes read only the recent history, never the traffic.
+			fi.opts.Traffic = nil
 			switch {
 			case errors.Is(err, baseline.ErrNoHistory):
 				s.metrics.failures.WithLabelValues("no_history").Inc()
@@ -372,6 +397,7 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 				s.logger.Warn("fit failed, static limits apply", "sli", def.Name, "series", ser.Labels.String(), "err", err)
 			default:
 				fi.model, fi.policy = m, p
+				fi.recent = tail(ser.Points, refreshWindow)
 			}
 			if def.Name == forecast.SLIRoute && c.ForecastEnabled() {
 				curves = append(curves, s.predict(false, []string{forecast.SLIRoute, fi.labels["job"], fi.labels[sli.LabelRoute]}, fi.model, ser.Points, now))
@@ -395,6 +421,8 @@ func (s *Service) refit(ctx context.Context, f *config.File, now time.Time) erro
 	// Publish the new bands before the rules that use them reach Prometheus.
 	s.mu.Lock()
 	s.series = all
+	s.gen++
+	s.lastRefresh = now
 	s.mu.Unlock()
 	s.publishCurves(curves)
 	s.UpdateBands()
@@ -481,6 +509,86 @@ func (s *Service) extra(f *config.File) (map[string]rulefmt.RuleGroups, error) {
 		return nil, err
 	}
 	return map[string]rulefmt.RuleGroups{slo.File: g, forecast.File: forecastRules(f)}, nil
+}
+
+// tail copies the points of h within d of its last one, so the rest of a
+// long history can be freed.
+func tail(h []baseline.Point, d time.Duration) []baseline.Point {
+	if len(h) == 0 {
+		return nil
+	}
+	from := h[len(h)-1].T.Add(-d)
+	i := sort.Search(len(h), func(i int) bool { return !h[i].T.Before(from) })
+	return slices.Clone(h[i:])
+}
+
+// RefreshBands brings the fitted models up to date with the samples since
+// their history ended — one range query per SLI, then baseline.Refresh,
+// which moves levels and day types without refitting shapes — and
+// recomputes the gauges. The backtest refreshes the same way at every
+// bucket, so the bands the series-mode rules compare against are the ones
+// it judged. It runs at most once per refreshStep (between refreshes only
+// the gauges move); literal rules carry their thresholds until the next
+// rewrite, so literal mode only recomputes the gauges. A failed query keeps
+// the models as they are and counts a "refresh" failure.
+func (s *Service) RefreshBands(ctx context.Context) {
+	s.mu.Lock()
+	cfg, series, gen, last := s.cfg, s.series, s.gen, s.lastRefresh
+	s.mu.Unlock()
+	now := s.opts.Now()
+	if cfg.Rulegen.Mode != rules.ModeSeries || len(series) == 0 || now.Truncate(refreshStep).Equal(last.Truncate(refreshStep)) {
+		s.UpdateBands()
+		return
+	}
+	out := slices.Clone(series)
+	byRecord := map[string][]int{}
+	for i, fi := range out {
+		if fi.model != nil && len(fi.recent) > 0 {
+			byRecord[fi.sli.Record] = append(byRecord[fi.sli.Record], i)
+		}
+	}
+	records := slices.Sorted(maps.Keys(byRecord))
+	for _, record := range records {
+		idx := byRecord[record]
+		from := out[idx[0]].recent[len(out[idx[0]].recent)-1].T
+		for _, i := range idx[1:] {
+			if t := out[i].recent[len(out[i].recent)-1].T; t.Before(from) {
+				from = t
+			}
+		}
+		got, err := s.opts.History.History(ctx, record, from, now)
+		if err != nil {
+			s.metrics.failures.WithLabelValues("refresh").Inc()
+			s.logger.Warn("refreshing baselines failed, keeping their levels", "record", record, "err", err)
+			continue
+		}
+		fresh := make(map[string][]baseline.Point, len(got))
+		for _, g := range got {
+			fresh[byKey(out[idx[0]].sli.By, g.Labels)] = g.Points
+		}
+		for _, i := range idx {
+			fi := &out[i]
+			end := fi.recent[len(fi.recent)-1].T
+			var add []baseline.Point
+			for _, p := range fresh[fi.key] {
+				if p.T.After(end) {
+					add = append(add, p)
+				}
+			}
+			if len(add) == 0 {
+				continue
+			}
+			fi.recent = tail(append(fi.recent, add...), refreshWindow)
+			fi.model = baseline.Refresh(fi.model, fi.recent, fi.opts)
+		}
+	}
+	s.mu.Lock()
+	if s.gen == gen {
+		s.series = out
+		s.lastRefresh = now
+	}
+	s.mu.Unlock()
+	s.UpdateBands()
 }
 
 // LastSet returns the last delivered rule set (nil before the first).
