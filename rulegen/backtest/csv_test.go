@@ -61,6 +61,8 @@ func TestReadFile(t *testing.T) {
 		{name: "no rows", in: "timestamp,value\n", err: "no data rows"},
 		{name: "only infinities", in: "timestamp,value\n2026-01-01 00:00:00,+Inf\n", err: "no data rows"},
 		{name: "unterminated quote at the end", in: "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,\"2", err: "in.csv:3:"},
+		{name: "unterminated quote opening a row", in: "timestamp,value\n\"2026-01-01 00:00:00,1", err: "in.csv:2:"},
+		{name: "lone quote at the end", in: "timestamp,value\n2026-01-01 00:00:00,1\n\"", err: "in.csv:3:"},
 		{name: "unterminated quote in the header", in: "\"timestamp,value\n", err: "in.csv:1:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
