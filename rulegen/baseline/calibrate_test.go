@@ -85,13 +85,61 @@ func TestFitPolicyFollowsSpikes(t *testing.T) {
 func TestCalibrateSpike(t *testing.T) {
 	tr := transform{upper: true}
 	z := []float64{1, -30, 2, math.NaN(), 9, 3}
-	if got := calibrateSpike(z, tr, 4, 14); got != spikeMargin*9 {
+	if got := calibrateSpike(z, tr, 4, 14, DefaultBudget); got != spikeMargin*9 {
 		t.Errorf("upper-only spike band %.2f, want %.2f (the −30 is not alerted on)", got, spikeMargin*9)
 	}
-	if got := calibrateSpike([]float64{1, 2}, tr, 4, 14); got != minSpikeFactor*4 {
+	if got := calibrateSpike([]float64{1, 2}, tr, 4, 14, DefaultBudget); got != minSpikeFactor*4 {
 		t.Errorf("clean series: spike band %.2f, want %.2f", got, minSpikeFactor*4)
 	}
-	if got := calibrateSpike(z, tr, 4, minSpikeDays/2); got != 0 {
+	if got := calibrateSpike(z, tr, 4, minSpikeDays/2, DefaultBudget); got != 0 {
 		t.Errorf("short history: spike band %.2f, want none", got)
+	}
+}
+
+// The Pareto level brings the spike band inside the largest residual of a
+// long history (a rarer event than the budget allows: a clear spike fires
+// at once), follows the tail (far wider for a heavy one), and is exceeded
+// at the rate it was asked for.
+func TestSpikeLevel(t *testing.T) {
+	tr := transform{upper: true, lower: true}
+	r := rand.New(rand.NewPCG(3, 4))
+	const days = 42
+	gauss := make([]float64, days*288)
+	pareto := make([]float64, days*288)
+	for i := range gauss {
+		gauss[i] = r.NormFloat64()
+		// Student-like tail: |z| has a Pareto tail of index 2 (ξ = 0.5).
+		pareto[i] = r.NormFloat64() / math.Sqrt(r.ExpFloat64()/2)
+	}
+	largest := func(z []float64) float64 {
+		m := 0.0
+		for _, x := range z {
+			m = math.Max(m, math.Abs(x))
+		}
+		return m
+	}
+	g := calibrateSpike(gauss, tr, 2, days, DefaultBudget)
+	if !(g < spikeMargin*largest(gauss) && g >= minSpikeFactor*2) {
+		t.Errorf("six weeks of normal residuals: spike band %.2f, largest residual %.2f", g, largest(gauss))
+	}
+	if h := calibrateSpike(pareto, tr, 2, days, DefaultBudget); h < 3*g || h > spikeMargin*largest(pareto) {
+		t.Errorf("heavy tail: spike band %.2f, want far beyond the normal one (%.2f), at most %.2f", h, g, spikeMargin*largest(pareto))
+	}
+	// The return level is exceeded about rate times a day on the data it
+	// was fitted to (peaks declustered, as the fit counts them).
+	for _, rate := range []float64{0.5, 2} {
+		lvl, ok := spikeLevel(gauss, tr, days, rate)
+		if !ok {
+			t.Fatal("no level fitted")
+		}
+		n := 0
+		for i, x := range gauss {
+			if math.Abs(x) > lvl && (i == 0 || math.Abs(gauss[i-1]) <= lvl) {
+				n++
+			}
+		}
+		if got := float64(n) / days; got < rate/2 || got > rate*2 {
+			t.Errorf("level %.2f at %g/day is exceeded %.2f times a day", lvl, rate, got)
+		}
 	}
 }

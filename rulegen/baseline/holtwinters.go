@@ -207,7 +207,7 @@ func calibrateHW(s *series, upto int, y, resid []float64, period int, k0, scale 
 	}
 	days := float64(seen) * s.step.Hours() / 24
 	k, forSteps = calibrate(z, s.tr, k0, days, s.budget)
-	return k, forSteps, calibrateSpike(z, s.tr, k, days)
+	return k, forSteps, calibrateSpike(z, s.tr, k, days, s.budget)
 }
 
 // advance consumes complete buckets of recent that the model has not seen.

@@ -260,7 +260,7 @@ func fitProfile(s *series, upto int, period int, name string) *profileModel {
 	}
 	days := float64(seen) * s.step.Hours() / 24
 	m.k, m.forSteps = calibrate(resid, s.tr, s.k, days, s.budget)
-	m.spikeK = calibrateSpike(resid, s.tr, m.k, days)
+	m.spikeK = calibrateSpike(resid, s.tr, m.k, days, s.budget)
 	m.refreshFrom(s, upto)
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,10 +35,22 @@ type variant struct {
 
 // variants are the candidate parameter settings of rulegen. Cross-validation
 // picks one on the training folds; the in-sample figure picks one on all files.
-var variants = []variant{
+var variants = selected([]variant{
+	{"budget0.05", func(c *backtest.Config) { c.Options.Budget = 0.05 }},
 	{"budget0.1", func(c *backtest.Config) { c.Options.Budget = 0.1 }},
 	{"budget0.2", func(c *backtest.Config) { c.Options.Budget = 0.2 }},
 	{"budget0.4", func(c *backtest.Config) { c.Options.Budget = 0.4 }},
+})
+
+// selected keeps the variants named in AUTOGLM_QUALITY_VARIANTS (all when
+// unset), to look at one setting quickly.
+func selected(vs []variant) []variant {
+	only := os.Getenv("AUTOGLM_QUALITY_VARIANTS")
+	if only == "" {
+		return vs
+	}
+	names := strings.Split(only, ",")
+	return slices.DeleteFunc(vs, func(v variant) bool { return !slices.Contains(names, v.name) })
 }
 
 func rulegenDetector(ds dataset, v variant) func(t *testing.T, file string, pts []baseline.Point) []time.Time {
@@ -244,7 +257,7 @@ func resample(pts []baseline.Point, d time.Duration) []baseline.Point {
 }
 
 // selectVariant is the variant with the best NAB score on the files keep
-// accepts (ties: the earlier, simpler variant).
+// accepts (ties: the earlier variant).
 func selectVariant(ds dataset, byVariant map[string][]score.File, keep func(file string) bool) string {
 	best, bestNAB := "", math.Inf(-1)
 	for _, v := range variants {
@@ -336,6 +349,9 @@ func report(t *testing.T, b *strings.Builder, ds dataset, byVariant map[string][
 		row(c, func(f string) bool { return category(f) == c })
 	}
 	row("all", all)
+	for _, v := range variants {
+		fmt.Fprintf(b, "%-24s | %s   (every file, this setting)\n", "  "+v.name, figures(score.Summarise(byVariant[v.name])))
+	}
 	return quality{inSample: score.Summarise(in), loco: score.Summarise(loco), lofo: score.Summarise(lofo), inFiles: in, locoFiles: loco}
 }
 
@@ -385,6 +401,9 @@ func TestQualityReport(t *testing.T) {
 	nabHourly := nab
 	nabHourly.name, nabHourly.resample = "nab-dev@1h", time.Hour
 	for _, ds := range []dataset{llm, nab, nabHourly} {
+		if only := os.Getenv("AUTOGLM_QUALITY_SETS"); only != "" && !slices.Contains(strings.Split(only, ","), ds.name) {
+			continue
+		}
 		dets := []detector{{"static 3σ", staticDetector}, {"rolling z-score", zscoreDetector}}
 		for _, v := range variants {
 			dets = append(dets, detector{"rulegen/" + v.name, rulegenDetector(ds, v)})
