@@ -38,7 +38,7 @@ type Options struct {
 	K float64
 	// Budget is the false-alert rate the band is calibrated to: the most
 	// alert episodes per day of data its own training residuals may raise
-	// (default DefaultBudget).
+	// (default DefaultBudget of the kind).
 	Budget float64
 	// Step is the bucket width used for fitting and for the signal alerts
 	// compare (default: the larger of 5m and the sampling step).

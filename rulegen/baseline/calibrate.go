@@ -3,13 +3,23 @@ package baseline
 import (
 	"math"
 	"slices"
+
+	"github.com/open-autoglm/autoglm-monitor/internal/sli"
 )
 
 // DefaultBudget is how many alert episodes per day of data the band may
-// raise on its own training residuals (Options.Budget). Real incidents in
-// the training data use part of it, so it is generous for a clean series
-// and tight for a noisy one.
-const DefaultBudget = 0.2
+// raise on its own training residuals (Options.Budget) when nothing else is
+// said: the setting cross-validation chooses on the development series
+// (rulegen/score TestQualityReport). Real incidents in the training data
+// use part of it, so it must exceed their rate: the LLM API SLIs (request
+// rate, latency, error ratio) choose 0.2 per day, series of unknown kind
+// (machines, sensors, business metrics) 0.1.
+func DefaultBudget(kind sli.Kind) float64 {
+	if kind == "" {
+		return 0.1
+	}
+	return 0.2
+}
 
 // maxKFactor bounds the widening: a band more than this many times K wide
 // (in robust σ) only catches what a static threshold would.

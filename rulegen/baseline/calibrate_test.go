@@ -32,18 +32,18 @@ func TestCalibrate(t *testing.T) {
 		{"short spikes are filtered by time", spiky, func(k float64) bool { return k < 1.5*defaultK }, 2, maxForSteps},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k, f := calibrate(tc.z, tr, defaultK, 14, DefaultBudget)
+			k, f := calibrate(tc.z, tr, defaultK, 14, DefaultBudget(""))
 			if !tc.wantK(k) || f < tc.wantFor || f > tc.maxFor {
 				t.Fatalf("calibrate = k %.2f, for %d buckets", k, f)
 			}
-			if e := episodes(tc.z, tr, k, f); float64(e) > math.Max(1, DefaultBudget*14) {
+			if e := episodes(tc.z, tr, k, f); float64(e) > math.Max(1, DefaultBudget("")*14) {
 				t.Fatalf("%d episodes at k %.2f for %d, over the budget", e, k, f)
 			}
 		})
 	}
 	// Without the longer confirmation the same spikes need a band far beyond
 	// the old 6·K cap, which the bisection must still find.
-	if k := calibrateK(spiky, tr, defaultK, 14, DefaultBudget, 1); k <= 6*defaultK || float64(episodes(spiky, tr, k, 1)) > DefaultBudget*14 {
+	if k := calibrateK(spiky, tr, defaultK, 14, DefaultBudget(""), 1); k <= 6*defaultK || float64(episodes(spiky, tr, k, 1)) > DefaultBudget("")*14 {
 		t.Fatalf("calibrateK with one bucket = %.2f", k)
 	}
 }
@@ -85,13 +85,13 @@ func TestFitPolicyFollowsSpikes(t *testing.T) {
 func TestCalibrateSpike(t *testing.T) {
 	tr := transform{upper: true}
 	z := []float64{1, -30, 2, math.NaN(), 9, 3}
-	if got := calibrateSpike(z, tr, 4, 14, DefaultBudget); got != spikeMargin*9 {
+	if got := calibrateSpike(z, tr, 4, 14, DefaultBudget("")); got != spikeMargin*9 {
 		t.Errorf("upper-only spike band %.2f, want %.2f (the −30 is not alerted on)", got, spikeMargin*9)
 	}
-	if got := calibrateSpike([]float64{1, 2}, tr, 4, 14, DefaultBudget); got != minSpikeFactor*4 {
+	if got := calibrateSpike([]float64{1, 2}, tr, 4, 14, DefaultBudget("")); got != minSpikeFactor*4 {
 		t.Errorf("clean series: spike band %.2f, want %.2f", got, minSpikeFactor*4)
 	}
-	if got := calibrateSpike(z, tr, 4, minSpikeDays/2, DefaultBudget); got != 0 {
+	if got := calibrateSpike(z, tr, 4, minSpikeDays/2, DefaultBudget("")); got != 0 {
 		t.Errorf("short history: spike band %.2f, want none", got)
 	}
 }
@@ -118,11 +118,11 @@ func TestSpikeLevel(t *testing.T) {
 		}
 		return m
 	}
-	g := calibrateSpike(gauss, tr, 2, days, DefaultBudget)
+	g := calibrateSpike(gauss, tr, 2, days, DefaultBudget(""))
 	if !(g < spikeMargin*largest(gauss) && g >= minSpikeFactor*2) {
 		t.Errorf("six weeks of normal residuals: spike band %.2f, largest residual %.2f", g, largest(gauss))
 	}
-	if h := calibrateSpike(pareto, tr, 2, days, DefaultBudget); h < 3*g || h > spikeMargin*largest(pareto) {
+	if h := calibrateSpike(pareto, tr, 2, days, DefaultBudget("")); h < 3*g || h > spikeMargin*largest(pareto) {
 		t.Errorf("heavy tail: spike band %.2f, want far beyond the normal one (%.2f), at most %.2f", h, g, spikeMargin*largest(pareto))
 	}
 	// The return level is exceeded about rate times a day on the data it

@@ -130,7 +130,7 @@ func prepare(history []Point, opts Options) (*series, error) {
 	}
 	budget := opts.Budget
 	if budget <= 0 {
-		budget = DefaultBudget
+		budget = DefaultBudget(opts.Kind)
 	}
 	s := &series{step: step, stepSec: stepSec, t0: t0, y: vals, tr: tr, k: k, budget: budget, end: history[len(history)-1].T}
 	s.noise = diffScale(vals)
