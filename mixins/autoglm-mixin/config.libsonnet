@@ -16,6 +16,8 @@ local sli = import 'lib/sli.libsonnet';
     errorRatioThreshold: sli.alertRules.errorRate,
     // Error ratio that pages when the last hour also exceeds errorRatioThreshold.
     errorRatioCriticalThreshold: sli.static.errorRatioCritical,
+    // rulegen.for: how long the error ratio must stay above errorRatioThreshold before the warning.
+    staticAlertFor: sli.static['for'],
     // alert_rules.cooldown: how long an alert keeps firing after its condition clears.
     cooldownSeconds: sli.alertRules.cooldownSeconds,
 

@@ -17,6 +17,7 @@ import (
 
 	jsonnet "github.com/google/go-jsonnet"
 	"github.com/google/go-jsonnet/formatter"
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
 	"github.com/open-autoglm/autoglm-monitor/dashboards"
@@ -118,6 +119,8 @@ type libAlertRules struct {
 type libStatic struct {
 	Alerts             []rules.StaticAlert `json:"alerts"`
 	ErrorRatioCritical float64             `json:"errorRatioCritical"`
+	// For is the default of rulegen.for, the warning's pending time.
+	For string `json:"for"`
 }
 
 type lib struct {
@@ -152,7 +155,8 @@ func Lib() ([]byte, error) {
 			ErrorRate:       defaults.AlertRules.ErrorRate,
 			CooldownSeconds: int64(time.Duration(defaults.AlertRules.Cooldown) / time.Second),
 		},
-		Static: libStatic{Alerts: rules.StaticAlerts(), ErrorRatioCritical: rules.DefaultErrorRatioCritical},
+		Static: libStatic{Alerts: rules.StaticAlerts(), ErrorRatioCritical: rules.DefaultErrorRatioCritical,
+			For: model.Duration(defaults.Rulegen.For).String()},
 		Dashboards: map[string]string{
 			"overview":  dashboards.UIDOverview,
 			"models":    dashboards.UIDModels,

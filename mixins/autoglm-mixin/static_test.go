@@ -32,11 +32,11 @@ func TestStaticAlertsRenderAlikeInRulegenAndMixin(t *testing.T) {
 		cooldown time.Duration
 	}{
 		{"shared config defaults", defaults.Rulegen.ExporterJob, rules.StaticParams{
-			QPS: defaults.AlertRules.QPSThreshold, ErrorRatio: defaults.AlertRules.ErrorRate,
+			For: defaults.Rulegen.For.D(), QPS: defaults.AlertRules.QPSThreshold, ErrorRatio: defaults.AlertRules.ErrorRate,
 			ErrorRatioCritical: rules.DefaultErrorRatioCritical, MinTraffic: defaults.Rulegen.MinTraffic,
 		}, defaults.AlertRules.Cooldown.D()},
-		{"overridden", "gw", rules.StaticParams{QPS: 1234.5, ErrorRatio: 0.02, ErrorRatioCritical: 0.3, MinTraffic: 0.5}, time.Minute},
-		{"qps alert off", "gw", rules.StaticParams{QPS: 0, ErrorRatio: 0.07, ErrorRatioCritical: 0.2, MinTraffic: 1}, 10 * time.Minute},
+		{"overridden", "gw", rules.StaticParams{For: time.Minute, QPS: 1234.5, ErrorRatio: 0.02, ErrorRatioCritical: 0.3, MinTraffic: 0.5}, time.Minute},
+		{"qps alert off", "gw", rules.StaticParams{For: 90 * time.Second, QPS: 0, ErrorRatio: 0.07, ErrorRatioCritical: 0.2, MinTraffic: 1}, 10 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.p.Selector = fmt.Sprintf("job=%q", tc.job)
@@ -93,12 +93,12 @@ func mixinStatic(t *testing.T, job string, p rules.StaticParams, cooldown time.D
 	out, err := vm.EvaluateAnonymousSnippet("static.jsonnet", fmt.Sprintf(`
 local mixin = (import 'mixin.libsonnet') + { _config+:: {
   exporterSelector: 'job="%s"', qpsThreshold: %s, errorRatioThreshold: %s,
-  errorRatioCriticalThreshold: %s, minRequestRate: %s, cooldownSeconds: %d,
+  errorRatioCriticalThreshold: %s, minRequestRate: %s, cooldownSeconds: %d, staticAlertFor: '%s',
 } };
 local names = std.set([a.alert for a in (import 'lib/sli.libsonnet').static.alerts]);
 [r for g in mixin.prometheusAlerts.groups for r in g.rules if std.setMember(r.alert, names)]`,
 		job, rules.FormatNumber(p.QPS), rules.FormatNumber(p.ErrorRatio), rules.FormatNumber(p.ErrorRatioCritical),
-		rules.FormatNumber(p.MinTraffic), int(cooldown/time.Second)))
+		rules.FormatNumber(p.MinTraffic), int(cooldown/time.Second), model.Duration(p.For)))
 	if err != nil {
 		t.Fatal(err)
 	}

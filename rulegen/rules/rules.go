@@ -441,6 +441,7 @@ func (in Input) baselineRules() ([]rulefmt.Rule, int) {
 func (in Input) StaticParams() StaticParams {
 	return StaticParams{
 		Selector:           fmt.Sprintf("job=%q", in.ExporterJob),
+		For:                in.For,
 		QPS:                in.QPSThreshold,
 		ErrorRatio:         in.ErrorRate,
 		ErrorRatioCritical: DefaultErrorRatioCritical,

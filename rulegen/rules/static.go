@@ -27,10 +27,10 @@ type StaticAlert struct {
 	Expr        string `json:"expr"`
 	Summary     string `json:"summary"`
 	Description string `json:"description"`
-	// For is the pending time. A limit breach of this kind is clear-cut
-	// (no noise model behind it), so it is fixed per alert rather than
-	// tuned per series.
-	For model.Duration `json:"for"`
+	// For is the pending time, a template like the others: "%(for)s" is
+	// rulegen.for (the mixin's staticAlertFor), a fixed duration ("2m") is
+	// for alerts that must page fast whatever the configuration.
+	For string `json:"for"`
 	// Limit names the parameter whose value 0 turns the alert off.
 	Limit string `json:"limit"`
 	// Dashboard and Query are where the mixin's dashboard_url points (a
@@ -57,7 +57,7 @@ func StaticAlerts() []StaticAlert {
 			Expr:        "(%(ratio)s{%(sel)s} > %(errorRatio)s)" + busy,
 			Summary:     "LLM API error ratio is above the configured limit",
 			Description: "Route {{ $labels.http_route }}%(workload)s of {{ $labels.job }} fails {{ $value | humanizePercentage }} of its requests over 5 minutes (limit %(errorRatioPercent)s%%).",
-			For:         model.Duration(5 * time.Minute),
+			For:         "%(for)s",
 			Limit:       "errorRatio",
 			Dashboard:   "overview",
 			Query:       "route",
@@ -70,7 +70,7 @@ func StaticAlerts() []StaticAlert {
 			Expr:        "(%(ratio)s{%(sel)s} > %(errorRatioCritical)s)\nand %(on)s\n(%(ratio1h)s{%(sel)s} > %(errorRatio)s)" + busy,
 			Summary:     "LLM API error ratio is far above the configured limit",
 			Description: "Route {{ $labels.http_route }}%(workload)s of {{ $labels.job }} fails {{ $value | humanizePercentage }} of its requests over 5 minutes, and more than %(errorRatioPercent)s%% over the last hour.",
-			For:         model.Duration(2 * time.Minute),
+			For:         "2m",
 			Limit:       "errorRatio",
 			Dashboard:   "overview",
 			Query:       "route",
@@ -81,7 +81,7 @@ func StaticAlerts() []StaticAlert {
 			Expr:        "%(instanceRate)s{%(sel)s} > %(qps)s",
 			Summary:     "LLM API instance is above its QPS limit",
 			Description: "Instance {{ $labels.instance }}%(workload)s of {{ $labels.job }} serves {{ $value | humanize }} requests/s, above the configured limit of %(qps)s.",
-			For:         model.Duration(2 * time.Minute),
+			For:         "2m",
 			Limit:       "qps",
 			Dashboard:   "overview",
 			Query:       "instance",
@@ -97,6 +97,8 @@ const DefaultErrorRatioCritical = 0.25
 type StaticParams struct {
 	// Selector narrows the SLI records to the exporter's scrape job (`job="autoglm-exporter"`).
 	Selector string
+	// For is the pending time of the warning (rulegen.for).
+	For time.Duration
 	// QPS, ErrorRatio and ErrorRatioCritical are the limits; MinTraffic the
 	// request rate a route needs before its ratio alerts may fire.
 	QPS, ErrorRatio, ErrorRatioCritical, MinTraffic float64
@@ -109,6 +111,7 @@ func FormatNumber(v float64) string { return strconv.FormatFloat(v, 'g', 15, 64)
 func (p StaticParams) values() map[string]string {
 	return map[string]string{
 		"sel":                p.Selector,
+		"for":                model.Duration(p.For).String(),
 		"on":                 onClause(routeLevel()),
 		"workload":           sli.WorkloadTemplate,
 		"qps":                FormatNumber(p.QPS),
@@ -172,10 +175,18 @@ func StaticRules(p StaticParams, keepFiringFor time.Duration) ([]rulefmt.Rule, e
 		if err != nil {
 			return nil, err
 		}
+		f, err := fill(a.For, vals)
+		if err != nil {
+			return nil, err
+		}
+		pending, err := model.ParseDuration(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: for %q: %w", a.Alert, f, err)
+		}
 		out = append(out, rulefmt.Rule{
 			Alert:         a.Alert,
 			Expr:          expr,
-			For:           a.For,
+			For:           pending,
 			KeepFiringFor: model.Duration(keepFiringFor),
 			Labels:        map[string]string{"severity": a.Severity},
 			Annotations: map[string]string{

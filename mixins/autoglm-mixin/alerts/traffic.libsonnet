@@ -15,6 +15,7 @@ local r = sli.records;
     local limits = { qps: c.qpsThreshold, errorRatio: c.errorRatioThreshold },
     local static = {
       sel: sel,
+      'for': c.staticAlertFor,
       on: lib.routeOn,
       workload: lib.workload,
       qps: num(c.qpsThreshold),
@@ -41,7 +42,7 @@ local r = sli.records;
             a.summary % static,
             a.description % static,
             a.expr % static,
-            a['for'],
+            a['for'] % static,
             a.dashboard,
             lib[a.query + 'Query'],
             cooldown=true,

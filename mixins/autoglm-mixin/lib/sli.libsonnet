@@ -244,7 +244,7 @@
         expr: '(%(ratio)s{%(sel)s} > %(errorRatio)s)\nand %(on)s\n(%(rate)s{%(sel)s} >= %(minTraffic)s)',
         summary: 'LLM API error ratio is above the configured limit',
         description: 'Route {{ $labels.http_route }}%(workload)s of {{ $labels.job }} fails {{ $value | humanizePercentage }} of its requests over 5 minutes (limit %(errorRatioPercent)s%%).',
-        'for': '5m',
+        'for': '%(for)s',
         limit: 'errorRatio',
         dashboard: 'overview',
         query: 'route',
@@ -273,6 +273,7 @@
       },
     ],
     errorRatioCritical: 0.25,
+    'for': '5m',
   },
   dashboards: {
     alerting: 'autoglm-alerting',
