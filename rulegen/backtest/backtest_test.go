@@ -173,15 +173,22 @@ func TestRunScoresEveryReadableInput(t *testing.T) {
 	bad := writeInput(t, "bad.csv", "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,one\n")
 	quote := writeInput(t, "quote.csv", "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,\"2")
 	missing := filepath.Join(dir, "missing.csv")
+	cc, _ := clockChange()
+	dst := writeInput(t, "dst.csv", cc)
 	out := filepath.Join(dir, "alerts.json")
 	rep := filepath.Join(dir, "r.html")
-	if err := Run(t.Context(), CLI{Inputs: []string{bad, good, quote, missing}, Kind: "rate", Output: out, Report: rep}, discard()); err != nil {
-		t.Fatalf("one good input of four: %v", err)
+	if err := Run(t.Context(), CLI{Inputs: []string{bad, good, quote, missing, dst}, Kind: "rate", Output: out, Report: rep}, discard()); err != nil {
+		t.Fatalf("two good inputs of five: %v", err)
 	}
 	doc := readOutput(t, out)
-	if len(doc.Series) != 4 {
+	if len(doc.Series) != 5 {
 		t.Fatalf("%d series in the output", len(doc.Series))
 	}
+	// A clock change repeating an hour is scored, with the repairs said.
+	if s := doc.Series[4]; s.Error != "" || s.Points != 48 || len(s.Warnings) != 2 || !strings.Contains(s.Warnings[1], "12 rows repeated a timestamp") {
+		t.Errorf("repeated hour: %+v", s)
+	}
+	doc.Series = doc.Series[:4]
 	for i, want := range []string{bad + ":3: value \"one\"", "", quote + ":3:", "open input"} {
 		s := doc.Series[i]
 		if want == "" {
@@ -195,8 +202,8 @@ func TestRunScoresEveryReadableInput(t *testing.T) {
 		}
 	}
 	html, err := os.ReadFile(rep)
-	if err != nil || !strings.Contains(string(html), "not scored: "+bad+":3:") {
-		t.Errorf("report does not name the unreadable input: %v", err)
+	if err != nil || !strings.Contains(string(html), "not scored: "+bad+":3:") || !strings.Contains(string(html), "12 rows repeated a timestamp") {
+		t.Errorf("report does not name the unreadable input or the repairs: %v", err)
 	}
 	err = Run(t.Context(), CLI{Inputs: []string{bad, good}, Kind: "rate", Output: out, Strict: true}, discard())
 	if err == nil || !strings.Contains(err.Error(), "--strict: 1 of 2 inputs") {
