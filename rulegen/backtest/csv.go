@@ -2,6 +2,7 @@ package backtest
 
 import (
 	"bufio"
+	"cmp"
 	"compress/gzip"
 	"container/heap"
 	"encoding/csv"
@@ -248,21 +249,27 @@ func mergeRepeats(pts []baseline.Point) ([]baseline.Point, int) {
 	return out, merged
 }
 
+// meanPoint merges a run of points sharing a timestamp into the mean of
+// their values (NaN when none is a number). The values are summed divided
+// by their count, so two values near the float64 limit do not add up to an
+// infinity the reader would otherwise have dropped, and in sorted order, so
+// the file read whole and the file streamed (which meet a run's rows in
+// different orders) give the same bits. It reorders run.
 func meanPoint(run []baseline.Point) baseline.Point {
 	if len(run) == 1 {
 		return run[0]
 	}
-	var sum float64
-	var n int
-	for _, p := range run {
-		if !math.IsNaN(p.V) {
-			sum += p.V
-			n++
-		}
+	slices.SortFunc(run, func(a, b baseline.Point) int { return cmp.Compare(a.V, b.V) })
+	first := 0
+	for first < len(run) && math.IsNaN(run[first].V) {
+		first++
 	}
 	p := baseline.Point{T: run[0].T, V: math.NaN()}
-	if n > 0 {
-		p.V = sum / float64(n)
+	if n := float64(len(run) - first); n > 0 {
+		p.V = 0
+		for _, q := range run[first:] {
+			p.V += q.V / n
+		}
 	}
 	return p
 }

@@ -54,6 +54,7 @@ func TestReadFile(t *testing.T) {
 		{name: "rfc3339 offsets are sorted", in: "timestamp,value\n2026-01-01T00:00:00Z,1\n2026-01-01T00:30:00+01:00,2\n", n: 2, stats: ReadStats{Rows: 2, OutOfOrder: 1}},
 		{name: "nan and empty kept", in: "timestamp,value\n2026-01-01 00:00:00,NaN\n2026-01-01 00:01:00,\n2026-01-01 00:02:00,3\n", n: 3, stats: ReadStats{Rows: 3, Gaps: 2}},
 		{name: "infinities dropped as the live path drops them", in: "timestamp,value\n2026-01-01 00:00:00,+Inf\n2026-01-01 00:01:00,-inf\n2026-01-01 00:02:00,1e400\n2026-01-01 00:03:00,3\n", n: 1, stats: ReadStats{Rows: 4, NonFinite: 3}},
+		{name: "repeats near the float64 limit merge to a finite mean", in: "timestamp,value\n2026-01-01 00:00:00,1.5e308\n2026-01-01 00:00:00,1.7e308\n", n: 1, stats: ReadStats{Rows: 2, Duplicates: 1}},
 		{name: "clock change repeats an hour", in: cc, n: 48, stats: ReadStats{Rows: 60, OutOfOrder: 1, Duplicates: repeats}},
 		{name: "bad value", in: "timestamp,value\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,x\n", err: `in.csv:3: value "x" is not a number`},
 		{name: "bad time", in: "timestamp,value\nyesterday,1\n", err: "in.csv:2: timestamp \"yesterday\""},
@@ -86,6 +87,11 @@ func TestReadFile(t *testing.T) {
 			for i := 1; i < len(pts); i++ {
 				if !pts[i].T.After(pts[i-1].T) {
 					t.Fatalf("points not strictly increasing at %d: %s, %s", i, pts[i-1].T, pts[i].T)
+				}
+			}
+			for _, p := range pts {
+				if math.IsInf(p.V, 0) {
+					t.Fatalf("%s: an infinity reached the walk", p.T)
 				}
 			}
 		})
@@ -144,6 +150,45 @@ func TestStreamFileReorders(t *testing.T) {
 	res, stats, err := walkFile(t.Context(), writeInput(t, "late2.csv", late), Config{})
 	if err != nil || !stats.SortedInMemory || stats.OutOfOrder != 1 || res.Points != 3 {
 		t.Fatalf("walkFile on a file two days out of order: %v %+v %+v", err, stats, res)
+	}
+}
+
+// Streaming holds only the reorder horizon of rows, however long the file
+// and however its rows are shuffled within the horizon.
+func TestReorderHoldsOnlyTheHorizon(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var last time.Time
+	n := 0
+	ro := &reorder{emit: func(p baseline.Point) error {
+		if !p.T.After(last) {
+			t.Fatalf("released %s after %s", p.T, last)
+		}
+		last = p.T
+		n++
+		return nil
+	}}
+	const minutes = 6 * 24 * 60
+	limit := int(reorderHorizon/time.Minute) + 1
+	held := 0
+	for i := range minutes {
+		// Every hour goes back 59 minutes, like an hour written twice.
+		ts := t0.Add(time.Duration(i) * time.Minute)
+		if i%60 == 59 {
+			ts = ts.Add(-59 * time.Minute)
+		}
+		if err := ro.push(baseline.Point{T: ts, V: 1}); err != nil {
+			t.Fatal(err)
+		}
+		held = max(held, len(ro.h))
+	}
+	if err := ro.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if held > limit+60 {
+		t.Errorf("held %d rows, want at most the %d of the horizon", held, limit+60)
+	}
+	if want := minutes - minutes/60; n != want || ro.merged != minutes/60 {
+		t.Errorf("released %d points, merged %d; want %d, %d", n, ro.merged, want, minutes/60)
 	}
 }
 

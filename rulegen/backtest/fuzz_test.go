@@ -3,17 +3,20 @@ package backtest
 import (
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/open-autoglm/autoglm-monitor/rulegen/baseline"
 )
 
 // FuzzReadCSV feeds arbitrary bytes (plain or gzipped) to the backtest's
 // CSV reader: it never panics, every error names the file, and what it
 // accepts is a non-empty series strictly in time order (repeats merged)
-// without infinities. Seeds found by earlier runs are under
+// without infinities, the same points the streaming reader gives. Seeds found by earlier runs are under
 // testdata/fuzz/FuzzReadCSV.
 //
 //	go test ./rulegen/backtest -run '^$' -fuzz FuzzReadCSV -fuzztime 30s
@@ -31,6 +34,7 @@ func FuzzReadCSV(f *testing.F) {
 		"timestamp,value\n2026-01-01T00:30:00+01:00,+Inf\n2026-01-01 00:00:00,NaN\n",
 		"\ufefftimestamp,value\n2026-01-01 00:00:00,1e400\n",
 		"value,timestamp\n",
+		"timestamp,value\n2026-01-01 00:00:00,1.7e308\n2026-01-01 00:00:00,1.6e308\n2026-01-01 00:00:00,NaN\n",
 		cc,
 	} {
 		f.Add([]byte(s))
@@ -68,6 +72,22 @@ func FuzzReadCSV(f *testing.F) {
 			}
 			if math.IsInf(p.V, 0) {
 				t.Fatalf("row %d: an infinity was kept", i)
+			}
+		}
+		var streamed []baseline.Point
+		_, err = StreamFile(path, func(p baseline.Point) error { streamed = append(streamed, p); return nil })
+		if errors.Is(err, errTooLate) {
+			return // read whole and sorted in memory instead: the points above
+		}
+		if err != nil {
+			t.Fatalf("read whole, but streaming failed: %v", err)
+		}
+		if len(streamed) != len(pts) {
+			t.Fatalf("streamed %d points, read %d", len(streamed), len(pts))
+		}
+		for i := range pts {
+			if !pts[i].T.Equal(streamed[i].T) || math.Float64bits(pts[i].V) != math.Float64bits(streamed[i].V) && !(math.IsNaN(pts[i].V) && math.IsNaN(streamed[i].V)) {
+				t.Fatalf("point %d: read %+v, streamed %+v", i, pts[i], streamed[i])
 			}
 		}
 	})
