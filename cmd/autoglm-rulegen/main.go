@@ -69,6 +69,11 @@ func main() {
 	case sloCmd.FullCommand():
 		err = writeSLORules(*app.ConfigFile, *sloInputs, *sloWindow, *sloOutput)
 	case btCmd.FullCommand() + "/forecast":
+		if *btOutput != "" || *btReport != "" || *btStrict {
+			// Accepting them would leave the user waiting for files that never come.
+			err = errors.New("--forecast prints a table of forecast errors; --output, --report and --strict belong to the alert backtest")
+			break
+		}
 		err = forecastTable(ctx, *btInputs, *btKind, *btWorkers)
 	case btCmd.FullCommand():
 		err = backtest.Run(ctx, backtest.CLI{Inputs: *btInputs, Kind: *btKind, Output: *btOutput, Report: *btReport, Strict: *btStrict, Workers: *btWorkers}, logger)

@@ -177,3 +177,30 @@ func TestSLOWritesSlothSpecRules(t *testing.T) {
 		t.Fatalf("generate with a broken Sloth spec: err %v, output:\n%s", err, b)
 	}
 }
+
+// The backtest writes one kind of report: asked for a PNG (or for files
+// the forecast table does not write) it exits non-zero with the reason
+// and writes nothing, rather than HTML under a .png name.
+func TestBacktestRefusesReportsItCannotWrite(t *testing.T) {
+	bin := testenv.Binary(t, "autoglm-rulegen")
+	dir := t.TempDir()
+	in := filepath.Join(dir, "a.csv")
+	if err := os.WriteFile(in, []byte("timestamp,value\n2026-01-01 00:00:00,1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--output", filepath.Join(dir, "o.json"), "--report", filepath.Join(dir, "r.png")}, "the report is a self-contained HTML page; name it .html (no png output)"},
+		{[]string{"--forecast", "--report", filepath.Join(dir, "r.html")}, "--forecast prints a table"},
+	} {
+		b, err := exec.Command(bin, append([]string{"backtest", "--input", in}, tc.args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(b), tc.want) {
+			t.Errorf("%v: err %v, output:\n%s", tc.args, err, b)
+		}
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 {
+		t.Errorf("files written: %v", left)
+	}
+}
