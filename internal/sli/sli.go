@@ -53,6 +53,7 @@ const (
 	TokenOutputReasoning = "output_reasoning"
 	TokenOutputEstimated = "output_estimated"
 )
+
 // WorkloadLabels name the server behind every traffic series: a service name
 // and, for a server in a network namespace other than the host's, that
 // namespace; in Kubernetes the pod's namespace, name and container

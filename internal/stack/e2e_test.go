@@ -17,7 +17,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/open-autoglm/autoglm-monitor/exporter/kafka/kafkatest"
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"

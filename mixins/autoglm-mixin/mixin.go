@@ -18,7 +18,7 @@ import (
 	jsonnet "github.com/google/go-jsonnet"
 	"github.com/google/go-jsonnet/formatter"
 	"github.com/prometheus/common/model"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/open-autoglm/autoglm-monitor/dashboards"
 	"github.com/open-autoglm/autoglm-monitor/internal/config"

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-jsonnet/formatter"
 	"github.com/prometheus/prometheus/model/rulefmt"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/open-autoglm/autoglm-monitor/dashboards/lint"
 	"github.com/open-autoglm/autoglm-monitor/internal/sli"

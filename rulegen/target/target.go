@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/prometheus/model/rulefmt"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/open-autoglm/autoglm-monitor/rulegen/rules"
 )
