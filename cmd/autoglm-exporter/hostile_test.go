@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,34 +23,16 @@ func accessLogConfig(t *testing.T, logPath string) string {
 	return cfg
 }
 
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // exporterProc is the exporter binary reading an access log at logPath.
 type exporterProc struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testenv.LogBuffer
 	done chan error
 }
 
 func startExporter(t *testing.T, logPath, addr string) *exporterProc {
 	t.Helper()
-	p := &exporterProc{out: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &exporterProc{out: &testenv.LogBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(testenv.Binary(t, "autoglm-exporter"), "--config.file="+accessLogConfig(t, logPath), "--web.listen-address="+addr)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {

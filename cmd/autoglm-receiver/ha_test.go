@@ -117,7 +117,7 @@ receivers:
 	var urls []string
 	for i := range 2 {
 		port := testenv.FreePort(t)
-		logs := &syncBuffer{}
+		logs := &testenv.LogBuffer{}
 		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, fmt.Sprint("am", i)),
 			"--web.listen-address="+testenv.Addr(port),
 			"--cluster.listen-address="+testenv.Addr(gossip[i]), "--cluster.advertise-address="+testenv.Addr(gossip[i]),

@@ -95,26 +95,9 @@ func (s *sink) snapshot() (map[string]int, []string) {
 // proc is a running receiver binary.
 type proc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 	url  string
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func writeConfig(t testing.TB, dir, body string) string {
@@ -127,10 +110,10 @@ func writeConfig(t testing.TB, dir, body string) string {
 }
 
 // start runs the binary and waits until it is ready.
-func start(t testing.TB, bin, cfg string, port int, logs *syncBuffer, extra ...string) *proc {
+func start(t testing.TB, bin, cfg string, port int, logs *testenv.LogBuffer, extra ...string) *proc {
 	t.Helper()
 	if logs == nil {
-		logs = &syncBuffer{}
+		logs = &testenv.LogBuffer{}
 	}
 	args := []string{"--config.file=" + cfg, "--web.listen-address=" + testenv.Addr(port)}
 	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--log.level") }) {

@@ -392,7 +392,7 @@ receivers:
 `, p.url)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	amLogs := &syncBuffer{}
+	amLogs := &testenv.LogBuffer{}
 	am := exec.Command(amBin, "--config.file="+amCfg, "--storage.path="+filepath.Join(dir, "am"),
 		"--web.listen-address="+testenv.Addr(amPort), "--cluster.listen-address=")
 	am.Stdout, am.Stderr = amLogs, amLogs

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -181,7 +180,7 @@ func TestStaticBoringSSLReported(t *testing.T) {
 	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || !strings.HasPrefix(line, "ready") {
 		t.Fatalf("stand-in: %q, %v", line, err)
 	}
-	var logs lockedBuffer
+	var logs testenv.LogBuffer
 	src2, err := New(Options{Ports: []uint16{uint16(port)}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -209,22 +208,4 @@ autoglm_exporter_tls_processes{library="boringssl",status="unsupported"} 1
 	if !strings.Contains(logs.String(), "library=boringssl") || !strings.Contains(logs.String(), bin) {
 		t.Errorf("no log line naming BoringSSL and %s:\n%s", bin, logs.String())
 	}
-}
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

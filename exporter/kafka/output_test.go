@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -355,24 +354,6 @@ func TestCreatesTopic(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink the producer's goroutines may write concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TLS and SASL against a broker that requires both: the right CA and
 // password produce; a wrong password or an unknown CA fail with counted
 // errors of their kind; the password never reaches the log.
@@ -407,7 +388,7 @@ func TestTLSAndSASL(t *testing.T) {
 		{"wrong server name", &tls.Config{RootCAs: pool, ServerName: "other.test", MinVersion: tls.VersionTLS12}, password, "SCRAM-SHA-256", errTLS},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testenv.LogBuffer
 			o := baseOptions(b.Addr())
 			o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			o.TLS = tc.tls
@@ -453,7 +434,7 @@ func TestTLSAndSASL(t *testing.T) {
 
 // SASL over plaintext is allowed but said loudly at start.
 func TestSASLWithoutTLSWarns(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	o := baseOptions("127.0.0.1:9")
 	o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	o.SASL = plain.Auth{User: "u", Pass: "topsecret"}.AsMechanism()

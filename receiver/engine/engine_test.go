@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/open-autoglm/autoglm-monitor/internal/testenv"
 	"github.com/open-autoglm/autoglm-monitor/receiver/notify"
 	"github.com/open-autoglm/autoglm-monitor/receiver/redact"
 	"github.com/open-autoglm/autoglm-monitor/receiver/route"
@@ -71,26 +71,9 @@ type env struct {
 	store  store.Store
 	eng    *Engine
 	reg    *prometheus.Registry
-	logs   *syncBuffer
+	logs   *testenv.LogBuffer
 	cancel context.CancelFunc
 	dir    string
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var policy = Policy{InitialBackoff: time.Second, MaxBackoff: time.Minute, Jitter: 0, ExpireAfter: time.Hour}
@@ -113,7 +96,7 @@ func newEnvWith(t *testing.T, dir string, esc Escalator, chs ...notify.Integrati
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	reg := prometheus.NewRegistry()
 	e, err := New(Options{
 		Store: st, Logger: slog.New(slog.NewTextHandler(logs, nil)), Policy: policy,

@@ -156,6 +156,21 @@ type Options struct {
 	Now       func() time.Time
 }
 
+// WithDefaults fills the options left zero: the system clock, a one-hour
+// deduplication window and 30 days of retention.
+func (o Options) WithDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.DedupWindow <= 0 {
+		o.DedupWindow = time.Hour
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
+	}
+	return o
+}
+
 // Bolt is the embedded store: one bbolt file, one replica.
 type Bolt struct {
 	db   *bolt.DB
@@ -182,15 +197,7 @@ func Open(dir string, o Options) (*Bolt, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.DedupWindow <= 0 {
-		o.DedupWindow = time.Hour
-	}
-	if o.Retention <= 0 {
-		o.Retention = 30 * 24 * time.Hour
-	}
+	o = o.WithDefaults()
 	path := filepath.Join(dir, "receiver.db")
 	bo := &bolt.Options{
 		Timeout: 5 * time.Second,

@@ -68,15 +68,7 @@ var _ store.Shared = (*Store)(nil)
 
 // Open connects, applies the schema migrations and returns the store.
 func Open(ctx context.Context, c Config, o store.Options) (*Store, error) {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.DedupWindow <= 0 {
-		o.DedupWindow = time.Hour
-	}
-	if o.Retention <= 0 {
-		o.Retention = 30 * 24 * time.Hour
-	}
+	o = o.WithDefaults()
 	if c.Lease <= 0 {
 		c.Lease = 15 * time.Second
 	}
