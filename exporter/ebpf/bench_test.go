@@ -324,7 +324,7 @@ func BenchmarkStreamWrite(b *testing.B) {
 		"other body":   answer("application/jsonl", '{'),
 	}
 	var mode atomic.Value
-	port, addr := benchRawServer(b, func(fd int) error {
+	serve := func(fd int) error {
 		buf := make([]byte, 512)
 		if _, err := unix.Read(fd, buf); err != nil {
 			return err
@@ -335,7 +335,10 @@ func BenchmarkStreamWrite(b *testing.B) {
 			}
 		}
 		return nil
-	})
+	}
+	// A client may hang up mid-write as the benchmark ends; only the BPF
+	// time of the writes matters here, so the server's errors are not failures.
+	port, addr := rawServer(b, func(fd int) error { _ = serve(fd); return nil })
 	statsOff, err := cebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
 		b.Fatal(err)
@@ -402,33 +405,4 @@ func BenchmarkStreamWrite(b *testing.B) {
 	if st.StreamBytesSkipped == 0 {
 		b.Fatal("no event-stream write had its middle left out")
 	}
-}
-
-// benchRawServer serves each connection with serve on a blocking fd.
-func benchRawServer(b *testing.B, serve func(fd int) error) (uint16, string) {
-	port := testenv.FreePort(b)
-	addr := testenv.Addr(port)
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				f, err := c.(*net.TCPConn).File()
-				if err != nil {
-					return
-				}
-				defer f.Close()
-				_ = serve(int(f.Fd()))
-			}()
-		}
-	}()
-	return uint16(port), addr
 }

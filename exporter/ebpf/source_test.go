@@ -353,7 +353,7 @@ func TestFDReuseGetsNewConnID(t *testing.T) {
 }
 
 // rawServer accepts connections on port and runs serve on each raw fd.
-func rawServer(t *testing.T, serve func(fd int) error) (uint16, string) {
+func rawServer(t testing.TB, serve func(fd int) error) (uint16, string) {
 	t.Helper()
 	port := testenv.FreePort(t)
 	addr := testenv.Addr(port)
